@@ -1,0 +1,48 @@
+#pragma once
+
+#include "actors/schedule.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/directory.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace chime {
+
+/// What a node's actors share: the clock, where to find each other, and the
+/// settings they act on. Built once by the node before any actor starts and
+/// never changed afterwards; actors hold it by shared pointer.
+struct node_context {
+  clock_ptr clock;
+  directory_ptr dir;
+  schedule_rules rules;
+  millis horizon{std::chrono::hours{1}}; ///< users due within stay resident
+  millis poll_interval{std::chrono::minutes{1}}; ///< Chime time between loads
+  uint32_t shard_count = 256;
+  std::vector<uint32_t> owned_shards;
+  uint32_t delivery_concurrency_max = 16;
+  uint32_t delivery_attempts_max = 25;
+  millis backoff_base{200};
+  millis backoff_cap{30000};
+  millis email_timeout{5000};
+  /// Spawns one mailer (the email seam): an actor answering
+  /// (send_atom, email, message, idempotency key) with a send_result.
+  std::function<caf::actor(caf::actor_system&)> make_mailer;
+  uint64_t seed = 0; ///< for jitter; fixed in simulations
+};
+
+using context_ptr = std::shared_ptr<const node_context>;
+
+/// Directory names of a node's actors.
+inline constexpr const char* journal_name = "journal";
+inline constexpr const char* delivery_name = "delivery";
+std::string shard_name(uint32_t shard);
+
+/// How long actors wait for the journal before treating it as unavailable.
+inline constexpr std::chrono::seconds journal_timeout{15};
+
+} // namespace chime

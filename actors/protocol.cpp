@@ -1,0 +1,43 @@
+#include "actors/protocol.hpp"
+
+#include "actors/errc.hpp"
+
+#include <caf/actor_system_config.hpp>
+
+namespace chime {
+
+std::string to_string(journal_errc x) {
+  switch (x) {
+    case journal_errc::not_found:
+      return "not_found";
+    case journal_errc::conflict:
+      return "conflict";
+    case journal_errc::unavailable:
+      return "unavailable";
+  }
+  return "unknown";
+}
+
+void add_chime_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<user_record>("user_record")
+    .add_message_type<due_entry>("due_entry")
+    .add_message_type<std::vector<due_entry>>("std::vector<due_entry>")
+    .add_message_type<delivery_record>("delivery_record")
+    .add_message_type<std::vector<delivery_record>>(
+      "std::vector<delivery_record>")
+    .add_message_type<user_view>("user_view")
+    .add_message_type<std::vector<user_view>>("std::vector<user_view>")
+    .add_message_type<users_page>("users_page")
+    .add_message_type<fire_request>("fire_request")
+    .add_message_type<attempt_verdict>("attempt_verdict")
+    .add_message_type<delivery_outcome>("delivery_outcome")
+    .add_message_type<send_result>("send_result")
+    .add_message_type<journal_stats>("journal_stats")
+    .add_error_category(caf::atom("journal"),
+                        [](uint8_t code, caf::atom_value, const caf::message&) {
+                          return "journal: "
+                                 + to_string(static_cast<journal_errc>(code));
+                        });
+}
+
+} // namespace chime

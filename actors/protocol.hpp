@@ -1,0 +1,177 @@
+#pragma once
+
+// Every atom and message type that crosses an actor boundary in Chime. The
+// journal protocol (create ... ping) is the `journal` seam: persistence/
+// implements it on PostgreSQL and sims/ in memory.
+
+#include "actors/user_record.hpp"
+
+#include <caf/atom.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace chime {
+
+// -- journal seam -------------------------------------------------------------
+using create_atom = caf::atom_constant<caf::atom("create")>;     // (user_view) -> ok
+using replace_atom = caf::atom_constant<caf::atom("replace")>;   // (user_view) -> ok
+using remove_atom = caf::atom_constant<caf::atom("remove")>;     // (id, at_ms) -> ok
+using read_atom = caf::atom_constant<caf::atom("read")>;         // (id) -> user_view
+using list_atom = caf::atom_constant<caf::atom("list")>;         // (cursor, limit) -> users_page
+using load_due_atom = caf::atom_constant<caf::atom("load_due")>; // (until_ms, shards) -> vector<user_view>
+using fire_atom = caf::atom_constant<caf::atom("fire")>;         // (fire_request) -> bool recorded
+using pending_atom = caf::atom_constant<caf::atom("pending")>;   // () -> vector<delivery_record>
+using attempt_atom = caf::atom_constant<caf::atom("attempt")>;   // (key, now_ms, catch_up_ms) -> attempt_verdict
+using outcome_atom = caf::atom_constant<caf::atom("outcome")>;   // (delivery_outcome) -> ok
+using deliveries_atom = caf::atom_constant<caf::atom("deliveries")>; // (user, status, limit) -> vector<delivery_record>
+using ping_atom = caf::atom_constant<caf::atom("ping")>;         // () -> ok
+using stats_atom = caf::atom_constant<caf::atom("stats")>;       // () -> journal_stats
+
+// -- node-internal ------------------------------------------------------------
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using wake_atom = caf::atom_constant<caf::atom("wake")>;
+using submit_atom = caf::atom_constant<caf::atom("submit")>; // handoff seam: (delivery_record)
+using send_atom = caf::atom_constant<caf::atom("send")>;     // mailer seam: (email, message, key) -> send_result
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using upsert_atom = caf::atom_constant<caf::atom("upsert")>; // shard: (user_view)
+using evict_atom = caf::atom_constant<caf::atom("evict")>;   // shard: (user id)
+using drain_atom = caf::atom_constant<caf::atom("drain")>;   // delivery: (user id) -> ok once idle
+
+/// The next send of one occasion of a user.
+struct due_entry {
+  std::string occasion;
+  int64_t due_at_ms = 0;
+  std::string local_date; ///< "YYYY-MM-DD"
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, due_entry& x) {
+  return f(caf::meta::type_name("due_entry"), x.occasion, x.due_at_ms,
+           x.local_date);
+}
+
+/// One message's delivery as the journal records it.
+struct delivery_record {
+  std::string key;
+  std::string user_id;
+  std::string occasion;
+  std::string local_date;
+  int64_t due_at_ms = 0;
+  std::string status; ///< scheduled|handed_off|sent|failed|dead|expired|cancelled
+  uint32_t attempts = 0;
+  std::string last_error; ///< empty: none
+  int64_t sent_at_ms = 0; ///< 0: not sent
+  std::string email;
+  std::string message;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, delivery_record& x) {
+  return f(caf::meta::type_name("delivery_record"), x.key, x.user_id,
+           x.occasion, x.local_date, x.due_at_ms, x.status, x.attempts,
+           x.last_error, x.sent_at_ms, x.email, x.message);
+}
+
+/// A user with its next due sends, and (when read) its recent deliveries.
+/// `due` replaces the user's whole due index on create and replace.
+struct user_view {
+  user_record user;
+  std::vector<due_entry> due;
+  std::vector<delivery_record> deliveries;
+  int64_t at_ms = 0; ///< when the change happened, on Chime's clock
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, user_view& x) {
+  return f(caf::meta::type_name("user_view"), x.user, x.due, x.deliveries,
+           x.at_ms);
+}
+
+struct users_page {
+  std::vector<user_view> users;
+  std::string next_cursor; ///< empty: no more
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, users_page& x) {
+  return f(caf::meta::type_name("users_page"), x.users, x.next_cursor);
+}
+
+/// A user actor's report that an occasion fell due: the journal records the
+/// delivery and moves the due index to `next` in one transaction, but only
+/// if the index still holds `due` (otherwise the report is stale).
+struct fire_request {
+  std::string user_id;
+  due_entry due;
+  due_entry next;
+  delivery_record delivery;
+  int64_t at_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, fire_request& x) {
+  return f(caf::meta::type_name("fire_request"), x.user_id, x.due, x.next,
+           x.delivery, x.at_ms);
+}
+
+/// Whether a delivery may be attempted now; `attempts` counts this one.
+struct attempt_verdict {
+  bool proceed = false;
+  uint32_t attempts = 0;
+  std::string status; ///< the delivery's status when not proceeding
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, attempt_verdict& x) {
+  return f(caf::meta::type_name("attempt_verdict"), x.proceed, x.attempts,
+           x.status);
+}
+
+struct delivery_outcome {
+  std::string key;
+  std::string status; ///< sent | failed | dead
+  std::string error;
+  int64_t at_ms = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, delivery_outcome& x) {
+  return f(caf::meta::type_name("delivery_outcome"), x.key, x.status, x.error,
+           x.at_ms);
+}
+
+/// The email service's answer to one request.
+struct send_result {
+  int http_status = 0;       ///< 0: no answer (connect error, time-out)
+  int64_t retry_after_ms = -1; ///< from Retry-After; -1: none
+  std::string error;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, send_result& x) {
+  return f(caf::meta::type_name("send_result"), x.http_status,
+           x.retry_after_ms, x.error);
+}
+
+struct journal_stats {
+  int64_t users = 0;
+  int64_t due_next_hour = 0;
+  int64_t pending_deliveries = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, journal_stats& x) {
+  return f(caf::meta::type_name("journal_stats"), x.users, x.due_next_hour,
+           x.pending_deliveries);
+}
+
+/// Registers every type above with the actor system (and the error
+/// categories of every subsystem).
+void add_chime_types(caf::actor_system_config& cfg);
+
+} // namespace chime

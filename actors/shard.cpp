@@ -1,0 +1,136 @@
+#include "actors/shard.hpp"
+
+#include "actors/protocol.hpp"
+#include "actors/sharding.hpp"
+#include "actors/user.hpp"
+#include "runtime/log.hpp"
+#include "runtime/metrics.hpp"
+
+#include <caf/all.hpp>
+
+#include <unordered_map>
+
+namespace chime {
+
+namespace {
+
+struct shard_state {
+  context_ptr ctx;
+  uint32_t id = 0;
+  std::unordered_map<std::string, caf::actor> users;
+  std::map<caf::actor_addr, std::string> ids;
+  static inline const char* name = "chime.shard";
+};
+
+using shard_actor = caf::stateful_actor<shard_state>;
+
+metric& resident_users() {
+  return get_metric("chime_resident_users", "gauge",
+                    "user actors resident in memory");
+}
+
+bool due_within_horizon(const context_ptr& ctx, const user_view& v) {
+  auto limit = to_ms(ctx->clock->now() + ctx->horizon);
+  for (auto& d : v.due)
+    if (d.due_at_ms <= limit)
+      return true;
+  return false;
+}
+
+caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
+  self->state.ctx = std::move(ctx);
+  self->state.id = id;
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    auto& st = self->state;
+    auto i = st.ids.find(msg.source);
+    if (i == st.ids.end()) {
+      self->quit(msg.reason); // from our supervisor
+      return;
+    }
+    if (msg.reason && msg.reason != caf::exit_reason::user_shutdown)
+      log(log_level::warn, "shard", "user actor failed",
+          {{"user_id", i->second},
+           {"reason", self->system().render(msg.reason)}});
+    st.users.erase(i->second);
+    st.ids.erase(i);
+    resident_users().add(-1);
+  });
+  self->attach_functor([self](const caf::error&) {
+    resident_users().add(-static_cast<int64_t>(self->state.users.size()));
+  });
+  return {
+    [=](upsert_atom, user_view& v, bool from_poll) {
+      auto& st = self->state;
+      auto i = st.users.find(v.user.id);
+      if (i != st.users.end()) {
+        // A resident actor already knows better than a poll's snapshot.
+        if (!from_poll)
+          self->send(i->second, upsert_atom::value, std::move(v));
+        return;
+      }
+      if (!due_within_horizon(st.ctx, v))
+        return;
+      auto user_id = v.user.id;
+      auto actor = spawn_user(self, st.ctx, std::move(v));
+      st.ids.emplace(actor.address(), user_id);
+      st.users.emplace(std::move(user_id), std::move(actor));
+      resident_users().add(1);
+    },
+    [=](evict_atom, const std::string& user_id) {
+      auto& st = self->state;
+      auto i = st.users.find(user_id);
+      if (i != st.users.end())
+        self->send_exit(i->second, caf::exit_reason::user_shutdown);
+    },
+    [=](caf::get_atom) -> uint64_t { return self->state.users.size(); },
+  };
+}
+
+struct poller_state {
+  context_ptr ctx;
+  static inline const char* name = "chime.due_poller";
+};
+
+using poller_actor = caf::stateful_actor<poller_state>;
+
+caf::behavior due_poller(poller_actor* self, context_ptr ctx) {
+  self->state.ctx = std::move(ctx);
+  self->send(self, tick_atom::value);
+  return {
+    [=](tick_atom) {
+      auto& ctx = self->state.ctx;
+      auto until = ctx->clock->now() + ctx->horizon;
+      auto real_interval = std::max<std::chrono::microseconds>(
+        ctx->clock->real_delay(ctx->poll_interval), std::chrono::milliseconds{100});
+      self->delayed_send(self, real_interval, tick_atom::value);
+      self
+        ->request(ctx->dir->get(journal_name), journal_timeout,
+                  load_due_atom::value, to_ms(until), ctx->owned_shards)
+        .then(
+          [=](std::vector<user_view>& users) {
+            auto& ctx = self->state.ctx;
+            for (auto& v : users) {
+              auto shard = ctx->dir->get(
+                shard_name(shard_of(v.user.id, ctx->shard_count)));
+              self->send(shard, upsert_atom::value, std::move(v), true);
+            }
+          },
+          [=](caf::error& err) {
+            log(log_level::warn, "due_poller", "could not load due users",
+                {{"error", self->system().render(err)}});
+          });
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, uint32_t id) {
+  return sys.spawn(shard, std::move(ctx), id);
+}
+
+caf::actor spawn_due_poller(caf::actor_system& sys, context_ptr ctx) {
+  return sys.spawn(due_poller, std::move(ctx));
+}
+
+} // namespace chime

@@ -1,0 +1,167 @@
+#include "cluster/node.hpp"
+
+#include "actors/delivery.hpp"
+#include "actors/occasion.hpp"
+#include "actors/protocol.hpp"
+#include "actors/shard.hpp"
+#include "config/settings.hpp"
+#include "net/email_client.hpp"
+#include "net/http_api.hpp"
+#include "persistence/pg_journal.hpp"
+#include "runtime/log.hpp"
+#include "runtime/supervisor.hpp"
+
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <random>
+
+namespace chime {
+
+namespace {
+
+clock_ptr make_clock(const settings& cfg) {
+  if (cfg.clock_start_ms)
+    return make_virtual_clock(from_ms(*cfg.clock_start_ms), cfg.clock_rate);
+  if (cfg.clock_rate != 1.0)
+    return make_virtual_clock(make_wall_clock()->now(), cfg.clock_rate);
+  return make_wall_clock();
+}
+
+void configure_occasions(const settings& cfg) {
+  for (auto& kind : occasion_registry()) {
+    auto i = cfg.send_times.find(std::string{kind->name()});
+    if (i == cfg.send_times.end())
+      continue;
+    auto h = std::stoi(i->second.substr(0, 2));
+    auto m = std::stoi(i->second.substr(3, 2));
+    kind->set_send_time(std::chrono::minutes{h * 60 + m});
+  }
+}
+
+std::shared_ptr<node_context> make_context(const settings& cfg) {
+  auto ctx = std::make_shared<node_context>();
+  ctx->clock = make_clock(cfg);
+  ctx->dir = std::make_shared<directory>();
+  ctx->rules.feb29 = cfg.feb29_rule == "mar1" ? feb29_rule::mar1
+                                              : feb29_rule::feb28;
+  ctx->rules.catch_up = std::chrono::seconds{cfg.catch_up_s};
+  // Polls run at least every 100 ms of real time; the horizon must cover
+  // several polls of Chime time, or a fast clock would skip past due users.
+  auto real_poll = std::max<std::chrono::microseconds>(
+    ctx->clock->real_delay(std::chrono::seconds{cfg.due_poll_s}),
+    std::chrono::milliseconds{100});
+  auto poll = millis{static_cast<int64_t>(
+    static_cast<double>(real_poll.count()) / 1000.0 * cfg.clock_rate)};
+  ctx->poll_interval = poll;
+  ctx->horizon = std::max<millis>(std::chrono::seconds{cfg.horizon_s}, 3 * poll);
+  ctx->shard_count = cfg.shard_count;
+  for (uint32_t s = 0; s < cfg.shard_count; ++s)
+    ctx->owned_shards.push_back(s);
+  ctx->delivery_concurrency_max = cfg.delivery_concurrency_max;
+  ctx->delivery_attempts_max = cfg.delivery_attempts_max;
+  ctx->backoff_base = millis{cfg.backoff_base_ms};
+  ctx->backoff_cap = millis{cfg.backoff_cap_ms};
+  ctx->email_timeout = millis{cfg.email_timeout_ms};
+  ctx->make_mailer = [url = cfg.email_url,
+                      timeout = ctx->email_timeout](caf::actor_system& sys) {
+    return spawn_email_client(sys, url, timeout);
+  };
+  ctx->seed = std::random_device{}();
+  return ctx;
+}
+
+/// Wraps a spawn so that the new incarnation is registered under `name`.
+child_spec registered(std::string name, context_ptr ctx,
+                      std::function<caf::actor(caf::actor_system&)> spawn) {
+  return child_spec{name, [name, ctx, spawn](caf::actor_system& sys) {
+                      auto handle = spawn(sys);
+                      ctx->dir->put(name, handle);
+                      return handle;
+                    }};
+}
+
+std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
+  std::vector<child_spec> children;
+  pg_journal_options jopts{cfg.database_url, cfg.shard_count,
+                           cfg.journal_batch_max};
+  children.push_back(registered(journal_name, ctx, [jopts](auto& sys) {
+    return spawn_pg_journal(sys, jopts);
+  }));
+  children.push_back(registered(delivery_name, ctx, [ctx](auto& sys) {
+    return spawn_delivery(sys, ctx);
+  }));
+  for (auto s : ctx->owned_shards)
+    children.push_back(registered(shard_name(s), ctx, [ctx, s](auto& sys) {
+      return spawn_shard(sys, ctx, s);
+    }));
+  children.push_back(registered("due_poller", ctx, [ctx](auto& sys) {
+    return spawn_due_poller(sys, ctx);
+  }));
+  return children;
+}
+
+} // namespace
+
+int run_node(const settings& cfg) {
+  set_log_level(parse_log_level(cfg.log_level));
+  configure_occasions(cfg);
+  // Signals are taken synchronously by this thread only; every thread
+  // started from here on inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  caf::actor_system_config sys_cfg;
+  add_chime_types(sys_cfg);
+  caf::actor_system sys{sys_cfg};
+  auto ctx = make_context(cfg);
+  supervisor_options sopts;
+  sopts.restart_max = cfg.restart_max;
+  sopts.restart_window = std::chrono::seconds{cfg.restart_window_s};
+  auto root = spawn_supervisor(sys, "node", sopts, node_children(cfg, ctx));
+  std::atomic<bool> root_down{false};
+  root->attach_functor([&root_down] { root_down = true; });
+
+  http_api api{sys, ctx, http_api_options{cfg.http_bind, cfg.http_port,
+                                          cfg.http_threads, cfg.api_token}};
+  if (!api.start()) {
+    log(log_level::error, "node", "cannot listen on the HTTP port",
+        {{"port", int64_t{cfg.http_port}}});
+    caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
+    return 2;
+  }
+  log(log_level::info, "node", "serving",
+      {{"node", cfg.node_name},
+       {"http", "http://" + cfg.http_bind + ":" + std::to_string(cfg.http_port)},
+       {"clock", format_instant(ctx->clock->now())},
+       {"clock_rate", cfg.clock_rate}});
+
+  int exit_code = 0;
+  timespec poll{0, 200 * 1000 * 1000};
+  for (;;) {
+    int sig = sigtimedwait(&signals, nullptr, &poll);
+    if (sig == SIGTERM || sig == SIGINT) {
+      log(log_level::info, "node", "draining", {{"signal", int64_t{sig}}});
+      break;
+    }
+    if (root_down) {
+      log(log_level::error, "node", "supervision tree gave up");
+      exit_code = 1;
+      break;
+    }
+  }
+  api.stop();
+  caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
+  {
+    caf::scoped_actor self{sys};
+    self->wait_for(root);
+  }
+  log(log_level::info, "node", "stopped");
+  return exit_code;
+}
+
+} // namespace chime

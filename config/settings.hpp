@@ -1,0 +1,69 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace chime {
+
+/// Every setting of a Chime node. Filled by `load_settings` from defaults, then
+/// the config file, then `CHIME_*` environment variables, then flags; the last
+/// source to name a key wins. A value object: copied into whoever needs it.
+struct settings {
+  std::string config_file;
+  std::string http_bind = "127.0.0.1";
+  uint16_t http_port = 8080;
+  std::string database_url = "postgresql://postgres@127.0.0.1:55432/chime";
+  std::string amqp_url = "amqp://guest:guest@127.0.0.1:55672/";
+  std::string email_url = "http://127.0.0.1:8025";
+  std::optional<int64_t> clock_start_ms; ///< virtual clock origin (UTC, ms)
+  double clock_rate = 1.0;
+  std::string api_token;
+  double email_rate_per_s = 0; ///< 0: unlimited
+  uint32_t email_burst = 100;
+  uint32_t email_timeout_ms = 5000;
+  int64_t catch_up_s = 259200;
+  std::string node_name = "chime-1";
+  uint16_t cluster_port = 4370;
+  std::string seed;
+  uint32_t shard_count = 256;
+  std::string feb29_rule = "feb28"; ///< feb28 | mar1
+  std::map<std::string, std::string> send_times; ///< occasion -> "HH:MM"
+  int64_t horizon_s = 3600;  ///< users due within this stay resident
+  int64_t due_poll_s = 60;   ///< how often shards look for newly close users
+  uint32_t delivery_concurrency_max = 16;
+  uint32_t delivery_attempts_max = 25;
+  uint32_t backoff_base_ms = 200;
+  uint32_t backoff_cap_ms = 30000;
+  uint32_t journal_batch_max = 512;
+  uint32_t http_threads = 8;
+  uint32_t restart_max = 5;     ///< supervisor restarts allowed ...
+  uint32_t restart_window_s = 10; ///< ... within this many seconds
+  std::string log_level = "info";
+};
+
+/// The outcome of loading settings: the settings, or one message naming the
+/// offending key and value. `rest` holds the positional words (sub-commands).
+struct settings_result {
+  settings value;
+  std::vector<std::string> rest;
+  std::string error;
+  bool help = false;
+  explicit operator bool() const { return error.empty(); }
+};
+
+/// Parses `argv` (after the sub-command), the environment and the config file.
+/// `environ_entries` are "NAME=value" strings, normally from `environ`.
+settings_result load_settings(const std::vector<std::string>& args,
+                              const std::vector<std::string>& environ_entries);
+
+/// Documentation of every key: flag, environment variable, default, meaning.
+std::string settings_help();
+
+/// Parses "2027-03-15T03:14:00Z" (also with fractional seconds or an offset)
+/// into milliseconds since the epoch.
+std::optional<int64_t> parse_utc_instant(const std::string& text);
+
+} // namespace chime

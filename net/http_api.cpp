@@ -1,0 +1,367 @@
+#include "net/http_api.hpp"
+
+#include "actors/errc.hpp"
+#include "actors/protocol.hpp"
+#include "actors/sharding.hpp"
+#include "net/user_json.hpp"
+#include "runtime/log.hpp"
+#include "runtime/metrics.hpp"
+
+#include <caf/all.hpp>
+#include <httplib.h>
+
+#include <random>
+#include <thread>
+
+namespace chime {
+
+namespace {
+
+constexpr const char* problem_type = "application/problem+json";
+constexpr const char* json_type = "application/json";
+constexpr uint32_t page_limit_max = 1000;
+
+const std::vector<std::string> delivery_statuses
+  = {"scheduled", "handed_off", "sent",     "failed",
+     "dead",      "expired",    "cancelled"};
+
+void reply_problem(httplib::Response& res, const problem& p) {
+  res.status = p.status;
+  res.set_content(problem_json(p), problem_type);
+}
+
+problem journal_problem(const caf::error& err) {
+  if (is(err, journal_errc::not_found))
+    return {404, "Not found", "no user with that id", {}};
+  if (is(err, journal_errc::conflict))
+    return {409, "Conflict", "field 'email': already used by another user",
+            "email"};
+  return {503, "Unavailable", "the journal is unavailable; retry later", {}};
+}
+
+std::string new_user_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  auto hex = [](uint64_t x, int digits) {
+    static const char* d = "0123456789abcdef";
+    std::string s(static_cast<size_t>(digits), '0');
+    for (int i = digits - 1; i >= 0; --i, x >>= 4)
+      s[static_cast<size_t>(i)] = d[x & 0xF];
+    return s;
+  };
+  auto a = rng(), b = rng();
+  // UUID version 4 layout.
+  a = (a & 0xFFFFFFFFFFFF0FFFull) | 0x0000000000004000ull;
+  b = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;
+  auto s = hex(a, 16) + hex(b, 16);
+  return s.substr(0, 8) + "-" + s.substr(8, 4) + "-" + s.substr(12, 4) + "-"
+         + s.substr(16, 4) + "-" + s.substr(20, 12);
+}
+
+} // namespace
+
+struct http_api::impl {
+  caf::actor_system& sys;
+  context_ptr ctx;
+  http_api_options opts;
+  httplib::Server server;
+  std::thread thread;
+
+  impl(caf::actor_system& s, context_ptr c, http_api_options o)
+    : sys(s), ctx(std::move(c)), opts(std::move(o)) {
+  }
+
+  /// Sends a request to `dest` and waits (on this HTTP thread) for the reply.
+  template <class T, class... Ts>
+  caf::expected<T> ask(const caf::actor& dest, Ts&&... xs) {
+    if (!dest)
+      return make_error(journal_errc::unavailable);
+    caf::scoped_actor self{sys};
+    caf::expected<T> result{caf::error{}};
+    self->request(dest, journal_timeout, std::forward<Ts>(xs)...)
+      .receive([&](T& x) { result = std::move(x); },
+               [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+
+  caf::actor journal() const {
+    return ctx->dir->get(journal_name);
+  }
+
+  caf::actor shard_for(const std::string& user_id) const {
+    return ctx->dir->get(shard_name(shard_of(user_id, ctx->shard_count)));
+  }
+
+  bool authorized(const httplib::Request& req, httplib::Response& res) const {
+    if (opts.api_token.empty()
+        || req.get_header_value("Authorization")
+             == "Bearer " + opts.api_token)
+      return true;
+    res.set_header("WWW-Authenticate", "Bearer");
+    reply_problem(res, {401, "Unauthorized",
+                        "a valid 'Authorization: Bearer <token>' header is"
+                        " required",
+                        {}});
+    return false;
+  }
+
+  std::vector<due_entry> due_entries(const user_record& u, instant now,
+                                     const std::map<std::string, int>& done) {
+    std::vector<due_entry> out;
+    for (auto& [occasion, due] : plan_user(u, now, ctx->rules, done))
+      out.push_back({occasion, to_ms(due.at), format_date(due.local_date)});
+    return out;
+  }
+
+  void create(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res))
+      return;
+    auto now = ctx->clock->now();
+    auto parsed = parse_user(req.body, now);
+    if (parsed.error)
+      return reply_problem(res, *parsed.error);
+    user_view v;
+    v.user = std::move(parsed.user);
+    v.user.id = new_user_id();
+    v.user.created_at_ms = to_ms(now);
+    v.at_ms = to_ms(now);
+    v.due = due_entries(v.user, now, {});
+    auto ok = ask<caf::ok_atom>(journal(), create_atom::value, v);
+    if (!ok)
+      return reply_problem(res, journal_problem(ok.error()));
+    caf::anon_send(shard_for(v.user.id), upsert_atom::value, v, false);
+    get_metric("chime_users_created_total").add();
+    res.status = 201;
+    res.set_header("Location", "/v1/users/" + v.user.id);
+    res.set_content(user_view_json(v), json_type);
+  }
+
+  void replace(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res))
+      return;
+    auto id = req.matches[1].str();
+    auto now = ctx->clock->now();
+    auto parsed = parse_user(req.body, now);
+    if (parsed.error)
+      return reply_problem(res, *parsed.error);
+    auto old = ask<user_view>(journal(), read_atom::value, id);
+    if (!old)
+      return reply_problem(res, journal_problem(old.error()));
+    user_view v;
+    v.user = std::move(parsed.user);
+    v.user.id = id;
+    v.user.created_at_ms = old->user.created_at_ms;
+    v.at_ms = to_ms(now);
+    v.deliveries = old->deliveries;
+    // A year already delivered (or expired) for an occasion is never owed
+    // again, whatever the update.
+    std::map<std::string, int> done;
+    for (auto& d : old->deliveries) {
+      if (d.status == "cancelled")
+        continue;
+      auto year = std::stoi(d.local_date.substr(0, 4));
+      auto& y = done[d.occasion];
+      y = std::max(y, year);
+    }
+    for (auto& e : due_entries(v.user, now, done)) {
+      // An occasion whose date and zone did not change keeps its pending
+      // due instant, even an overdue one still waiting for catch-up.
+      auto kept = std::find_if(old->due.begin(), old->due.end(),
+                               [&](const due_entry& d) {
+                                 return d.occasion == e.occasion;
+                               });
+      bool unchanged = kept != old->due.end()
+                       && old->user.timezone == v.user.timezone
+                       && old->user.dates[e.occasion]
+                            == v.user.dates[e.occasion];
+      v.due.push_back(unchanged ? *kept : e);
+    }
+    auto ok = ask<caf::ok_atom>(journal(), replace_atom::value, v);
+    if (!ok)
+      return reply_problem(res, journal_problem(ok.error()));
+    caf::anon_send(shard_for(id), upsert_atom::value, v, false);
+    res.set_content(user_view_json(v), json_type);
+  }
+
+  void remove(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res))
+      return;
+    auto id = req.matches[1].str();
+    auto ok = ask<caf::ok_atom>(journal(), remove_atom::value, id,
+                                to_ms(ctx->clock->now()));
+    if (!ok)
+      return reply_problem(res, journal_problem(ok.error()));
+    caf::anon_send(shard_for(id), evict_atom::value, id);
+    // Wait until no request for this user is still in flight, so that
+    // nothing reaches the email service after DELETE returns.
+    ask<caf::ok_atom>(ctx->dir->get(delivery_name), drain_atom::value, id);
+    res.status = 204;
+  }
+
+  void read(const httplib::Request& req, httplib::Response& res) {
+    auto v = ask<user_view>(journal(), read_atom::value, req.matches[1].str());
+    if (!v)
+      return reply_problem(res, journal_problem(v.error()));
+    res.set_content(user_view_json(*v), json_type);
+  }
+
+  /// Reads an optional numeric query parameter within [1, page_limit_max].
+  std::optional<uint32_t> limit_param(const httplib::Request& req,
+                                      httplib::Response& res,
+                                      uint32_t fallback) {
+    if (!req.has_param("limit"))
+      return fallback;
+    auto text = req.get_param_value("limit");
+    char* end = nullptr;
+    auto n = std::strtol(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || n < 1 || n > page_limit_max) {
+      reply_problem(res, {400, "Invalid parameter",
+                          "parameter 'limit': expected a number from 1 to "
+                            + std::to_string(page_limit_max),
+                          "limit"});
+      return std::nullopt;
+    }
+    return static_cast<uint32_t>(n);
+  }
+
+  void list(const httplib::Request& req, httplib::Response& res) {
+    auto limit = limit_param(req, res, 100);
+    if (!limit)
+      return;
+    auto page = ask<users_page>(journal(), list_atom::value,
+                                req.get_param_value("cursor"), *limit);
+    if (!page)
+      return reply_problem(res, journal_problem(page.error()));
+    res.set_content(users_page_json(page->users, page->next_cursor),
+                    json_type);
+  }
+
+  void deliveries(const httplib::Request& req, httplib::Response& res) {
+    auto limit = limit_param(req, res, 100);
+    if (!limit)
+      return;
+    auto status = req.get_param_value("status");
+    if (!status.empty()
+        && std::find(delivery_statuses.begin(), delivery_statuses.end(),
+                     status)
+             == delivery_statuses.end())
+      return reply_problem(res, {400, "Invalid parameter",
+                                 "parameter 'status': unknown status '"
+                                   + status + "'",
+                                 "status"});
+    auto list = ask<std::vector<delivery_record>>(
+      journal(), deliveries_atom::value, req.get_param_value("user"), status,
+      *limit);
+    if (!list)
+      return reply_problem(res, journal_problem(list.error()));
+    res.set_content(deliveries_json(*list), json_type);
+  }
+
+  void ready(httplib::Response& res) {
+    auto ok = ask<caf::ok_atom>(journal(), ping_atom::value);
+    bool shards = true;
+    for (auto s : ctx->owned_shards)
+      shards = shards && ctx->dir->get(shard_name(s));
+    if (ok && shards) {
+      res.set_content(R"({"status":"ready"})", json_type);
+    } else {
+      reply_problem(res, {503, "Not ready",
+                          ok ? "shards not started" : "journal unreachable",
+                          {}});
+    }
+  }
+
+  void metrics(httplib::Response& res) {
+    auto stats = ask<journal_stats>(journal(), stats_atom::value,
+                                    to_ms(ctx->clock->now()));
+    if (stats) {
+      get_metric("chime_users", "gauge", "live users").set(stats->users);
+      get_metric("chime_due_next_hour", "gauge",
+                 "occasions due within the next hour")
+        .set(stats->due_next_hour);
+      get_metric("chime_deliveries_open", "gauge",
+                 "deliveries recorded and not yet finished")
+        .set(stats->pending_deliveries);
+    }
+    get_metric("chime_journal_up", "gauge").set(stats ? 1 : 0);
+    res.set_content(render_metrics(), "text/plain; version=0.0.4");
+  }
+
+  void routes() {
+    using req_t = const httplib::Request&;
+    using res_t = httplib::Response&;
+    server.set_payload_max_length(opts.body_size_max);
+    server.new_task_queue = [n = opts.threads] {
+      return new httplib::ThreadPool(n);
+    };
+    server.Post("/v1/users", [this](req_t q, res_t s) { create(q, s); });
+    server.Get("/v1/users", [this](req_t q, res_t s) { list(q, s); });
+    server.Get(R"(/v1/users/([^/:]+))", [this](req_t q, res_t s) { read(q, s); });
+    server.Put(R"(/v1/users/([^/:]+))",
+               [this](req_t q, res_t s) { replace(q, s); });
+    server.Delete(R"(/v1/users/([^/:]+))",
+                  [this](req_t q, res_t s) { remove(q, s); });
+    server.Get("/v1/deliveries",
+               [this](req_t q, res_t s) { deliveries(q, s); });
+    server.Get("/healthz", [](req_t, res_t s) {
+      s.set_content(R"({"status":"ok"})", json_type);
+    });
+    server.Get("/readyz", [this](req_t, res_t s) { ready(s); });
+    server.Get("/metrics", [this](req_t, res_t s) { metrics(s); });
+    server.set_error_handler([](req_t, res_t s) {
+      if (s.status == 413)
+        reply_problem(s, {413, "Payload too large",
+                          "the request body exceeds 64 KiB",
+                          {}});
+      else if (s.status == 404)
+        reply_problem(s, {404, "Not found", "no such resource", {}});
+      else if (s.body.empty())
+        reply_problem(s, {s.status, "Error", "the request failed", {}});
+    });
+    server.set_exception_handler([](req_t, res_t s, std::exception_ptr ep) {
+      std::string what = "internal error";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      log(log_level::error, "http", "handler failed", {{"error", what}});
+      reply_problem(s, {500, "Internal error", "internal error", {}});
+    });
+    server.set_logger([](req_t q, const httplib::Response& s) {
+      get_metric("chime_http_requests_total{code=\"" + std::to_string(s.status)
+                 + "\"}")
+        .add();
+      log(log_level::debug, "http", "request",
+          {{"method", q.method}, {"path", q.path},
+           {"status", int64_t{s.status}}});
+    });
+  }
+};
+
+http_api::http_api(caf::actor_system& sys, context_ptr ctx,
+                   http_api_options opts)
+  : impl_(std::make_unique<impl>(sys, std::move(ctx), std::move(opts))) {
+  impl_->routes();
+}
+
+http_api::~http_api() {
+  stop();
+}
+
+bool http_api::start() {
+  auto& i = *impl_;
+  if (!i.server.bind_to_port(i.opts.bind.c_str(), i.opts.port))
+    return false;
+  i.thread = std::thread{[&i] { i.server.listen_after_bind(); }};
+  return true;
+}
+
+void http_api::stop() {
+  if (impl_ && impl_->thread.joinable()) {
+    impl_->server.stop();
+    impl_->thread.join();
+  }
+}
+
+} // namespace chime

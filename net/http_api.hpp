@@ -1,0 +1,39 @@
+#pragma once
+
+#include "actors/node_context.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace chime {
+
+struct http_api_options {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 8080;
+  uint32_t threads = 8;
+  std::string api_token; ///< empty: no auth on mutating endpoints
+  size_t body_size_max = 64 * 1024;
+};
+
+/// The node's HTTP API (SPEC.md section 2) on cpp-httplib's own thread pool,
+/// so handlers may block on actor requests without touching CAF's scheduler
+/// threads. Owned by the node; `stop` (or destruction) ends it.
+class http_api {
+public:
+  http_api(caf::actor_system& sys, context_ptr ctx, http_api_options opts);
+  ~http_api();
+
+  /// Binds and starts serving in a background thread; false if the port
+  /// cannot be bound.
+  bool start();
+  void stop();
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace chime

@@ -1,0 +1,211 @@
+#include "net/user_json.hpp"
+
+#include "actors/occasion.hpp"
+#include "actors/protocol.hpp"
+#include "actors/schedule.hpp"
+
+#include <date/tz.h>
+#include <nlohmann/json.hpp>
+
+#include <regex>
+
+namespace chime {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr size_t name_length_max = 200;
+constexpr size_t email_length_max = 254;
+
+problem bad_field(const std::string& field, const std::string& detail) {
+  return problem{400, "Invalid field", "field '" + field + "': " + detail,
+                 field};
+}
+
+size_t utf8_length(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0) != 0x80)
+      ++n;
+  return n;
+}
+
+bool valid_email(const std::string& s) {
+  static const std::regex pattern{
+    R"(^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$)"};
+  return s.size() <= email_length_max && std::regex_match(s, pattern);
+}
+
+std::optional<problem> take_string(const json& body, const std::string& field,
+                                   std::string& out) {
+  auto i = body.find(field);
+  if (i == body.end())
+    return bad_field(field, "is required");
+  if (!i->is_string())
+    return bad_field(field, "must be a string");
+  out = i->get<std::string>();
+  return std::nullopt;
+}
+
+std::optional<problem> check_name(const std::string& field,
+                                  const std::string& value) {
+  if (value.find_first_not_of(" \t\r\n") == std::string::npos)
+    return bad_field(field, "must not be empty");
+  if (utf8_length(value) > name_length_max)
+    return bad_field(field, "must be at most 200 characters");
+  return std::nullopt;
+}
+
+json delivery_json(const delivery_record& d) {
+  return json{
+    {"key", d.key},
+    {"occasion", d.occasion},
+    {"local_date", d.local_date},
+    {"status", d.status},
+    {"due_at", format_instant(from_ms(d.due_at_ms))},
+    {"attempts", d.attempts},
+    {"sent_at", d.sent_at_ms ? json(format_instant(from_ms(d.sent_at_ms)))
+                             : json(nullptr)},
+    {"last_error", d.last_error.empty() ? json(nullptr) : json(d.last_error)},
+  };
+}
+
+json user_json(const user_view& v) {
+  auto& u = v.user;
+  json out{{"id", u.id},
+           {"first_name", u.first_name},
+           {"last_name", u.last_name},
+           {"email", u.email}};
+  for (auto& kind : occasion_registry()) {
+    auto i = u.dates.find(std::string{kind->name()});
+    out[std::string{kind->name()}]
+      = i == u.dates.end() ? json(nullptr) : json(i->second);
+  }
+  out["timezone"] = u.timezone;
+  json next = json::object();
+  for (auto& d : v.due)
+    next[d.occasion] = format_instant(from_ms(d.due_at_ms));
+  out["next_due"] = next;
+  auto list = json::array();
+  for (auto& d : v.deliveries)
+    list.push_back(delivery_json(d));
+  out["deliveries"] = list;
+  return out;
+}
+
+} // namespace
+
+std::string problem_json(const problem& p) {
+  json out{{"type", "about:blank"},
+           {"title", p.title},
+           {"status", p.status},
+           {"detail", p.detail}};
+  if (!p.field.empty())
+    out["field"] = p.field;
+  return out.dump();
+}
+
+parsed_user parse_user(const std::string& text, instant now) {
+  parsed_user r;
+  json body;
+  try {
+    body = json::parse(text);
+  } catch (const json::parse_error& e) {
+    r.error = problem{400, "Malformed JSON",
+                      "malformed JSON at byte " + std::to_string(e.byte) + ": "
+                        + e.what(),
+                      {}};
+    return r;
+  }
+  if (!body.is_object()) {
+    r.error = problem{400, "Invalid body", "the body must be a JSON object", {}};
+    return r;
+  }
+  for (auto& [key, value] : body.items()) {
+    bool known = key == "first_name" || key == "last_name" || key == "email"
+                 || key == "timezone" || find_occasion(key) != nullptr;
+    if (!known) {
+      r.error = bad_field(key, "unknown field");
+      return r;
+    }
+  }
+  auto& u = r.user;
+  for (auto [field, out] : {std::pair{"first_name", &u.first_name},
+                            std::pair{"last_name", &u.last_name}}) {
+    if ((r.error = take_string(body, field, *out)))
+      return r;
+    if ((r.error = check_name(field, *out)))
+      return r;
+  }
+  if ((r.error = take_string(body, "email", u.email)))
+    return r;
+  if (!valid_email(u.email)) {
+    r.error = bad_field("email", "is not a valid email address");
+    return r;
+  }
+  if ((r.error = take_string(body, "timezone", u.timezone)))
+    return r;
+  auto zone = find_zone(u.timezone);
+  if (zone == nullptr) {
+    r.error = bad_field("timezone", "'" + u.timezone
+                                      + "' is not a time zone of the tz"
+                                        " database");
+    return r;
+  }
+  date::year_month_day today{
+    date::floor<date::days>(zone->to_local(now))};
+  for (auto& kind : occasion_registry()) {
+    std::string field{kind->name()};
+    auto i = body.find(field);
+    if (i == body.end() || i->is_null()) {
+      if (kind->required()) {
+        r.error = bad_field(field, "is required");
+        return r;
+      }
+      continue;
+    }
+    if (!i->is_string()) {
+      r.error = bad_field(field, "must be a date string YYYY-MM-DD");
+      return r;
+    }
+    auto text = i->get<std::string>();
+    auto d = parse_date(text);
+    if (!d) {
+      r.error = bad_field(field, "'" + text
+                                   + "' is not a real calendar date"
+                                     " (YYYY-MM-DD)");
+      return r;
+    }
+    if (date::sys_days{*d} > date::sys_days{today}) {
+      r.error = bad_field(field, "'" + text + "' is in the future");
+      return r;
+    }
+    u.dates[field] = text;
+  }
+  return r;
+}
+
+std::string user_view_json(const user_view& v) {
+  return user_json(v).dump();
+}
+
+std::string deliveries_json(const std::vector<delivery_record>& list) {
+  auto out = json::array();
+  for (auto& d : list)
+    out.push_back(delivery_json(d));
+  return json{{"deliveries", out}}.dump();
+}
+
+std::string users_page_json(const std::vector<user_view>& users,
+                            const std::string& next_cursor) {
+  auto out = json::array();
+  for (auto& v : users)
+    out.push_back(user_json(v));
+  return json{{"users", out},
+              {"next_cursor",
+               next_cursor.empty() ? json(nullptr) : json(next_cursor)}}
+    .dump();
+}
+
+} // namespace chime

@@ -1,0 +1,47 @@
+#pragma once
+
+#include "actors/user_record.hpp"
+#include "runtime/clock.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace chime {
+
+struct user_view;
+struct delivery_record;
+
+/// An RFC 7807 problem: what the API answers for bad input or failures.
+struct problem {
+  int status = 400;
+  std::string title;
+  std::string detail;
+  std::string field; ///< the offending field, when there is one
+};
+
+std::string problem_json(const problem& p);
+
+/// A validated user, or the problem with the request body.
+struct parsed_user {
+  user_record user;
+  std::optional<problem> error;
+};
+
+/// Parses and validates a POST/PUT body per SPEC.md section 2: names
+/// non-empty and at most 200 characters, a valid email, real calendar dates
+/// not after today, a known time zone, no unknown fields. `now` decides what
+/// "today" is.
+parsed_user parse_user(const std::string& body, instant now);
+
+/// The API's representation of a user (SPEC.md section 2).
+std::string user_view_json(const user_view& v);
+
+/// The API's representation of a list of deliveries.
+std::string deliveries_json(const std::vector<delivery_record>& list);
+
+/// A page of users with its next cursor.
+std::string users_page_json(const std::vector<user_view>& users,
+                            const std::string& next_cursor);
+
+} // namespace chime

@@ -1,0 +1,103 @@
+#include "persistence/migrations.hpp"
+
+#include "runtime/log.hpp"
+
+#include <pqxx/pqxx>
+
+#include <string>
+#include <vector>
+
+namespace chime {
+
+namespace {
+
+struct migration {
+  int version;
+  const char* sql;
+};
+
+// Append only: a released migration is never edited, a change is a new one.
+const std::vector<migration>& migrations() {
+  static const std::vector<migration> list = {
+    {1, R"sql(
+CREATE TABLE journal (
+  seq bigserial PRIMARY KEY,
+  recorded_at timestamptz NOT NULL DEFAULT now(),
+  at_ms bigint NOT NULL,
+  kind text NOT NULL,
+  user_id text,
+  data jsonb NOT NULL
+);
+CREATE TABLE users (
+  id text PRIMARY KEY,
+  first_name text NOT NULL,
+  last_name text NOT NULL,
+  email text NOT NULL,
+  timezone text NOT NULL,
+  dates jsonb NOT NULL,
+  created_at_ms bigint NOT NULL,
+  updated_at_ms bigint NOT NULL
+);
+CREATE UNIQUE INDEX users_email_key ON users (lower(email));
+CREATE TABLE due_index (
+  user_id text NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  occasion text NOT NULL,
+  shard integer NOT NULL,
+  due_at_ms bigint NOT NULL,
+  local_date date NOT NULL,
+  PRIMARY KEY (user_id, occasion)
+);
+CREATE INDEX due_index_due_at ON due_index (due_at_ms, shard);
+CREATE TABLE deliveries (
+  key text PRIMARY KEY,
+  user_id text NOT NULL,
+  occasion text NOT NULL,
+  local_date date NOT NULL,
+  due_at_ms bigint NOT NULL,
+  status text NOT NULL CHECK (status IN ('scheduled', 'handed_off', 'sent',
+    'failed', 'dead', 'expired', 'cancelled')),
+  attempts integer NOT NULL DEFAULT 0,
+  last_error text,
+  sent_at_ms bigint,
+  email text NOT NULL,
+  message text NOT NULL,
+  created_at_ms bigint NOT NULL,
+  updated_at_ms bigint NOT NULL
+);
+CREATE INDEX deliveries_user ON deliveries (user_id, due_at_ms);
+CREATE INDEX deliveries_open ON deliveries (due_at_ms)
+  WHERE status IN ('scheduled', 'handed_off', 'failed');
+CREATE INDEX deliveries_status ON deliveries (status, due_at_ms);
+)sql"},
+  };
+  return list;
+}
+
+} // namespace
+
+void migrate(pqxx::connection_base& conn) {
+  {
+    pqxx::work w{conn};
+    w.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+           " version integer PRIMARY KEY,"
+           " applied_at timestamptz NOT NULL DEFAULT now())");
+    w.commit();
+  }
+  for (auto& m : migrations()) {
+    pqxx::work w{conn};
+    // Serialises migrating nodes; released at commit.
+    w.exec("SELECT pg_advisory_xact_lock(4242001)");
+    auto done = w.exec_params(
+      "SELECT 1 FROM schema_migrations WHERE version = $1", m.version);
+    if (!done.empty())
+      continue;
+    w.exec(m.sql);
+    w.exec_params("INSERT INTO schema_migrations (version) VALUES ($1)",
+                  m.version);
+    w.commit();
+    log(log_level::info, "journal", "schema migrated",
+        {{"version", int64_t{m.version}}});
+  }
+}
+
+} // namespace chime

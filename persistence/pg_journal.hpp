@@ -1,0 +1,24 @@
+#pragma once
+
+#include <caf/fwd.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace chime {
+
+struct pg_journal_options {
+  std::string url;
+  uint32_t shard_count = 256;
+  uint32_t batch_max = 512; ///< writes committed in one transaction at most
+};
+
+/// Spawns the PostgreSQL journal: a detached actor (its own thread, since
+/// libpqxx blocks) that owns one connection and speaks the journal protocol
+/// of actors/protocol.hpp. Writes are queued and committed together (group
+/// commit): each is answered only after its transaction committed. Applies
+/// schema migrations on first connect. Reconnects on demand after the
+/// database went away; meanwhile requests fail with journal_errc::unavailable.
+caf::actor spawn_pg_journal(caf::actor_system& sys, pg_journal_options opts);
+
+} // namespace chime

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+namespace chime {
+
+/// An instant on Chime's timeline: UTC, millisecond resolution.
+using instant = std::chrono::sys_time<std::chrono::milliseconds>;
+using millis = std::chrono::milliseconds;
+
+/// The only source of "now" for Chime's actors. Shared (read-only) by every
+/// actor of a node; the node owns it. The wall clock is the real time; the
+/// virtual clock starts at a chosen instant and runs at a chosen rate, so the
+/// same binary can be demonstrated and tested at 08:59 on any day.
+class clock {
+public:
+  virtual ~clock() = default;
+
+  /// The current instant on Chime's timeline.
+  virtual instant now() const = 0;
+
+  /// How long to wait in real time until `span` of Chime time has passed.
+  virtual std::chrono::microseconds real_delay(millis span) const = 0;
+};
+
+using clock_ptr = std::shared_ptr<const clock>;
+
+/// The system's real time.
+clock_ptr make_wall_clock();
+
+/// Starts at `start` when created and advances `rate` virtual seconds per real
+/// second.
+clock_ptr make_virtual_clock(instant start, double rate);
+
+/// Milliseconds since the epoch, the form instants travel in inside messages.
+inline int64_t to_ms(instant t) {
+  return t.time_since_epoch().count();
+}
+inline instant from_ms(int64_t ms) {
+  return instant{millis{ms}};
+}
+
+/// "2027-03-15T03:15:00Z" (milliseconds only when there are some).
+std::string format_instant(instant t);
+
+} // namespace chime
