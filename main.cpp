@@ -28,7 +28,7 @@ std::vector<std::string> environment() {
   return out;
 }
 
-int serve(const std::vector<std::string>& args) {
+int serve(const std::vector<std::string>& args, bool announce) {
   auto loaded = chime::load_settings(args, environment());
   if (loaded.help) {
     std::cout << usage << chime::settings_help();
@@ -41,6 +41,14 @@ int serve(const std::vector<std::string>& args) {
   if (!loaded.rest.empty()) {
     std::cerr << "chime: unexpected argument '" << loaded.rest.front() << "'\n";
     return 2;
+  }
+  if (announce) {
+    auto base = "http://" + loaded.value.http_bind + ":"
+                + std::to_string(loaded.value.http_port);
+    std::cout << "Chime API    " << base << "/v1/users\n"
+              << "health       " << base << "/healthz, " << base << "/readyz\n"
+              << "metrics      " << base << "/metrics\n"
+              << std::flush;
   }
   return chime::run_node(loaded.value);
 }
@@ -56,7 +64,7 @@ int main(int argc, char** argv) {
   auto command = args[0];
   args.erase(args.begin());
   if (command == "serve")
-    return serve(args);
+    return serve(args, false);
   if (command == "fake-email")
     return chime::run_fake_email(args);
   if (command == "dev") {
@@ -67,7 +75,7 @@ int main(int argc, char** argv) {
       std::cerr << "chime: dev services did not start\n";
       return 1;
     }
-    return serve(args);
+    return serve(args, true);
   }
   std::cerr << "chime: unknown command '" << command << "'\n" << usage;
   return 2;

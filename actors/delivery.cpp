@@ -182,10 +182,6 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
     self->link_to(mailer);
     st.idle_mailers.push_back(std::move(mailer));
   }
-  self->attach_functor([self](const caf::error&) {
-    for (auto& [user, rp] : self->state.drains)
-      rp.deliver(caf::ok_atom::value);
-  });
   resume_open(self);
   return {
     [=](submit_atom, delivery_record& d) {

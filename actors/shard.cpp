@@ -44,7 +44,9 @@ caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
     auto& st = self->state;
     auto i = st.ids.find(msg.source);
     if (i == st.ids.end()) {
-      self->quit(msg.reason); // from our supervisor
+      // From our supervisor: the linked user actors exit with us.
+      resident_users().add(-static_cast<int64_t>(st.users.size()));
+      self->quit(msg.reason);
       return;
     }
     if (msg.reason && msg.reason != caf::exit_reason::user_shutdown)
@@ -54,9 +56,6 @@ caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
     st.users.erase(i->second);
     st.ids.erase(i);
     resident_users().add(-1);
-  });
-  self->attach_functor([self](const caf::error&) {
-    resident_users().add(-static_cast<int64_t>(self->state.users.size()));
   });
   return {
     [=](upsert_atom, user_view& v, bool from_poll) {

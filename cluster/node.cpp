@@ -160,6 +160,8 @@ int run_node(const settings& cfg) {
     caf::scoped_actor self{sys};
     self->wait_for(root);
   }
+  // Detached actors' threads end only when their last handle is gone.
+  ctx->dir->clear();
   log(log_level::info, "node", "stopped");
   return exit_code;
 }

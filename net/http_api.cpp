@@ -308,13 +308,16 @@ struct http_api::impl {
     server.Get("/readyz", [this](req_t, res_t s) { ready(s); });
     server.Get("/metrics", [this](req_t, res_t s) { metrics(s); });
     server.set_error_handler([](req_t, res_t s) {
+      // Our handlers answer with a body; this only shapes httplib's own
+      // errors (body too large, no such route, unreadable request).
+      if (!s.body.empty())
+        return;
       if (s.status == 413)
         reply_problem(s, {413, "Payload too large",
-                          "the request body exceeds 64 KiB",
-                          {}});
+                          "the request body exceeds 64 KiB", {}});
       else if (s.status == 404)
         reply_problem(s, {404, "Not found", "no such resource", {}});
-      else if (s.body.empty())
+      else
         reply_problem(s, {s.status, "Error", "the request failed", {}});
     });
     server.set_exception_handler([](req_t, res_t s, std::exception_ptr ep) {

@@ -16,12 +16,12 @@ struct child_slot {
 };
 
 struct supervisor_state {
-  std::string name;
+  std::string label;
   supervisor_options opts;
   std::vector<child_slot> children;
   std::deque<std::chrono::steady_clock::time_point> restarts;
   uint64_t restart_count = 0;
-  static inline const char* name_cstr = "chime.supervisor";
+  static inline const char* name = "chime.supervisor";
 };
 
 using supervisor_actor = caf::stateful_actor<supervisor_state>;
@@ -53,17 +53,14 @@ caf::behavior supervisor(supervisor_actor* self, std::string name,
                          supervisor_options opts,
                          std::vector<child_spec> specs) {
   auto& st = self->state;
-  st.name = std::move(name);
+  st.label = std::move(name);
   st.opts = std::move(opts);
   for (auto& spec : specs)
     st.children.push_back(child_slot{std::move(spec), {}});
   for (auto& slot : st.children)
     start_child(self, slot);
-  self->attach_functor([self](const caf::error&) {
-    for (auto& slot : self->state.children)
-      if (slot.handle)
-        caf::anon_send_exit(slot.handle, caf::exit_reason::user_shutdown);
-  });
+  // Children are linked: when this supervisor exits, for whatever reason
+  // other than normal (it never exits normally), they exit with it.
   self->set_exit_handler([self](caf::exit_msg& msg) {
     auto& st = self->state;
     auto failed = std::find_if(st.children.begin(), st.children.end(),
@@ -84,14 +81,14 @@ caf::behavior supervisor(supervisor_actor* self, std::string name,
     auto reason = self->system().render(msg.reason);
     if (!admit_restart(self)) {
       log(log_level::error, "supervisor", "restart intensity exceeded",
-          {{"supervisor", st.name}, {"child", failed->spec.name},
+          {{"supervisor", st.label}, {"child", failed->spec.name},
            {"reason", reason}});
       self->quit(msg.reason);
       return;
     }
     ++st.restart_count;
     log(log_level::warn, "supervisor", "restarting child",
-        {{"supervisor", st.name}, {"child", failed->spec.name},
+        {{"supervisor", st.label}, {"child", failed->spec.name},
          {"reason", reason}});
     failed->handle = caf::actor{};
     auto first = failed;

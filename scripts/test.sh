@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, starts private
+# PostgreSQL (own data folder and port, apart from a dev setup), runs every
+# test through CTest, and stops the services again. Extra arguments go to
+# ctest (e.g. -L unit). Idempotent.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$here/scripts/setup.sh"
+
+export CHIME_DATA_DIR=${CHIME_TEST_DATA_DIR:-$here/.data/test}
+export CHIME_PG_PORT=${CHIME_TEST_PG_PORT:-55442}
+export CHIME_FAKE_EMAIL_PORT=${CHIME_TEST_FAKE_EMAIL_PORT:-18025}
+"$here/scripts/services.sh" start
+trap '"$here/scripts/services.sh" stop' EXIT
+export CHIME_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$CHIME_PG_PORT/chime"
+
+cd "$here/build"
+ctest --output-on-failure --timeout 600 "$@"

@@ -1,0 +1,213 @@
+"""Black-box harness: runs the real `chime` binary, its fake email service and
+a fresh database on the PostgreSQL the test command started, and talks to them
+only as a user would (HTTP, flags, the ledger). Waits are explicit, with
+deadlines; nothing sleeps to synchronise."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+CHIME = os.environ.get("CHIME_BIN", "build/chime")
+BASE_DB = os.environ.get("CHIME_TEST_DATABASE_URL")
+
+
+def fail(msg):
+    raise AssertionError(msg)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, predicate, timeout_s=30.0, interval_s=0.05):
+    """Polls `predicate` until it returns a truthy value or the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)  # polling interval, not a synchronisation
+
+
+def http(method, url, body=None, headers=None, raw=None, timeout=30):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as res:
+            text = res.read().decode()
+            return res.status, res.headers.get("Content-Type", ""), (json.loads(text) if text and "json" in res.headers.get("Content-Type", "") else text)
+    except urllib.error.HTTPError as e:
+        text = e.read().decode()
+        ctype = e.headers.get("Content-Type", "")
+        return e.code, ctype, (json.loads(text) if text and "json" in ctype else text)
+
+
+def psql(url, sql):
+    out = subprocess.run(["psql", url, "-Atqc", sql], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+class Database:
+    """A fresh database on the test PostgreSQL, dropped at the end."""
+
+    def __init__(self):
+        if not BASE_DB:
+            fail("CHIME_TEST_DATABASE_URL is not set: run the tests through scripts/test.sh")
+        self.name = "chime_e2e_" + uuid.uuid4().hex[:12]
+        self.admin = BASE_DB.rsplit("/", 1)[0] + "/postgres"
+        psql(self.admin, f"CREATE DATABASE {self.name}")
+        self.url = BASE_DB.rsplit("/", 1)[0] + "/" + self.name
+
+    def query(self, sql):
+        return psql(self.url, sql)
+
+    def drop(self):
+        psql(self.admin, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
+class FakeEmail:
+    def __init__(self, workdir, *flags):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ledger_path = os.path.join(workdir, f"ledger-{self.port}.jsonl")
+        self.log = open(os.path.join(workdir, f"fake-{self.port}.log"), "w")
+        self.proc = subprocess.Popen(
+            [CHIME, "fake-email", "--port", str(self.port), "--ledger", self.ledger_path, "--seed", "7", *flags],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until("the fake email service", lambda: self._up(), 20)
+
+    def _up(self):
+        try:
+            return http("GET", self.url + "/healthz", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def ledger(self):
+        if not os.path.exists(self.ledger_path):
+            return []
+        with open(self.ledger_path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def control(self, **knobs):
+        status, _, body = http("POST", self.url + "/control", knobs)
+        assert status == 200, body
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+class Node:
+    """One `chime serve` process."""
+
+    def __init__(self, workdir, db, email, *flags, port=None):
+        self.workdir, self.db, self.email, self.flags = workdir, db, email, list(flags)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.starts = 0
+
+    def start(self, *extra):
+        self.starts += 1
+        self.log_path = os.path.join(self.workdir, f"node-{self.port}-{self.starts}.log")
+        self.log = open(self.log_path, "w")
+        env = dict(os.environ)
+        env["CHIME_DATABASE_URL"] = self.db.url
+        env["CHIME_EMAIL_URL"] = self.email.url
+        self.proc = subprocess.Popen(
+            [CHIME, "serve", "--http-port", str(self.port), *self.flags, *extra],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        wait_until("the node to be ready", self._ready, 30)
+        return self
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            fail(f"node exited with {self.proc.returncode}; log:\n" + open(self.log_path).read())
+        try:
+            return http("GET", self.url + "/readyz", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            code = self.proc.wait(30)
+            self.log.close()
+            return code
+        return self.proc.returncode if self.proc else None
+
+    def api(self, method, path, body=None, **kw):
+        return http(method, self.url + path, body, **kw)
+
+    def create(self, **fields):
+        status, _, body = self.api("POST", "/v1/users", fields)
+        assert status == 201, (status, body)
+        return body
+
+    def deliveries(self, user=None, status=None):
+        q = []
+        if user:
+            q.append("user=" + user)
+        if status:
+            q.append("status=" + status)
+        code, _, body = self.api("GET", "/v1/deliveries?" + "&".join(q) + "&limit=1000")
+        assert code == 200, body
+        return body["deliveries"]
+
+
+def user_fields(n, birthday, timezone, anniversary=None):
+    f = {"first_name": f"First{n}", "last_name": f"Last{n}", "email": f"user{n}@example.com",
+         "birthday": birthday, "timezone": timezone}
+    if anniversary:
+        f["anniversary"] = anniversary
+    return f
+
+
+def iso_ms(text):
+    """Milliseconds since the epoch of an ISO-8601 UTC instant."""
+    from datetime import datetime
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def run(test):
+    """Runs one scenario with a fresh database and working folder; prints a
+    closing line in the plain 'N passed, N failed' form."""
+    workdir = tempfile.mkdtemp(prefix="chime-e2e-")
+    db = Database()
+    cleanup = []
+    try:
+        test(workdir, db, cleanup)
+        print(f"{test.__name__}: 1 passed, 0 failed")
+    except BaseException:
+        for path in sorted(os.listdir(workdir)):
+            if path.endswith(".log"):
+                print(f"--- {path}", file=sys.stderr)
+                print(open(os.path.join(workdir, path)).read()[-6000:], file=sys.stderr)
+        raise
+    finally:
+        for c in reversed(cleanup):
+            try:
+                c()
+            except Exception as e:  # cleanup must not hide the test's own failure
+                print("cleanup:", e, file=sys.stderr)
+        db.drop()

@@ -1,0 +1,304 @@
+// Proves the PostgreSQL journal keeps its promises against a real PostgreSQL
+// (CHIME_TEST_DATABASE_URL, started by scripts/test.sh): writes are durable
+// when acknowledged, the email is unique, a due occasion is recorded once and
+// only while the index still holds it, attempts and outcomes follow the
+// delivery state rules, deletes cancel, and an unreachable database is an
+// error, not a crash. Each test case gets a fresh database.
+#include "actors/errc.hpp"
+#include "actors/protocol.hpp"
+#include "persistence/pg_journal.hpp"
+
+#include <caf/all.hpp>
+#include <catch2/catch.hpp>
+#include <pqxx/pqxx>
+
+#include <cstdlib>
+#include <random>
+
+using namespace chime;
+
+namespace {
+
+std::string base_url() {
+  auto url = std::getenv("CHIME_TEST_DATABASE_URL");
+  if (url == nullptr)
+    FAIL("CHIME_TEST_DATABASE_URL is not set: run through scripts/test.sh");
+  return url;
+}
+
+std::string server_url(const std::string& db) {
+  auto url = base_url();
+  return url.substr(0, url.rfind('/') + 1) + db;
+}
+
+/// A fresh database and a journal on it, for one test case.
+struct journal_fixture {
+  std::string db_name;
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::actor journal;
+
+  journal_fixture() {
+    db_name = "chime_pg_test_" + std::to_string(std::random_device{}());
+    admin("CREATE DATABASE " + db_name);
+    add_chime_types(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    journal = spawn_pg_journal(*sys, {server_url(db_name), 256, 512});
+  }
+
+  ~journal_fixture() {
+    caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
+    // A detached actor's thread waits for its last handle to go.
+    journal = caf::actor{};
+    sys.reset();
+    admin("DROP DATABASE IF EXISTS " + db_name + " WITH (FORCE)");
+  }
+
+  static void admin(const std::string& sql) {
+    pqxx::connection c{server_url("postgres")};
+    pqxx::nontransaction tx{c};
+    tx.exec(sql);
+  }
+
+  int64_t count(const std::string& sql) {
+    pqxx::connection c{server_url(db_name)};
+    pqxx::nontransaction tx{c};
+    return tx.exec(sql)[0][0].as<int64_t>();
+  }
+
+  template <class T, class... Ts>
+  caf::expected<T> ask(Ts&&... xs) {
+    caf::scoped_actor self{*sys};
+    caf::expected<T> result{caf::error{}};
+    self->request(journal, std::chrono::seconds{30}, std::forward<Ts>(xs)...)
+      .receive([&](T& x) { result = std::move(x); },
+               [&](caf::error& err) { result = std::move(err); });
+    return result;
+  }
+};
+
+user_view make_user(const std::string& id, const std::string& email) {
+  user_view v;
+  v.user = user_record{id, "Ada", "Lovelace", email, "Asia/Kathmandu",
+                       {{"birthday", "1990-03-15"}}, 1000};
+  v.due = {due_entry{"birthday", 1'805'000'000'000, "2027-03-15"}};
+  v.at_ms = 1000;
+  return v;
+}
+
+fire_request make_fire(const user_view& v, const std::string& status) {
+  fire_request f;
+  f.user_id = v.user.id;
+  f.due = v.due[0];
+  f.next = due_entry{"birthday", v.due[0].due_at_ms + 365 * 86'400'000ll,
+                     "2028-03-15"};
+  f.at_ms = v.due[0].due_at_ms;
+  f.delivery = delivery_record{v.user.id + ":birthday:2027-03-15",
+                               v.user.id,
+                               "birthday",
+                               "2027-03-15",
+                               v.due[0].due_at_ms,
+                               status,
+                               0,
+                               "",
+                               0,
+                               v.user.email,
+                               "Hey, Ada Lovelace it's your birthday"};
+  return f;
+}
+
+constexpr int64_t catch_up_ms = 72 * 3'600'000ll;
+
+} // namespace
+
+TEST_CASE("a created user is durable when acknowledged and reads back with "
+          "its due index",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  CHECK(fx.count("SELECT count(*) FROM users") == 1);
+  CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'user_created'")
+        == 1);
+  auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
+  REQUIRE(read);
+  CHECK(read->user.email == "ada@example.com");
+  CHECK(read->user.dates.at("birthday") == "1990-03-15");
+  REQUIRE(read->due.size() == 1);
+  CHECK(read->due[0].due_at_ms == 1'805'000'000'000);
+  CHECK(read->due[0].local_date == "2027-03-15");
+}
+
+TEST_CASE("an email already used by a live user is a conflict, whatever its "
+          "case",
+          "[pg][journal]") {
+  journal_fixture fx;
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value,
+                               make_user("u1", "ada@example.com")));
+  auto dup = fx.ask<caf::ok_atom>(create_atom::value,
+                                  make_user("u2", "ADA@example.com"));
+  REQUIRE(!dup);
+  CHECK(is(dup.error(), journal_errc::conflict));
+  CHECK(fx.count("SELECT count(*) FROM users") == 1);
+  // Deleting the first frees the address.
+  REQUIRE(fx.ask<caf::ok_atom>(remove_atom::value, std::string{"u1"},
+                               int64_t{2000}));
+  CHECK(fx.ask<caf::ok_atom>(create_atom::value,
+                             make_user("u2", "ADA@example.com")));
+}
+
+TEST_CASE("a due occasion is recorded once, and only while the index still "
+          "holds it",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  auto first = fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled"));
+  REQUIRE(first);
+  CHECK(*first);
+  auto again = fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled"));
+  REQUIRE(again);
+  CHECK_FALSE(*again);
+  CHECK(fx.count("SELECT count(*) FROM deliveries") == 1);
+  auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
+  REQUIRE(read);
+  CHECK(read->due[0].local_date == "2028-03-15");
+  auto open = fx.ask<std::vector<delivery_record>>(pending_atom::value);
+  REQUIRE(open);
+  REQUIRE(open->size() == 1);
+  CHECK(open->front().status == "scheduled");
+}
+
+TEST_CASE("attempts are counted and a sent delivery never becomes open again",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  auto f = make_fire(v, "scheduled");
+  REQUIRE(fx.ask<bool>(fire_atom::value, f));
+  auto key = f.delivery.key;
+  auto now = f.due.due_at_ms + 1000;
+  auto a1 = fx.ask<attempt_verdict>(attempt_atom::value, key, now, catch_up_ms);
+  REQUIRE(a1);
+  CHECK(a1->proceed);
+  CHECK(a1->attempts == 1);
+  REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value,
+                               delivery_outcome{key, "failed", "HTTP 500", now}));
+  auto a2 = fx.ask<attempt_verdict>(attempt_atom::value, key, now, catch_up_ms);
+  REQUIRE(a2);
+  CHECK(a2->proceed);
+  CHECK(a2->attempts == 2);
+  REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value,
+                               delivery_outcome{key, "sent", "", now + 5}));
+  // A late failure report (say, a duplicate) does not reopen it.
+  REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value,
+                               delivery_outcome{key, "failed", "late", now}));
+  auto a3 = fx.ask<attempt_verdict>(attempt_atom::value, key, now, catch_up_ms);
+  REQUIRE(a3);
+  CHECK_FALSE(a3->proceed);
+  CHECK(a3->status == "sent");
+  auto list = fx.ask<std::vector<delivery_record>>(
+    deliveries_atom::value, std::string{"u1"}, std::string{}, uint32_t{10});
+  REQUIRE(list);
+  REQUIRE(list->size() == 1);
+  CHECK(list->front().attempts == 2);
+  CHECK(list->front().sent_at_ms == now + 5);
+  CHECK(list->front().last_error.empty());
+}
+
+TEST_CASE("deleting a user cancels its open deliveries", "[pg][journal]") {
+  journal_fixture fx;
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  auto f = make_fire(v, "scheduled");
+  REQUIRE(fx.ask<bool>(fire_atom::value, f));
+  REQUIRE(fx.ask<caf::ok_atom>(remove_atom::value, std::string{"u1"},
+                               int64_t{5000}));
+  auto a = fx.ask<attempt_verdict>(attempt_atom::value, f.delivery.key,
+                                   f.due.due_at_ms, catch_up_ms);
+  REQUIRE(a);
+  CHECK_FALSE(a->proceed);
+  CHECK(a->status == "cancelled");
+  CHECK(fx.count("SELECT count(*) FROM due_index") == 0);
+  auto gone = fx.ask<user_view>(read_atom::value, std::string{"u1"});
+  REQUIRE(!gone);
+  CHECK(is(gone.error(), journal_errc::not_found));
+}
+
+TEST_CASE("an attempt past the catch-up window expires the delivery instead",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  auto f = make_fire(v, "scheduled");
+  REQUIRE(fx.ask<bool>(fire_atom::value, f));
+  auto a = fx.ask<attempt_verdict>(attempt_atom::value, f.delivery.key,
+                                   f.due.due_at_ms + catch_up_ms + 1,
+                                   catch_up_ms);
+  REQUIRE(a);
+  CHECK_FALSE(a->proceed);
+  CHECK(a->status == "expired");
+  CHECK(fx.count("SELECT count(*) FROM deliveries WHERE status = 'expired'")
+        == 1);
+}
+
+TEST_CASE("writes sent together are all acknowledged (group commit)",
+          "[pg][journal]") {
+  journal_fixture fx;
+  caf::scoped_actor self{*fx.sys};
+  constexpr int n = 300;
+  for (int i = 0; i < n; ++i)
+    self->send(fx.journal, create_atom::value,
+               make_user("u" + std::to_string(i),
+                         "u" + std::to_string(i) + "@example.com"));
+  int acked = 0;
+  for (int i = 0; i < n; ++i)
+    self->receive([&](caf::ok_atom) { ++acked; },
+                  caf::after(std::chrono::seconds{30}) >> [] {});
+  CHECK(acked == n);
+  CHECK(fx.count("SELECT count(*) FROM users") == n);
+  // Fewer transactions than writes: they were committed in batches.
+  CHECK(fx.count("SELECT count(DISTINCT xmin::text) FROM users") < n);
+}
+
+TEST_CASE("load_due returns only users due by the limit in the owned shards",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto soon = make_user("soon", "a@example.com");
+  auto later = make_user("later", "b@example.com");
+  later.due[0].due_at_ms += 86'400'000;
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, soon));
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, later));
+  std::vector<uint32_t> all;
+  for (uint32_t s = 0; s < 256; ++s)
+    all.push_back(s);
+  auto due = fx.ask<std::vector<user_view>>(
+    load_due_atom::value, soon.due[0].due_at_ms + 1000, all);
+  REQUIRE(due);
+  REQUIRE(due->size() == 1);
+  CHECK(due->front().user.id == "soon");
+  auto none = fx.ask<std::vector<user_view>>(
+    load_due_atom::value, soon.due[0].due_at_ms + 1000,
+    std::vector<uint32_t>{});
+  REQUIRE(none);
+  CHECK(none->empty());
+}
+
+TEST_CASE("an unreachable database is an error the caller can retry, not a "
+          "crash",
+          "[pg][journal]") {
+  caf::actor_system_config cfg;
+  add_chime_types(cfg);
+  caf::actor_system sys{cfg};
+  auto journal = spawn_pg_journal(
+    sys, {"postgresql://postgres@127.0.0.1:1/nowhere", 256, 512});
+  caf::scoped_actor self{sys};
+  bool unavailable = false;
+  self->request(journal, std::chrono::seconds{30}, ping_atom::value)
+    .receive([&](caf::ok_atom) {},
+             [&](caf::error& err) {
+               unavailable = is(err, journal_errc::unavailable);
+             });
+  CHECK(unavailable);
+  caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
+}

@@ -1,0 +1,281 @@
+// Proves that parse_user (net/user_json.hpp) accepts a valid POST/PUT body and
+// rejects each kind of bad input with a 400 problem whose `field` and `detail`
+// name the offending field: malformed JSON (with its byte position), missing,
+// unknown or mistyped fields, bad emails, unreal or future dates, unknown time
+// zones and names that are empty or over 200 characters. Bodies are built
+// with nlohmann::json from a valid one with one change each; "today" is fixed
+// by passing `now`.
+
+#include "net/user_json.hpp"
+
+#include "runtime/clock.hpp"
+
+#include <catch2/catch.hpp>
+#include <date/date.h>
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace {
+
+using json = nlohmann::json;
+
+/// 2027-03-15T12:00:00Z.
+const chime::instant now_instant
+  = chime::instant{date::sys_days{date::year{2027} / 3 / 15}}
+    + std::chrono::hours{12};
+
+json valid_body() {
+  return json{{"first_name", "Ada"},
+              {"last_name", "Lovelace"},
+              {"email", "ada@example.com"},
+              {"birthday", "1990-03-15"},
+              {"anniversary", "2015-06-01"},
+              {"timezone", "Asia/Kathmandu"}};
+}
+
+chime::parsed_user parse(const json& body,
+                         chime::instant now = now_instant) {
+  return chime::parse_user(body.dump(), now);
+}
+
+/// Checks that `r` was rejected with a 400 naming `field`.
+void require_rejected(const chime::parsed_user& r, const std::string& field) {
+  REQUIRE(r.error.has_value());
+  CHECK(r.error->status == 400);
+  CHECK(r.error->field == field);
+  CHECK_THAT(r.error->detail, Catch::Contains(field));
+}
+
+std::string repeat(const std::string& unit, size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i)
+    out += unit;
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("a valid body is accepted with every field", "[net][validation]") {
+  auto r = parse(valid_body());
+  REQUIRE_FALSE(r.error.has_value());
+  CHECK(r.user.first_name == "Ada");
+  CHECK(r.user.last_name == "Lovelace");
+  CHECK(r.user.email == "ada@example.com");
+  CHECK(r.user.timezone == "Asia/Kathmandu");
+  CHECK(r.user.dates.at("birthday") == "1990-03-15");
+  CHECK(r.user.dates.at("anniversary") == "2015-06-01");
+  CHECK(r.user.dates.size() == 2);
+}
+
+TEST_CASE("malformed JSON is a 400 that gives the byte position",
+          "[net][validation]") {
+  // The parser stops at the '}' that should have been a value: byte 16
+  // (1-based) of {"first_name": }.
+  auto r = chime::parse_user(R"({"first_name": })", now_instant);
+  REQUIRE(r.error.has_value());
+  CHECK(r.error->status == 400);
+  CHECK_THAT(r.error->detail, Catch::Contains("byte 16"));
+  auto empty = chime::parse_user("", now_instant);
+  REQUIRE(empty.error.has_value());
+  CHECK(empty.error->status == 400);
+  CHECK_THAT(empty.error->detail, Catch::Contains("byte"));
+}
+
+TEST_CASE("a body that is not a JSON object is rejected", "[net][validation]") {
+  for (auto text : {"[1, 2]", "\"Ada\"", "42", "null"}) {
+    auto r = chime::parse_user(text, now_instant);
+    REQUIRE(r.error.has_value());
+    CHECK(r.error->status == 400);
+  }
+}
+
+TEST_CASE("each required field must be present", "[net][validation]") {
+  for (auto field :
+       {"first_name", "last_name", "email", "birthday", "timezone"}) {
+    INFO(field);
+    auto body = valid_body();
+    body.erase(field);
+    require_rejected(parse(body), field);
+  }
+}
+
+TEST_CASE("an unknown field is rejected and named", "[net][validation]") {
+  auto body = valid_body();
+  body["nickname"] = "Countess";
+  auto r = parse(body);
+  require_rejected(r, "nickname");
+}
+
+TEST_CASE("a malformed email is rejected", "[net][validation]") {
+  for (auto email : {"", "not-an-email", "ada@", "@example.com",
+                     "ada @example.com", "ada@exa mple.com", "ada@@example.com",
+                     "ada@example..com"}) {
+    INFO(email);
+    auto body = valid_body();
+    body["email"] = email;
+    require_rejected(parse(body), "email");
+  }
+}
+
+TEST_CASE("an ordinary email address with dots, plus and subdomains is accepted",
+          "[net][validation]") {
+  auto body = valid_body();
+  body["email"] = "ada.lovelace+chime@mail.example.co.uk";
+  auto r = parse(body);
+  REQUIRE_FALSE(r.error.has_value());
+  CHECK(r.user.email == "ada.lovelace+chime@mail.example.co.uk");
+}
+
+TEST_CASE("a date that is not on the calendar is rejected", "[net][validation]") {
+  for (auto text : {"2023-02-30", "2023-02-29", "1990-13-01", "1990-3-15",
+                    "15/03/1990", "19900315", ""}) {
+    INFO(text);
+    auto body = valid_body();
+    body["birthday"] = text;
+    require_rejected(parse(body), "birthday");
+  }
+  auto body = valid_body();
+  body["anniversary"] = "2023-02-30";
+  require_rejected(parse(body), "anniversary");
+}
+
+TEST_CASE("a leap day in a leap year is a real date", "[net][validation]") {
+  auto body = valid_body();
+  body["birthday"] = "2024-02-29";
+  auto r = parse(body);
+  REQUIRE_FALSE(r.error.has_value());
+  CHECK(r.user.dates.at("birthday") == "2024-02-29");
+}
+
+TEST_CASE("a date after today is rejected and today is accepted",
+          "[net][validation]") {
+  auto body = valid_body();
+  body["timezone"] = "Etc/UTC";
+  body["birthday"] = "2027-03-16";
+  auto future = parse(body);
+  require_rejected(future, "birthday");
+  CHECK_THAT(future.error->detail, Catch::Contains("future"));
+
+  body["birthday"] = "2027-03-15";
+  CHECK_FALSE(parse(body).error.has_value());
+
+  body["anniversary"] = "2030-01-01";
+  require_rejected(parse(body), "anniversary");
+}
+
+TEST_CASE("today is the user's local date", "[net][validation]") {
+  // At 2027-03-14T19:00Z it is already 2027-03-15 09:00 in Kiritimati but
+  // still 2027-03-14 09:00 in Honolulu.
+  auto at = chime::instant{date::sys_days{date::year{2027} / 3 / 14}}
+            + std::chrono::hours{19};
+  auto body = valid_body();
+  body["birthday"] = "2027-03-15";
+  body["timezone"] = "Pacific/Kiritimati";
+  CHECK_FALSE(parse(body, at).error.has_value());
+  body["timezone"] = "Pacific/Honolulu";
+  require_rejected(parse(body, at), "birthday");
+}
+
+TEST_CASE("an unknown time zone is rejected and named", "[net][validation]") {
+  auto body = valid_body();
+  body["timezone"] = "Mars/Olympus";
+  auto r = parse(body);
+  require_rejected(r, "timezone");
+  CHECK_THAT(r.error->detail, Catch::Contains("Mars/Olympus"));
+}
+
+TEST_CASE("a name may have 200 characters but not 201", "[net][validation]") {
+  for (auto field : {"first_name", "last_name"}) {
+    INFO(field);
+    auto body = valid_body();
+    body[field] = std::string(200, 'a');
+    auto ok = parse(body);
+    REQUIRE_FALSE(ok.error.has_value());
+    auto& kept = std::string{field} == "first_name" ? ok.user.first_name
+                                                    : ok.user.last_name;
+    CHECK(kept == std::string(200, 'a'));
+
+    body[field] = std::string(201, 'a');
+    auto r = parse(body);
+    require_rejected(r, field);
+    CHECK_THAT(r.error->detail, Catch::Contains("200"));
+  }
+}
+
+TEST_CASE("name length counts characters, not bytes", "[net][validation]") {
+  auto body = valid_body();
+  body["first_name"] = repeat("\xC3\xA9", 200); // 200 x U+00E9, 400 bytes
+  auto ok = parse(body);
+  REQUIRE_FALSE(ok.error.has_value());
+  CHECK(ok.user.first_name.size() == 400);
+
+  body["first_name"] = repeat("\xC3\xA9", 201);
+  require_rejected(parse(body), "first_name");
+
+  body["first_name"] = repeat("\xF0\x9F\x8E\x82", 200); // 200 x U+1F382
+  CHECK_FALSE(parse(body).error.has_value());
+}
+
+TEST_CASE("an empty or blank name is rejected", "[net][validation]") {
+  for (auto field : {"first_name", "last_name"}) {
+    for (auto blank : {"", " ", "   ", "\t", " \n "}) {
+      INFO(field << " = '" << blank << "'");
+      auto body = valid_body();
+      body[field] = blank;
+      require_rejected(parse(body), field);
+    }
+  }
+}
+
+TEST_CASE("a field of the wrong JSON type is rejected", "[net][validation]") {
+  struct wrong {
+    const char* field;
+    json value;
+  };
+  for (auto& [field, value] :
+       {wrong{"first_name", 42}, wrong{"last_name", json::array({"Love"})},
+        wrong{"email", nullptr}, wrong{"timezone", json::object()},
+        wrong{"birthday", 19900315}, wrong{"anniversary", true},
+        wrong{"first_name", nullptr}}) {
+    INFO(field << " = " << value.dump());
+    auto body = valid_body();
+    body[field] = value;
+    require_rejected(parse(body), field);
+  }
+}
+
+TEST_CASE("the anniversary is optional: absent or null", "[net][validation]") {
+  auto body = valid_body();
+  body.erase("anniversary");
+  auto absent = parse(body);
+  REQUIRE_FALSE(absent.error.has_value());
+  CHECK(absent.user.dates.count("anniversary") == 0);
+  CHECK(absent.user.dates.at("birthday") == "1990-03-15");
+
+  body["anniversary"] = nullptr;
+  auto null = parse(body);
+  REQUIRE_FALSE(null.error.has_value());
+  CHECK(null.user.dates.count("anniversary") == 0);
+}
+
+TEST_CASE("the birthday may not be null", "[net][validation]") {
+  auto body = valid_body();
+  body["birthday"] = nullptr;
+  require_rejected(parse(body), "birthday");
+}
+
+TEST_CASE("a problem renders as RFC 7807 JSON with its field",
+          "[net][validation]") {
+  auto body = valid_body();
+  body["nickname"] = "Countess";
+  auto r = parse(body);
+  REQUIRE(r.error.has_value());
+  auto out = json::parse(chime::problem_json(*r.error));
+  CHECK(out.at("status") == 400);
+  CHECK(out.at("field") == "nickname");
+  CHECK(out.at("detail").get<std::string>().find("nickname")
+        != std::string::npos);
+  CHECK(out.contains("title"));
+  CHECK(out.contains("type"));
+}
