@@ -27,6 +27,9 @@ const occasion* find_occasion(std::string_view name) {
 std::optional<date::year_month_day> parse_date(std::string_view text) {
   if (text.size() != 10 || text[4] != '-' || text[7] != '-')
     return std::nullopt;
+  for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9})
+    if (text[i] < '0' || text[i] > '9')
+      return std::nullopt;
   auto number = [&](size_t pos, size_t len) -> std::optional<int> {
     int n = 0;
     auto first = text.data() + pos;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <regex>
 #include <sstream>
 
 namespace chime {
@@ -239,6 +240,18 @@ std::string apply(settings& s, const std::string& source,
   return {};
 }
 
+/// The line without its comment: a '#' outside double quotes starts one.
+std::string strip_comment(const std::string& line) {
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '"')
+      quoted = !quoted;
+    else if (line[i] == '#' && !quoted)
+      return line.substr(0, i);
+  }
+  return line;
+}
+
 std::string apply_file(settings& s, const std::string& path) {
   std::ifstream in{path};
   if (!in)
@@ -247,7 +260,7 @@ std::string apply_file(settings& s, const std::string& path) {
   int line_no = 0;
   while (std::getline(in, line)) {
     ++line_no;
-    auto text = trim(line.substr(0, line.find('#')));
+    auto text = trim(strip_comment(line));
     if (text.empty() || text.front() == '[')
       continue; // INI section headers only group keys for the reader
     auto eq = text.find('=');
@@ -267,26 +280,31 @@ std::string apply_file(settings& s, const std::string& path) {
 } // namespace
 
 std::optional<int64_t> parse_utc_instant(const std::string& text) {
-  int y, mo, d, h, mi;
-  double sec;
-  int consumed = 0;
-  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%lf%n", &y, &mo, &d, &h,
-                  &mi, &sec, &consumed)
-        != 6
-      || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0
-      || sec >= 61)
+  static const std::regex pattern{
+    R"(^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?)"
+    R"((Z|z|([+-])(\d{2}):(\d{2}))$)"};
+  std::smatch m;
+  if (!std::regex_match(text, m, pattern))
     return std::nullopt;
-  std::string zone = text.substr(static_cast<size_t>(consumed));
+  auto num = [&](int i) { return std::stoi(m[i].str()); };
+  int y = num(1), mo = num(2), d = num(3), h = num(4), mi = num(5), s = num(6);
+  if (mo < 1 || mo > 12 || h > 23 || mi > 59 || s > 59)
+    return std::nullopt;
+  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d < 1 || d > mdays[mo - 1] + (mo == 2 && leap ? 1 : 0))
+    return std::nullopt;
   int64_t offset_s = 0;
-  if (zone == "Z" || zone == "z" || zone == "+00:00") {
-    offset_s = 0;
-  } else if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-')
-             && zone[3] == ':') {
-    int oh = std::atoi(zone.substr(1, 2).c_str());
-    int om = std::atoi(zone.substr(4, 2).c_str());
-    offset_s = (zone[0] == '-' ? -1 : 1) * (oh * 3600 + om * 60);
-  } else {
-    return std::nullopt;
+  if (m[9].matched) {
+    int oh = num(10), om = num(11);
+    if (oh > 23 || om > 59)
+      return std::nullopt;
+    offset_s = (m[9].str() == "-" ? -1 : 1) * (oh * 3600 + om * 60);
+  }
+  int64_t frac_ms = 0;
+  if (m[7].matched) {
+    auto digits = m[7].str().substr(1) + "00";
+    frac_ms = std::stoi(digits.substr(0, 3));
   }
   std::tm tm{};
   tm.tm_year = y - 1900;
@@ -294,15 +312,9 @@ std::optional<int64_t> parse_utc_instant(const std::string& text) {
   tm.tm_mday = d;
   tm.tm_hour = h;
   tm.tm_min = mi;
-  auto days_ok = [&] {
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return d <= mdays[mo - 1] + (mo == 2 && leap ? 1 : 0);
-  };
-  if (!days_ok())
-    return std::nullopt;
+  tm.tm_sec = s;
   int64_t secs = static_cast<int64_t>(timegm(&tm));
-  return (secs - offset_s) * 1000 + static_cast<int64_t>(std::llround(sec * 1000));
+  return (secs - offset_s) * 1000 + frac_ms;
 }
 
 settings_result load_settings(const std::vector<std::string>& args,

@@ -302,3 +302,22 @@ TEST_CASE("every key is documented in the help text", "[config]") {
     CHECK_THAT(help, Catch::Contains(key));
   }
 }
+
+TEST_CASE("a clock start with out-of-range or non-numeric fields is rejected",
+          "[config]") {
+  for (auto bad : {"2027-03-15T-1:14:00Z", "2027-03-15T03:-5:00Z",
+                   "2027-03-15T03:14:nanZ", "2027-03-15T03:14:1e1Z",
+                   "2027-03-15T03:14:00+99:99", "2027-03-15T03:14:00+05:4x",
+                   "27-03-15T03:14:00Z"}) {
+    INFO(bad);
+    CHECK_FALSE(chime::parse_utc_instant(bad).has_value());
+  }
+}
+
+TEST_CASE("a '#' inside a quoted config value is part of the value",
+          "[config]") {
+  temp_config file{"api-token = \"ab#cd\"  # the token\n"};
+  auto r = chime::load_settings({"--config", file.path()}, {});
+  REQUIRE(r);
+  CHECK(r.value.api_token == "ab#cd");
+}

@@ -452,3 +452,28 @@ TEST_CASE("stopping a supervisor stops all its children",
   CHECK(h.started("b") == 1);
   CHECK(h.started("c") == 1);
 }
+
+// Regression: the supervisor used to stop its children from an attached
+// functor that read `state` after CAF had destroyed it (stateful_actor::on_exit
+// runs before attachables), which aborted the process on shutdown whenever
+// nothing else referenced the children. Run under valgrind to see a relapse
+// even when it does not crash. (Unreferenced children stop as `unreachable`
+// when the supervisor's state goes, before its link exit reaches them.)
+TEST_CASE("a supervisor whose children nobody else references stops cleanly",
+          "[runtime][supervisor]") {
+  for (int round = 0; round < 20; ++round) {
+    INFO("round " << round);
+    harness h;
+    auto sup = h.supervise(with(chime::restart_strategy::one_for_one),
+                           h.workers({"a", "b", "c"}));
+    REQUIRE(h.await([&] { return h.ups.size() == 3; }));
+    h.ups.clear(); // only the supervisor references its children now
+    h.self->monitor(sup);
+    h.self->send_exit(sup, caf::exit_reason::user_shutdown);
+    REQUIRE(h.await([&] { return h.down_of(sup) && h.gones.size() == 3; }));
+    CHECK(h.down_of(sup)->reason == caf::exit_reason::user_shutdown);
+    CHECK(h.gones_of("a") == 1);
+    CHECK(h.gones_of("b") == 1);
+    CHECK(h.gones_of("c") == 1);
+  }
+}

@@ -464,3 +464,9 @@ TEST_CASE("parse_date accepts only real calendar dates YYYY-MM-DD",
   CHECK_FALSE(chime::parse_date("1990-03-15T00").has_value());
   CHECK_FALSE(chime::parse_date("").has_value());
 }
+
+TEST_CASE("a date whose year is not four digits is rejected",
+          "[actors][occasion]") {
+  CHECK_FALSE(chime::parse_date("-990-01-01").has_value());
+  CHECK_FALSE(chime::parse_date("2027-+3-15").has_value());
+}
