@@ -3,7 +3,7 @@
 # postgres user, in a data folder, on a private port) and the fake email
 # service. Idempotent: what already runs is left running.
 #
-#   scripts/services.sh start|stop|env
+#   scripts/services.sh start|stop|destroy|env
 #
 # CHIME_DATA_DIR (default .data/dev), CHIME_PG_PORT (55432) and
 # CHIME_FAKE_EMAIL_PORT (8025) choose the folder and ports, so the test suite
@@ -14,11 +14,19 @@ data=${CHIME_DATA_DIR:-$here/.data/dev}
 pg_port=${CHIME_PG_PORT:-55432}
 email_port=${CHIME_FAKE_EMAIL_PORT:-8025}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-pg_data=$data/pg
+mkdir -p "$data"
+# PostgreSQL runs as `postgres`, which may not be able to reach a folder
+# inside a private checkout (a mktemp clone, a home folder): then its data
+# lives under postgres's own home, one folder per Chime data folder.
+if runuser -u postgres -- test -x "$data" 2>/dev/null; then
+  pg_data=$data/pg
+else
+  pg_data=/var/lib/postgresql/chime/$(printf '%s' "$data" | md5sum | cut -c1-16)
+fi
 database_url="postgresql://postgres@127.0.0.1:$pg_port/chime"
 email_url="http://127.0.0.1:$email_port"
 
-as_postgres() { runuser -u postgres -- "$@"; }
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
 pg_running() { [ -f "$pg_data/postmaster.pid" ] && as_postgres "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; }
 
@@ -27,6 +35,7 @@ start_pg() {
   mkdir -p "$data"
   if [ ! -f "$pg_data/PG_VERSION" ]; then
     rm -rf "$pg_data"
+    install -d -o postgres -g postgres -m 755 "$(dirname "$pg_data")"
     install -d -o postgres -g postgres -m 700 "$pg_data"
     as_postgres "$pg_bin/initdb" -D "$pg_data" -U postgres --auth=trust \
       --encoding=UTF8 --locale=C.UTF-8 >/dev/null
@@ -89,11 +98,17 @@ EOT
     stop_email
     stop_pg
     ;;
+  destroy)
+    # Stops and deletes the data (the test command starts from nothing).
+    stop_email
+    stop_pg
+    rm -rf "$pg_data" "$data"
+    ;;
   env)
     echo "export CHIME_DATABASE_URL=$database_url CHIME_EMAIL_URL=$email_url"
     ;;
   *)
-    echo "usage: $0 start|stop|env" >&2
+    echo "usage: $0 start|stop|destroy|env" >&2
     exit 2
     ;;
 esac

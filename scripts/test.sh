@@ -10,8 +10,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CHIME_DATA_DIR=${CHIME_TEST_DATA_DIR:-$here/.data/test}
 export CHIME_PG_PORT=${CHIME_TEST_PG_PORT:-55442}
 export CHIME_FAKE_EMAIL_PORT=${CHIME_TEST_FAKE_EMAIL_PORT:-18025}
+# Every run starts from empty services and removes them afterwards.
+"$here/scripts/services.sh" destroy
+trap '"$here/scripts/services.sh" destroy' EXIT
 "$here/scripts/services.sh" start
-trap '"$here/scripts/services.sh" stop' EXIT
 export CHIME_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$CHIME_PG_PORT/chime"
 
 cd "$here/build"
