@@ -26,6 +26,8 @@ fi
 database_url="postgresql://postgres@127.0.0.1:$pg_port/chime"
 email_url="http://127.0.0.1:$email_port"
 
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
 pg_running() { [ -f "$pg_data/postmaster.pid" ] && as_postgres "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; }
@@ -41,6 +43,10 @@ start_pg() {
       --encoding=UTF8 --locale=C.UTF-8 >/dev/null
   fi
   if ! pg_running; then
+    if port_taken "$pg_port"; then
+      echo "services: port $pg_port is taken by another program; choose another with CHIME_PG_PORT" >&2
+      exit 1
+    fi
     # TCP on loopback only; no Unix socket, so nothing collides with a
     # system-wide PostgreSQL.
     as_postgres "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w -t 60 \
@@ -65,6 +71,10 @@ email_running() { [ -f "$email_pid_file" ] && kill -0 "$(cat "$email_pid_file")"
 
 start_email() {
   email_running && return 0
+  if port_taken "$email_port"; then
+    echo "services: port $email_port is taken by another program; choose another with CHIME_FAKE_EMAIL_PORT" >&2
+    exit 1
+  fi
   [ -x "$here/build/chime" ] || { echo "services: build/chime is missing (run scripts/setup.sh)" >&2; exit 1; }
   mkdir -p "$data"
   nohup "$here/build/chime" fake-email --port "$email_port" \
