@@ -9,6 +9,7 @@
 #include "net/http_api.hpp"
 #include "persistence/pg_journal.hpp"
 #include "runtime/log.hpp"
+#include "runtime/signals.hpp"
 #include "runtime/supervisor.hpp"
 
 #include <caf/all.hpp>
@@ -107,13 +108,7 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
 int run_node(const settings& cfg) {
   set_log_level(parse_log_level(cfg.log_level));
   configure_occasions(cfg);
-  // Signals are taken synchronously by this thread only; every thread
-  // started from here on inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto signals = block_stop_signals();
 
   caf::actor_system_config sys_cfg;
   add_chime_types(sys_cfg);

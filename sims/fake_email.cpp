@@ -1,5 +1,7 @@
 #include "sims/fake_email.hpp"
 
+#include "runtime/signals.hpp"
+
 #include <date/date.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -79,6 +81,19 @@ std::string set_knob(fake_knobs& k, const std::string& name,
   return err;
 }
 
+/// Parses the request body as JSON, or answers 400.
+bool parse_body(const httplib::Request& req, httplib::Response& res,
+                json& out) {
+  try {
+    out = json::parse(req.body);
+    return true;
+  } catch (const json::exception&) {
+    res.status = 400;
+    res.set_content(R"({"error":"malformed JSON"})", "application/json");
+    return false;
+  }
+}
+
 void handle_send(fake_state& st, const httplib::Request& req,
                  httplib::Response& res) {
   fake_knobs k;
@@ -116,13 +131,8 @@ void handle_send(fake_state& st, const httplib::Request& req,
     return;
   }
   json body;
-  try {
-    body = json::parse(req.body);
-  } catch (const json::exception&) {
-    res.status = 400;
-    res.set_content(R"({"error":"malformed JSON"})", "application/json");
+  if (!parse_body(req, res, body))
     return;
-  }
   if (!body.contains("email") || !body["email"].is_string()
       || !body.contains("message") || !body["message"].is_string()) {
     res.status = 400;
@@ -190,11 +200,7 @@ int run_fake_email(const std::vector<std::string>& args) {
     std::cerr << "fake-email: cannot open ledger '" << st.ledger_path << "'\n";
     return 2;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto signals = block_stop_signals();
 
   httplib::Server server;
   // Held (timed-out) requests must not starve the others.
@@ -206,13 +212,8 @@ int run_fake_email(const std::vector<std::string>& args) {
   server.Post("/control", [&st](const httplib::Request& req,
                                 httplib::Response& res) {
     json body;
-    try {
-      body = json::parse(req.body);
-    } catch (const json::exception&) {
-      res.status = 400;
-      res.set_content(R"({"error":"malformed JSON"})", "application/json");
+    if (!parse_body(req, res, body))
       return;
-    }
     std::lock_guard<std::mutex> guard{st.mtx};
     auto knobs = st.knobs;
     for (auto& [key, value] : body.items()) {
