@@ -1,13 +1,16 @@
 #include "actors/delivery.hpp"
 
 #include "actors/backoff.hpp"
+#include "actors/circuit_breaker.hpp"
 #include "actors/protocol.hpp"
+#include "actors/rate_limiter.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 
 #include <caf/all.hpp>
 
 #include <deque>
+#include <optional>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -16,14 +19,23 @@ namespace chime {
 
 namespace {
 
+/// One delivery on its way, with the broker message it came in (if any).
+struct job {
+  delivery_record d;
+  std::optional<receipt> from;
+};
+
 struct delivery_state {
   context_ptr ctx;
-  std::deque<delivery_record> queue;
+  std::deque<job> queue;
   std::vector<caf::actor> idle_mailers;
   std::unordered_set<std::string> active; ///< queued, in flight or backing off
   std::unordered_map<std::string, uint32_t> in_flight_by_user;
   std::unordered_multimap<std::string, caf::response_promise> drains;
   std::mt19937_64 rng;
+  std::optional<rate_limiter> limiter;
+  std::optional<circuit_breaker> breaker;
+  bool wake_pending = false;
   static inline const char* name = "chime.delivery";
 };
 
@@ -35,16 +47,28 @@ caf::actor journal_of(delivery_actor* self) {
   return self->state.ctx->dir->get(journal_name);
 }
 
-/// Returns the mailer and, unless `keep_active`, forgets the delivery.
-void finish(delivery_actor* self, const delivery_record& d, caf::actor mailer,
-            bool keep_active) {
+void settle(const std::optional<receipt>& from, bool dead) {
+  if (!from)
+    return;
+  if (dead)
+    caf::anon_send(from->consumer, nack_atom::value, *from, false);
+  else
+    caf::anon_send(from->consumer, ack_atom::value, *from);
+}
+
+/// Returns the mailer; unless the job will be retried, forgets it and
+/// settles its broker message.
+void finish(delivery_actor* self, const job& j, caf::actor mailer,
+            bool retrying) {
   auto& st = self->state;
   st.idle_mailers.push_back(std::move(mailer));
-  if (!keep_active)
-    st.active.erase(d.key);
-  if (--st.in_flight_by_user[d.user_id] == 0) {
-    st.in_flight_by_user.erase(d.user_id);
-    auto [first, last] = st.drains.equal_range(d.user_id);
+  if (!retrying) {
+    st.active.erase(j.d.key);
+    settle(j.from, j.d.status == "dead");
+  }
+  if (--st.in_flight_by_user[j.d.user_id] == 0) {
+    st.in_flight_by_user.erase(j.d.user_id);
+    auto [first, last] = st.drains.equal_range(j.d.user_id);
     for (auto i = first; i != last; ++i)
       i->second.deliver(caf::ok_atom::value);
     st.drains.erase(first, last);
@@ -52,155 +76,202 @@ void finish(delivery_actor* self, const delivery_record& d, caf::actor mailer,
   pump(self);
 }
 
-void retry_later(delivery_actor* self, delivery_record d, millis delay) {
-  self->delayed_send(self, delay, retry_atom::value, std::move(d));
+void retry_later(delivery_actor* self, job j, millis delay) {
+  self->delayed_send(self, delay, retry_atom::value, std::move(j.d),
+                     j.from.value_or(receipt{}), j.from.has_value());
 }
 
 /// Journals the outcome; keeps trying while the journal is away, because the
 /// email service already answered and must not be asked again.
-void record(delivery_actor* self, delivery_record d, delivery_outcome o,
+void record(delivery_actor* self, job j, delivery_outcome o,
             caf::actor mailer, millis retry_delay) {
   self->request(journal_of(self), journal_timeout, outcome_atom::value, o)
     .then(
-      [=](caf::ok_atom) {
+      [=](caf::ok_atom) mutable {
         get_metric("chime_deliveries_total{status=\"" + o.status + "\"}")
           .add();
         log(o.status == "dead" ? log_level::warn : log_level::info,
             "delivery", "delivery " + o.status,
-            {{"user_id", d.user_id}, {"key", d.key},
-             {"attempts", int64_t{d.attempts}}});
+            {{"user_id", j.d.user_id}, {"key", j.d.key},
+             {"attempts", int64_t{j.d.attempts}}});
         bool again = o.status == "failed";
-        finish(self, d, mailer, again);
+        finish(self, j, mailer, again);
         if (again)
-          retry_later(self, d, retry_delay);
+          retry_later(self, std::move(j), retry_delay);
       },
       [=](caf::error&) {
         self->delayed_send(self, std::chrono::seconds{1}, outcome_atom::value,
-                           d, o, mailer, retry_delay.count());
+                           j.d, j.from.value_or(receipt{}), j.from.has_value(),
+                           o, mailer, retry_delay.count());
       });
 }
 
-void classify(delivery_actor* self, delivery_record d, const send_result& r,
+void classify(delivery_actor* self, job j, const send_result& r,
               caf::actor mailer) {
   auto& st = self->state;
   auto& ctx = *st.ctx;
   delivery_outcome o;
-  o.key = d.key;
+  o.key = j.d.key;
   o.at_ms = to_ms(ctx.clock->now());
   millis retry_delay{0};
-  if (r.http_status >= 200 && r.http_status < 300) {
+  bool ok = r.http_status >= 200 && r.http_status < 300;
+  bool permanent = r.http_status >= 400 && r.http_status < 500
+                   && r.http_status != 408 && r.http_status != 429;
+  if (ok || permanent)
+    st.breaker->success(); // the service answered for itself
+  else
+    st.breaker->failure(ctx.monotonic());
+  get_metric("chime_email_requests_total{result=\""
+             + (r.http_status == 0 ? std::string{"no_answer"}
+                                   : std::to_string(r.http_status))
+             + "\"}")
+    .add();
+  if (ok) {
     o.status = "sent";
   } else {
     o.error = r.http_status == 0 ? r.error
                                  : "HTTP " + std::to_string(r.http_status);
-    bool permanent = r.http_status >= 400 && r.http_status < 500
-                     && r.http_status != 408 && r.http_status != 429;
-    if (permanent || d.attempts >= ctx.delivery_attempts_max) {
+    bool exhausted = ctx.delivery_attempts_max > 0
+                     && j.d.attempts >= ctx.delivery_attempts_max;
+    if (permanent || exhausted) {
       o.status = "dead";
     } else {
       o.status = "failed";
-      retry_delay = backoff_delay(d.attempts, ctx.backoff_base,
+      retry_delay = backoff_delay(j.d.attempts, ctx.backoff_base,
                                   ctx.backoff_cap, millis{r.retry_after_ms},
                                   st.rng);
     }
   }
-  d.status = o.status;
-  d.last_error = o.error;
-  record(self, std::move(d), std::move(o), std::move(mailer), retry_delay);
+  j.d.status = o.status;
+  j.d.last_error = o.error;
+  record(self, std::move(j), std::move(o), std::move(mailer), retry_delay);
 }
 
-void attempt(delivery_actor* self, delivery_record d, caf::actor mailer) {
+void attempt(delivery_actor* self, job j, caf::actor mailer) {
   auto& ctx = *self->state.ctx;
   self
-    ->request(journal_of(self), journal_timeout, attempt_atom::value, d.key,
+    ->request(journal_of(self), journal_timeout, attempt_atom::value, j.d.key,
               to_ms(ctx.clock->now()),
               static_cast<int64_t>(ctx.rules.catch_up.count()))
     .then(
       [=](attempt_verdict& v) mutable {
         if (!v.proceed) {
           log(log_level::info, "delivery", "delivery skipped",
-              {{"user_id", d.user_id}, {"key", d.key}, {"status", v.status}});
-          finish(self, d, mailer, false);
+              {{"user_id", j.d.user_id}, {"key", j.d.key},
+               {"status", v.status}});
+          j.d.status = v.status;
+          finish(self, j, mailer, false);
           return;
         }
-        d.attempts = v.attempts;
+        j.d.attempts = v.attempts;
         auto timeout = self->state.ctx->email_timeout + std::chrono::seconds{5};
         self
-          ->request(mailer, timeout, send_atom::value, d.email, d.message,
-                    d.key)
+          ->request(mailer, timeout, send_atom::value, j.d.email, j.d.message,
+                    j.d.key)
           .then(
-            [=](send_result& r) { classify(self, d, r, mailer); },
+            [=](send_result& r) { classify(self, j, r, mailer); },
             [=](caf::error& err) {
-              classify(self, d,
+              classify(self, j,
                        send_result{0, -1, self->system().render(err)}, mailer);
             });
       },
       [=](caf::error& err) {
         // The journal is away: nothing was attempted; try again later.
         log(log_level::warn, "delivery", "journal unavailable before attempt",
-            {{"key", d.key}, {"error", self->system().render(err)}});
-        finish(self, d, mailer, true);
-        retry_later(self, d, std::chrono::seconds{1});
+            {{"key", j.d.key}, {"error", self->system().render(err)}});
+        finish(self, j, mailer, true);
+        retry_later(self, j, std::chrono::seconds{1});
       });
+}
+
+void wake_in(delivery_actor* self, std::chrono::microseconds delay) {
+  auto& st = self->state;
+  if (st.wake_pending)
+    return;
+  st.wake_pending = true;
+  self->delayed_send(self, delay, tick_atom::value);
 }
 
 void pump(delivery_actor* self) {
   auto& st = self->state;
   while (!st.queue.empty() && !st.idle_mailers.empty()) {
-    auto d = std::move(st.queue.front());
+    auto now = st.ctx->monotonic();
+    // The limiter is asked first, so that a half-open breaker's single
+    // probe is never granted and then held back by the limiter.
+    if (auto wait = st.limiter->wait(now); wait.count() > 0) {
+      get_metric("chime_rate_limiter_waits_total").add();
+      wake_in(self, wait);
+      break;
+    }
+    if (!st.breaker->allow(now)) {
+      wake_in(self, std::chrono::duration_cast<std::chrono::microseconds>(
+                      st.breaker->open_until() - now)
+                      + std::chrono::milliseconds{1});
+      break;
+    }
+    st.limiter->try_take(now);
+    auto j = std::move(st.queue.front());
     st.queue.pop_front();
     auto mailer = std::move(st.idle_mailers.back());
     st.idle_mailers.pop_back();
-    ++st.in_flight_by_user[d.user_id];
-    attempt(self, std::move(d), std::move(mailer));
+    ++st.in_flight_by_user[j.d.user_id];
+    attempt(self, std::move(j), std::move(mailer));
   }
-  get_metric("chime_delivery_queue", "gauge", "deliveries waiting for a mailer")
+  get_metric("chime_delivery_queue", "gauge", "deliveries waiting to be sent")
     .set(static_cast<int64_t>(st.queue.size()));
+  get_metric("chime_circuit_breaker_state", "gauge",
+             "0 closed, 1 open, 2 half-open")
+    .set(static_cast<int64_t>(st.breaker->current()));
 }
 
-void resume_open(delivery_actor* self) {
-  self->request(journal_of(self), journal_timeout, pending_atom::value)
-    .then(
-      [=](std::vector<delivery_record>& open) {
-        if (!open.empty())
-          log(log_level::info, "delivery", "resuming open deliveries",
-              {{"count", static_cast<int64_t>(open.size())}});
-        for (auto& d : open)
-          self->send(self, submit_atom::value, std::move(d));
-      },
-      [=](caf::error&) {
-        self->delayed_send(self, std::chrono::seconds{1}, pending_atom::value);
-      });
+void accept(delivery_actor* self, job j) {
+  auto& st = self->state;
+  if (!st.active.insert(j.d.key).second) {
+    // Already queued, in flight or backing off here: this copy (a republish
+    // or a redelivery) adds nothing.
+    settle(j.from, false);
+    return;
+  }
+  st.queue.push_back(std::move(j));
+  pump(self);
+}
+
+std::optional<receipt> maybe(receipt r, bool has) {
+  return has ? std::optional<receipt>{std::move(r)} : std::nullopt;
 }
 
 caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.rng.seed(st.ctx->seed);
+  st.limiter.emplace(st.ctx->email_rate_per_s, st.ctx->email_burst,
+                     st.ctx->monotonic());
+  st.breaker.emplace(st.ctx->breaker_failures_max, st.ctx->breaker_cooldown);
   for (uint32_t i = 0; i < st.ctx->delivery_concurrency_max; ++i) {
     auto mailer = st.ctx->make_mailer(self->system());
     self->link_to(mailer);
     st.idle_mailers.push_back(std::move(mailer));
   }
-  resume_open(self);
   return {
+    [=](deliver_atom, delivery_record& d, receipt& r) {
+      accept(self, job{std::move(d), std::move(r)});
+    },
     [=](submit_atom, delivery_record& d) {
-      auto& st = self->state;
-      if (!st.active.insert(d.key).second)
-        return; // already queued, in flight or waiting for a retry
-      st.queue.push_back(std::move(d));
+      accept(self, job{std::move(d), std::nullopt});
+    },
+    [=](retry_atom, delivery_record& d, receipt& r, bool has_receipt) {
+      self->state.queue.push_back(job{std::move(d), maybe(r, has_receipt)});
       pump(self);
     },
-    [=](retry_atom, delivery_record& d) {
-      self->state.queue.push_back(std::move(d));
+    [=](tick_atom) {
+      self->state.wake_pending = false;
       pump(self);
     },
-    [=](outcome_atom, delivery_record& d, delivery_outcome& o,
-        caf::actor& mailer, int64_t retry_delay_ms) {
-      record(self, std::move(d), std::move(o), std::move(mailer),
-             millis{retry_delay_ms});
+    [=](outcome_atom, delivery_record& d, receipt& r, bool has_receipt,
+        delivery_outcome& o, caf::actor& mailer, int64_t retry_delay_ms) {
+      record(self, job{std::move(d), maybe(r, has_receipt)}, std::move(o),
+             std::move(mailer), millis{retry_delay_ms});
     },
-    [=](pending_atom) { resume_open(self); },
     [=](drain_atom, const std::string& user_id) {
       auto& st = self->state;
       auto rp = self->make_response_promise();
@@ -213,10 +284,87 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
   };
 }
 
+// -- outbox sweeper -------------------------------------------------------------
+
+struct sweeper_state {
+  context_ptr ctx;
+  static inline const char* name = "chime.outbox_sweeper";
+};
+
+caf::behavior outbox_sweeper(caf::stateful_actor<sweeper_state>* self,
+                             context_ptr ctx) {
+  self->state.ctx = std::move(ctx);
+  self->send(self, tick_atom::value);
+  return {
+    [=](tick_atom) {
+      auto& ctx = *self->state.ctx;
+      self->delayed_send(self, ctx.outbox_sweep_interval, tick_atom::value);
+      auto older_than = to_ms(ctx.clock->now() - ctx.outbox_grace);
+      self
+        ->request(ctx.dir->get(journal_name), journal_timeout,
+                  outbox_atom::value, older_than, uint32_t{10000})
+        .then(
+          [=](std::vector<delivery_record>& stuck) {
+            if (stuck.empty())
+              return;
+            get_metric("chime_outbox_republished_total")
+              .add(static_cast<int64_t>(stuck.size()));
+            log(log_level::info, "outbox", "republishing unconfirmed deliveries",
+                {{"count", static_cast<int64_t>(stuck.size())}});
+            auto handoff = self->state.ctx->dir->get(handoff_name);
+            for (auto& d : stuck)
+              self->send(handoff, submit_atom::value, std::move(d));
+          },
+          [=](caf::error&) {
+            // The journal is away; the next tick tries again.
+          });
+    },
+  };
+}
+
+// -- dead-letter keeper -----------------------------------------------------------
+
+struct keeper_state {
+  context_ptr ctx;
+  static inline const char* name = "chime.dead_letter_keeper";
+};
+
+caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
+                                 context_ptr ctx) {
+  self->state.ctx = std::move(ctx);
+  return {
+    [=](deliver_atom, delivery_record& d, receipt& r) {
+      auto& ctx = *self->state.ctx;
+      delivery_outcome o{d.key, "dead", "dead-lettered by the broker",
+                         to_ms(ctx.clock->now())};
+      self
+        ->request(ctx.dir->get(journal_name), journal_timeout,
+                  outcome_atom::value, o)
+        .then(
+          [=](caf::ok_atom) {
+            get_metric("chime_dead_letters_total").add();
+            caf::anon_send(r.consumer, ack_atom::value, r);
+          },
+          [=](caf::error&) {
+            // Leave it in the dead-letter queue; it comes back.
+            caf::anon_send(r.consumer, nack_atom::value, r, true);
+          });
+    },
+  };
+}
+
 } // namespace
 
 caf::actor spawn_delivery(caf::actor_system& sys, context_ptr ctx) {
   return sys.spawn(delivery, std::move(ctx));
+}
+
+caf::actor spawn_outbox_sweeper(caf::actor_system& sys, context_ptr ctx) {
+  return sys.spawn(outbox_sweeper, std::move(ctx));
+}
+
+caf::actor spawn_dead_letter_keeper(caf::actor_system& sys, context_ptr ctx) {
+  return sys.spawn(dead_letter_keeper, std::move(ctx));
 }
 
 } // namespace chime

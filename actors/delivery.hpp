@@ -4,16 +4,30 @@
 
 namespace chime {
 
-/// Spawns the node's delivery actor, which is also the local `handoff`: it
-/// takes (submit_atom, delivery_record) and sends each delivery through a
-/// pool of mailers (spawned by ctx->make_mailer, at most
-/// delivery_concurrency_max requests in flight). Before each attempt the
-/// journal checks the delivery is still owed (not sent, not cancelled, user
-/// alive, inside the catch-up window) and counts the attempt; after it, the
-/// outcome is journaled. Failures are retried with exponential backoff and
-/// full jitter, honouring Retry-After, until delivery_attempts_max, then the
-/// delivery is dead. On start it resumes every open delivery in the journal,
-/// so a restart continues where the last run stopped.
+/// Spawns the node's delivery actor. It takes deliveries from the broker's
+/// consumer as (deliver_atom, delivery_record, receipt), or without a broker
+/// as (submit_atom, delivery_record), and sends each through a pool of
+/// mailers (spawned by ctx->make_mailer; at most delivery_concurrency_max
+/// requests in flight), paced by a token bucket (email_rate_per_s, burst)
+/// and guarded by a circuit breaker. Before each attempt the journal checks
+/// the delivery is still owed (not sent, not cancelled, user alive, inside
+/// the catch-up window) and counts the attempt; the outcome is journaled
+/// before the broker message is acked. Failures are retried here with
+/// exponential backoff and full jitter, honouring Retry-After, while the
+/// message stays unacked; a dead delivery is nacked into the dead-letter
+/// queue.
 caf::actor spawn_delivery(caf::actor_system& sys, context_ptr ctx);
+
+/// Spawns the outbox sweeper: every sweep interval it asks the journal for
+/// deliveries recorded but not handed off within the grace period (a crash,
+/// a broker outage or a lost confirm in between) and submits them to the
+/// handoff again. Duplicates in the queue are harmless: delivery re-checks.
+caf::actor spawn_outbox_sweeper(caf::actor_system& sys, context_ptr ctx);
+
+/// Spawns the dead-letter keeper: it takes messages from the dead-letter
+/// queue (the broker's delivery limit, or nacks of dead deliveries), records
+/// them as dead in the journal when they are still open, then acks them, so
+/// that `GET /v1/deliveries?status=dead` lists every one.
+caf::actor spawn_dead_letter_keeper(caf::actor_system& sys, context_ptr ctx);
 
 } // namespace chime

@@ -33,6 +33,18 @@ struct node_context {
   /// (send_atom, email, message, idempotency key) with a send_result.
   std::function<caf::actor(caf::actor_system&)> make_mailer;
   uint64_t seed = 0; ///< for jitter; fixed in simulations
+  /// Real monotonic time for rate limiting and the circuit breaker, which
+  /// pace requests to the email service in its time, not Chime's.
+  std::function<std::chrono::steady_clock::time_point()> monotonic
+    = [] { return std::chrono::steady_clock::now(); };
+  double email_rate_per_s = 0; ///< this node's share; 0: unlimited
+  uint32_t email_burst = 1;
+  uint32_t breaker_failures_max = 10;
+  millis breaker_cooldown{5000};
+  /// A delivery recorded but not handed off for this long (Chime time) is
+  /// republished by the outbox sweeper, which runs every sweep interval.
+  millis outbox_grace{10000};
+  std::chrono::milliseconds outbox_sweep_interval{2000}; ///< real time
 };
 
 using context_ptr = std::shared_ptr<const node_context>;
@@ -40,6 +52,8 @@ using context_ptr = std::shared_ptr<const node_context>;
 /// Directory names of a node's actors.
 inline constexpr const char* journal_name = "journal";
 inline constexpr const char* delivery_name = "delivery";
+inline constexpr const char* handoff_name = "handoff";
+inline constexpr const char* dead_letters_name = "dead_letters";
 std::string shard_name(uint32_t shard);
 
 /// How long actors wait for the journal before treating it as unavailable.

@@ -6,6 +6,7 @@
 
 #include "actors/user_record.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 #include <caf/meta/type_name.hpp>
@@ -29,7 +30,10 @@ using attempt_atom = caf::atom_constant<caf::atom("attempt")>;   // (key, now_ms
 using outcome_atom = caf::atom_constant<caf::atom("outcome")>;   // (delivery_outcome) -> ok
 using deliveries_atom = caf::atom_constant<caf::atom("deliveries")>; // (user, status, limit) -> vector<delivery_record>
 using ping_atom = caf::atom_constant<caf::atom("ping")>;         // () -> ok
-using stats_atom = caf::atom_constant<caf::atom("stats")>;       // () -> journal_stats
+using stats_atom = caf::atom_constant<caf::atom("stats")>;       // (now_ms) -> journal_stats
+using handed_atom = caf::atom_constant<caf::atom("handed")>;     // (keys, at_ms) -> ok: scheduled -> handed_off
+using outbox_atom = caf::atom_constant<caf::atom("outbox")>;     // (older_than_ms, limit) -> vector<delivery_record>
+using redrive_atom = caf::atom_constant<caf::atom("redrive")>;   // (key, at_ms) -> delivery_record: dead -> scheduled
 
 // -- node-internal ------------------------------------------------------------
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
@@ -41,6 +45,11 @@ using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using upsert_atom = caf::atom_constant<caf::atom("upsert")>; // shard: (user_view)
 using evict_atom = caf::atom_constant<caf::atom("evict")>;   // shard: (user id)
 using drain_atom = caf::atom_constant<caf::atom("drain")>;   // delivery: (user id) -> ok once idle
+// Broker receipts: a consumer sends (deliver_atom, record, receipt) and gets
+// (ack_atom, receipt) or (nack_atom, receipt, requeue) back.
+using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+using ack_atom = caf::atom_constant<caf::atom("ack")>;
+using nack_atom = caf::atom_constant<caf::atom("nack")>;
 
 /// The next send of one occasion of a user.
 struct due_entry {
@@ -143,6 +152,20 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery_outcome& x) {
   return f(caf::meta::type_name("delivery_outcome"), x.key, x.status, x.error,
            x.at_ms);
+}
+
+/// Identifies one consumed broker message, so that it can be acked later.
+/// Tags are per connection: `connection` tells a stale receipt (from before
+/// a reconnect, whose message the broker redelivers anyway) from a live one.
+struct receipt {
+  uint64_t tag = 0;
+  uint64_t connection = 0;
+  caf::actor consumer;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, receipt& x) {
+  return f(caf::meta::type_name("receipt"), x.tag, x.connection, x.consumer);
 }
 
 /// The email service's answer to one request.

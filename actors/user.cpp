@@ -83,7 +83,7 @@ void fire(user_actor* self, const due_entry& entry) {
       [=](bool recorded) {
         auto& st = self->state;
         if (recorded && d.status == "scheduled") {
-          caf::anon_send(st.ctx->dir->get(delivery_name), submit_atom::value, d);
+          caf::anon_send(st.ctx->dir->get(handoff_name), submit_atom::value, d);
         } else if (recorded) {
           get_metric("chime_deliveries_expired_total").add();
           log(log_level::info, "user", "occasion expired",

@@ -5,6 +5,7 @@
 #include "actors/protocol.hpp"
 #include "actors/shard.hpp"
 #include "config/settings.hpp"
+#include "net/amqp_handoff.hpp"
 #include "net/email_client.hpp"
 #include "net/http_api.hpp"
 #include "persistence/pg_journal.hpp"
@@ -70,6 +71,13 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
     return spawn_email_client(sys, url, timeout);
   };
   ctx->seed = std::random_device{}();
+  // The cluster-wide rate is split across live nodes; alone, this node has
+  // all of it.
+  ctx->email_rate_per_s = cfg.email_rate_per_s;
+  ctx->email_burst = cfg.email_burst;
+  ctx->breaker_failures_max = cfg.breaker_failures_max;
+  ctx->breaker_cooldown = millis{cfg.breaker_cooldown_ms};
+  ctx->outbox_grace = std::chrono::seconds{cfg.outbox_grace_s};
   return ctx;
 }
 
@@ -90,8 +98,26 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   children.push_back(registered(journal_name, ctx, [jopts](auto& sys) {
     return spawn_pg_journal(sys, jopts);
   }));
+  amqp_options aopts;
+  aopts.url = cfg.amqp_url;
+  aopts.prefetch = static_cast<uint16_t>(cfg.amqp_prefetch);
+  aopts.topology.delivery_limit = cfg.amqp_delivery_limit;
+  children.push_back(registered(handoff_name, ctx, [ctx, aopts](auto& sys) {
+    return spawn_amqp_publisher(sys, ctx, aopts);
+  }));
   children.push_back(registered(delivery_name, ctx, [ctx](auto& sys) {
     return spawn_delivery(sys, ctx);
+  }));
+  children.push_back(registered(dead_letters_name, ctx, [ctx](auto& sys) {
+    return spawn_dead_letter_keeper(sys, ctx);
+  }));
+  children.push_back(registered("consumer", ctx, [ctx, aopts](auto& sys) {
+    return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.queue,
+                               delivery_name);
+  }));
+  children.push_back(registered("dead_consumer", ctx, [ctx, aopts](auto& sys) {
+    return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.dead_queue,
+                               dead_letters_name);
   }));
   for (auto s : ctx->owned_shards)
     children.push_back(registered(shard_name(s), ctx, [ctx, s](auto& sys) {
@@ -99,6 +125,9 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
     }));
   children.push_back(registered("due_poller", ctx, [ctx](auto& sys) {
     return spawn_due_poller(sys, ctx);
+  }));
+  children.push_back(registered("outbox_sweeper", ctx, [ctx](auto& sys) {
+    return spawn_outbox_sweeper(sys, ctx);
   }));
   return children;
 }

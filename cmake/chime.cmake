@@ -6,13 +6,19 @@ find_package(date REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(Threads REQUIRED)
 
-# CAF 0.17 and librabbitmq ship neither a CMake config nor a pkg-config file here.
+# CAF 0.17 and librabbitmq ship neither a CMake config nor a pkg-config file
+# here: found by hand.
 find_path(CAF_INCLUDE_DIR caf/all.hpp REQUIRED)
 find_library(CAF_CORE_LIBRARY caf_core REQUIRED)
 find_library(CAF_IO_LIBRARY caf_io REQUIRED)
 add_library(caf::core INTERFACE IMPORTED)
 target_include_directories(caf::core INTERFACE ${CAF_INCLUDE_DIR})
 target_link_libraries(caf::core INTERFACE ${CAF_CORE_LIBRARY} Threads::Threads)
+find_path(RABBITMQ_INCLUDE_DIR amqp.h REQUIRED)
+find_library(RABBITMQ_LIBRARY rabbitmq REQUIRED)
+add_library(rabbitmq::rabbitmq INTERFACE IMPORTED)
+target_include_directories(rabbitmq::rabbitmq INTERFACE ${RABBITMQ_INCLUDE_DIR})
+target_link_libraries(rabbitmq::rabbitmq INTERFACE ${RABBITMQ_LIBRARY})
 add_library(caf::io INTERFACE IMPORTED)
 target_link_libraries(caf::io INTERFACE caf::core ${CAF_IO_LIBRARY})
 

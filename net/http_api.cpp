@@ -256,6 +256,23 @@ struct http_api::impl {
     res.set_content(deliveries_json(*list), json_type);
   }
 
+  void redrive(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res))
+      return;
+    auto key = req.matches[1].str();
+    auto d = ask<delivery_record>(journal(), redrive_atom::value, key,
+                                  to_ms(ctx->clock->now()));
+    if (!d) {
+      if (is(d.error(), journal_errc::not_found))
+        return reply_problem(res, {404, "Not found",
+                                   "no dead delivery with key '" + key + "'",
+                                   {}});
+      return reply_problem(res, journal_problem(d.error()));
+    }
+    caf::anon_send(ctx->dir->get(handoff_name), submit_atom::value, *d);
+    res.set_content(deliveries_json({*d}), json_type);
+  }
+
   void ready(httplib::Response& res) {
     auto ok = ask<caf::ok_atom>(journal(), ping_atom::value);
     bool shards = true;
@@ -302,6 +319,8 @@ struct http_api::impl {
                   [this](req_t q, res_t s) { remove(q, s); });
     server.Get("/v1/deliveries",
                [this](req_t q, res_t s) { deliveries(q, s); });
+    server.Post(R"(/v1/deliveries/(.+):retry)",
+                [this](req_t q, res_t s) { redrive(q, s); });
     server.Get("/healthz", [](req_t, res_t s) {
       s.set_content(R"({"status":"ok"})", json_type);
     });

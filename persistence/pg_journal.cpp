@@ -370,6 +370,31 @@ caf::message record_outcome(pqxx::transaction_base& tx,
   return caf::make_message(caf::ok_atom::value);
 }
 
+caf::message mark_handed_off(pqxx::transaction_base& tx,
+                             const std::vector<std::string>& keys,
+                             int64_t at_ms) {
+  // Only a delivery still waiting for its confirm moves: one already
+  // attempted (the consumer can be faster than the confirm) stays as it is.
+  tx.exec_params("UPDATE deliveries SET status = 'handed_off',"
+                 " updated_at_ms = $2"
+                 " WHERE key = ANY($1::text[]) AND status = 'scheduled'",
+                 text_array(keys), at_ms);
+  return caf::make_message(caf::ok_atom::value);
+}
+
+caf::message redrive(pqxx::transaction_base& tx, const std::string& key,
+                     int64_t at_ms) {
+  auto rows = tx.exec_params(
+    std::string{"UPDATE deliveries SET status = 'scheduled', updated_at_ms = $2"
+                " WHERE key = $1 AND status = 'dead' RETURNING "}
+      + delivery_columns,
+    key, at_ms);
+  if (rows.empty())
+    throw op_failure{journal_errc::not_found};
+  append_event(tx, at_ms, "delivery_redriven", {}, {{"key", key}});
+  return caf::make_message(delivery_from(rows[0]));
+}
+
 std::vector<delivery_record> user_deliveries(pqxx::transaction_base& tx,
                                              const std::string& id) {
   std::vector<delivery_record> out;
@@ -413,6 +438,30 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
     [=](outcome_atom, delivery_outcome& o) {
       return enqueue(self, [o = std::move(o)](auto& tx) {
         return record_outcome(tx, o);
+      });
+    },
+    [=](handed_atom, std::vector<std::string>& keys, int64_t at_ms) {
+      return enqueue(self, [keys = std::move(keys), at_ms](auto& tx) {
+        return mark_handed_off(tx, keys, at_ms);
+      });
+    },
+    [=](redrive_atom, std::string& key, int64_t at_ms) {
+      return enqueue(self, [key = std::move(key), at_ms](auto& tx) {
+        return redrive(tx, key, at_ms);
+      });
+    },
+    [=](outbox_atom, int64_t older_than_ms,
+        uint32_t limit) -> caf::result<std::vector<delivery_record>> {
+      flush(self);
+      return read(self, [&](pqxx::transaction_base& tx) {
+        std::vector<delivery_record> out;
+        for (const auto& r : tx.exec_params(
+               std::string{"SELECT "} + delivery_columns
+                 + " FROM deliveries WHERE status = 'scheduled'"
+                   " AND updated_at_ms < $1 ORDER BY due_at_ms LIMIT $2",
+               older_than_ms, limit))
+          out.push_back(delivery_from(r));
+        return out;
       });
     },
     [=](read_atom, const std::string& id) -> caf::result<user_view> {

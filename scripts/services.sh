@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Starts (or stops) Chime's private local services: PostgreSQL (as the
-# postgres user, in a data folder, on a private port) and the fake email
-# service. Idempotent: what already runs is left running.
+# postgres user, in a data folder, on a private port), RabbitMQ (as the
+# rabbitmq user, its own node name and ports) and the fake email service.
+# Idempotent: what already runs is left running.
 #
 #   scripts/services.sh start|stop|destroy|env
 #
-# CHIME_DATA_DIR (default .data/dev), CHIME_PG_PORT (55432) and
-# CHIME_FAKE_EMAIL_PORT (8025) choose the folder and ports, so the test suite
-# runs its own instances beside a dev setup.
+# CHIME_DATA_DIR (default .data/dev), CHIME_PG_PORT (55432), CHIME_AMQP_PORT
+# (55672; its Erlang distribution port is one higher) and CHIME_FAKE_EMAIL_PORT
+# (8025) choose the folder and ports, so the test suite runs its own instances
+# beside a dev setup.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 data=${CHIME_DATA_DIR:-$here/.data/dev}
 pg_port=${CHIME_PG_PORT:-55432}
 email_port=${CHIME_FAKE_EMAIL_PORT:-8025}
+amqp_port=${CHIME_AMQP_PORT:-55672}
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 mkdir -p "$data"
 # PostgreSQL runs as `postgres`, which may not be able to reach a folder
@@ -23,8 +26,16 @@ if runuser -u postgres -- test -x "$data" 2>/dev/null; then
 else
   pg_data=/var/lib/postgresql/chime/$(printf '%s' "$data" | md5sum | cut -c1-16)
 fi
+instance=$(printf '%s' "$data" | md5sum | cut -c1-8)
+if runuser -u rabbitmq -- test -x "$data" 2>/dev/null; then
+  rabbit_data=$data/rabbitmq
+else
+  rabbit_data=/var/lib/rabbitmq/chime/$instance
+fi
+rabbit_node=chime-$instance@localhost
 database_url="postgresql://postgres@127.0.0.1:$pg_port/chime"
 email_url="http://127.0.0.1:$email_port"
+amqp_url="amqp://guest:guest@127.0.0.1:$amqp_port/"
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -65,6 +76,44 @@ stop_pg() {
   fi
 }
 
+rabbit_env() {
+  env RABBITMQ_MNESIA_BASE="$rabbit_data/mnesia" RABBITMQ_LOG_BASE="$rabbit_data/log" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$rabbit_data/enabled_plugins" \
+    RABBITMQ_NODENAME="$rabbit_node" RABBITMQ_NODE_PORT="$amqp_port" \
+    RABBITMQ_DIST_PORT="$((amqp_port + 1))" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 "$@"
+}
+
+rabbit_running() { rabbitmqctl -n "$rabbit_node" -q ping >/dev/null 2>&1; }
+
+start_rabbit() {
+  command -v rabbitmq-server >/dev/null || { echo "services: RabbitMQ is not installed (run scripts/setup.sh)" >&2; exit 1; }
+  rabbit_running && return 0
+  if port_taken "$amqp_port"; then
+    echo "services: port $amqp_port is taken by another program; choose another with CHIME_AMQP_PORT" >&2
+    exit 1
+  fi
+  install -d -o rabbitmq -g rabbitmq "$(dirname "$rabbit_data")" "$rabbit_data" \
+    "$rabbit_data/mnesia" "$rabbit_data/log"
+  echo "[]." >"$rabbit_data/enabled_plugins"
+  chown rabbitmq:rabbitmq "$rabbit_data/enabled_plugins"
+  # The Debian wrapper switches to the rabbitmq user with su, in a session
+  # of its own; it is stopped with rabbitmqctl, not by killing this process.
+  (cd / && rabbit_env setsid nohup rabbitmq-server >"$data/rabbitmq.log" 2>&1 &)
+  # await_startup fails at once while the node is not listening yet: retry.
+  for _ in $(seq 1 90); do
+    rabbitmqctl -n "$rabbit_node" -q await_startup >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  echo "services: RabbitMQ did not start; see $data/rabbitmq.log and $rabbit_data/log" >&2
+  exit 1
+}
+
+stop_rabbit() {
+  if rabbit_running; then
+    rabbitmqctl -n "$rabbit_node" -q stop >/dev/null 2>&1 || true
+  fi
+}
+
 email_pid_file=$data/fake-email.pid
 
 email_running() { [ -f "$email_pid_file" ] && kill -0 "$(cat "$email_pid_file")" 2>/dev/null; }
@@ -98,24 +147,32 @@ stop_email() {
 case "${1:-start}" in
   start)
     start_pg
+    start_rabbit
     start_email
     cat <<EOT
 PostgreSQL   $database_url   (data: $pg_data)
+RabbitMQ     $amqp_url   (node $rabbit_node, data: $rabbit_data)
 fake email   $email_url   (ledger: $data/email-ledger.jsonl, GET $email_url/ledger)
 EOT
     ;;
   stop)
     stop_email
+    stop_rabbit
     stop_pg
     ;;
   destroy)
     # Stops and deletes the data (the test command starts from nothing).
     stop_email
+    stop_rabbit
     stop_pg
-    rm -rf "$pg_data" "$data"
+    rm -rf "$pg_data" "$rabbit_data" "$data"
+    ;;
+  restart-rabbitmq)
+    stop_rabbit
+    start_rabbit
     ;;
   env)
-    echo "export CHIME_DATABASE_URL=$database_url CHIME_EMAIL_URL=$email_url"
+    echo "export CHIME_DATABASE_URL=$database_url CHIME_AMQP_URL=$amqp_url CHIME_EMAIL_URL=$email_url RABBITMQ_NODE=$rabbit_node"
     ;;
   *)
     echo "usage: $0 start|stop|destroy|env" >&2

@@ -10,11 +10,15 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CHIME_DATA_DIR=${CHIME_TEST_DATA_DIR:-$here/.data/test}
 export CHIME_PG_PORT=${CHIME_TEST_PG_PORT:-55442}
 export CHIME_FAKE_EMAIL_PORT=${CHIME_TEST_FAKE_EMAIL_PORT:-18025}
+export CHIME_AMQP_PORT=${CHIME_TEST_AMQP_PORT:-55682}
 # Every run starts from empty services and removes them afterwards.
 "$here/scripts/services.sh" destroy
 trap '"$here/scripts/services.sh" destroy' EXIT
 "$here/scripts/services.sh" start
 export CHIME_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$CHIME_PG_PORT/chime"
+export CHIME_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$CHIME_AMQP_PORT/"
+export CHIME_TEST_SERVICES="$here/scripts/services.sh"
+export CHIME_TEST_RABBITMQ_NODE=$("$here/scripts/services.sh" env | sed -n 's/.*RABBITMQ_NODE=\([^ ]*\).*/\1/p')
 
 cd "$here/build"
 ctest --output-on-failure --timeout 600 "$@"

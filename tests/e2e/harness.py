@@ -17,6 +17,9 @@ import uuid
 
 CHIME = os.environ.get("CHIME_BIN", "build/chime")
 BASE_DB = os.environ.get("CHIME_TEST_DATABASE_URL")
+BASE_AMQP = os.environ.get("CHIME_TEST_AMQP_URL")
+RABBIT_NODE = os.environ.get("CHIME_TEST_RABBITMQ_NODE")
+SERVICES = os.environ.get("CHIME_TEST_SERVICES")
 
 
 def fail(msg):
@@ -79,6 +82,34 @@ class Database:
         psql(self.admin, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
 
 
+def rabbitmqctl(*args):
+    return subprocess.run(["rabbitmqctl", "-n", RABBIT_NODE, "-q", *args], check=True,
+                          capture_output=True, text=True).stdout
+
+
+class Broker:
+    """A fresh virtual host on the test RabbitMQ, deleted at the end."""
+
+    def __init__(self):
+        if not (BASE_AMQP and RABBIT_NODE):
+            fail("CHIME_TEST_AMQP_URL / CHIME_TEST_RABBITMQ_NODE are not set: run the tests through scripts/test.sh")
+        self.vhost = "chime_e2e_" + uuid.uuid4().hex[:12]
+        rabbitmqctl("add_vhost", self.vhost)
+        rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+        self.url = BASE_AMQP.rstrip("/") + "/" + self.vhost
+
+    def depth(self, queue):
+        for line in rabbitmqctl("list_queues", "-p", self.vhost, "--no-table-headers", "name",
+                                "messages").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == queue:
+                return int(parts[1])
+        return 0
+
+    def drop(self):
+        rabbitmqctl("delete_vhost", self.vhost)
+
+
 class FakeEmail:
     def __init__(self, workdir, *flags):
         self.port = free_port()
@@ -115,8 +146,9 @@ class FakeEmail:
 class Node:
     """One `chime serve` process."""
 
-    def __init__(self, workdir, db, email, *flags, port=None):
+    def __init__(self, workdir, db, email, *flags, port=None, broker=None):
         self.workdir, self.db, self.email, self.flags = workdir, db, email, list(flags)
+        self.broker = broker or db.broker
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -129,6 +161,7 @@ class Node:
         env = dict(os.environ)
         env["CHIME_DATABASE_URL"] = self.db.url
         env["CHIME_EMAIL_URL"] = self.email.url
+        env["CHIME_AMQP_URL"] = self.broker.url
         self.proc = subprocess.Popen(
             [CHIME, "serve", "--http-port", str(self.port), *self.flags, *extra],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -194,6 +227,7 @@ def run(test):
     closing line in the plain 'N passed, N failed' form."""
     workdir = tempfile.mkdtemp(prefix="chime-e2e-")
     db = Database()
+    db.broker = Broker()
     cleanup = []
     try:
         test(workdir, db, cleanup)
@@ -211,3 +245,4 @@ def run(test):
             except Exception as e:  # cleanup must not hide the test's own failure
                 print("cleanup:", e, file=sys.stderr)
         db.drop()
+        db.broker.drop()

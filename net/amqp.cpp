@@ -1,0 +1,249 @@
+#include "net/amqp.hpp"
+
+#include <amqp.h>
+#include <amqp_framing.h>
+#include <amqp_tcp_socket.h>
+
+#include <sys/time.h>
+
+#include <cstring>
+#include <set>
+
+namespace chime {
+
+namespace {
+
+constexpr amqp_channel_t channel = 1;
+
+amqp_bytes_t bytes(const std::string& s) {
+  return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
+}
+
+timeval to_timeval(std::chrono::milliseconds t) {
+  return timeval{static_cast<time_t>(t.count() / 1000),
+                 static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+}
+
+} // namespace
+
+struct amqp_connection::impl {
+  amqp_connection_state_t conn = amqp_new_connection();
+  amqp_topology topology;
+  uint64_t next_publish_tag = 1;
+
+  ~impl() {
+    amqp_channel_close(conn, channel, AMQP_REPLY_SUCCESS);
+    amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(conn);
+  }
+
+  void check_rpc(const char* what) {
+    auto r = amqp_get_rpc_reply(conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+      return;
+    std::string detail;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
+      detail = amqp_error_string2(r.library_error);
+    else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD
+             || r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+      auto m = static_cast<amqp_channel_close_t*>(r.reply.decoded);
+      detail.assign(static_cast<char*>(m->reply_text.bytes),
+                    m->reply_text.len);
+    } else {
+      detail = "server error";
+    }
+    throw amqp_error{std::string{what} + ": " + detail};
+  }
+
+  void check_status(int status, const char* what) {
+    if (status != AMQP_STATUS_OK)
+      throw amqp_error{std::string{what} + ": " + amqp_error_string2(status)};
+  }
+
+  void declare_queue(const std::string& name, amqp_table_t args) {
+    amqp_queue_declare(conn, channel, bytes(name), 0, 1, 0, 0, args);
+    check_rpc("queue.declare");
+  }
+
+  void declare() {
+    auto& t = topology;
+    amqp_exchange_declare(conn, channel, bytes(t.dead_exchange),
+                          amqp_cstring_bytes("fanout"), 0, 1, 0, 0,
+                          amqp_empty_table);
+    check_rpc("exchange.declare");
+    amqp_table_entry_t quorum{amqp_cstring_bytes("x-queue-type"), {}};
+    quorum.value.kind = AMQP_FIELD_KIND_UTF8;
+    quorum.value.value.bytes = amqp_cstring_bytes("quorum");
+    declare_queue(t.dead_queue, amqp_table_t{1, &quorum});
+    amqp_queue_bind(conn, channel, bytes(t.dead_queue), bytes(t.dead_exchange),
+                    amqp_empty_bytes, amqp_empty_table);
+    check_rpc("queue.bind");
+    amqp_table_entry_t entries[3];
+    entries[0] = quorum;
+    entries[1].key = amqp_cstring_bytes("x-delivery-limit");
+    entries[1].value.kind = AMQP_FIELD_KIND_I32;
+    entries[1].value.value.i32 = static_cast<int32_t>(t.delivery_limit);
+    entries[2].key = amqp_cstring_bytes("x-dead-letter-exchange");
+    entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[2].value.value.bytes = bytes(t.dead_exchange);
+    declare_queue(t.queue, amqp_table_t{3, entries});
+  }
+};
+
+amqp_connection::amqp_connection(const std::string& url,
+                                 const amqp_topology& topology,
+                                 std::chrono::milliseconds timeout)
+  : impl_(std::make_unique<impl>()) {
+  impl_->topology = topology;
+  std::string copy = url; // amqp_parse_url writes into its argument
+  amqp_connection_info info;
+  amqp_default_connection_info(&info);
+  if (amqp_parse_url(copy.data(), &info) != AMQP_STATUS_OK)
+    throw amqp_error{"invalid AMQP URL"};
+  auto socket = amqp_tcp_socket_new(impl_->conn);
+  if (socket == nullptr)
+    throw amqp_error{"cannot create a socket"};
+  auto tv = to_timeval(timeout);
+  impl_->check_status(amqp_socket_open_noblock(socket, info.host, info.port,
+                                               &tv),
+                      "connect");
+  impl_->check_status(amqp_set_rpc_timeout(impl_->conn, &tv), "rpc timeout");
+  auto login = amqp_login(impl_->conn, info.vhost, 0, 131072, 10,
+                          AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+  if (login.reply_type != AMQP_RESPONSE_NORMAL)
+    throw amqp_error{"login to the broker failed"};
+  amqp_channel_open(impl_->conn, channel);
+  impl_->check_rpc("channel.open");
+  amqp_confirm_select(impl_->conn, channel);
+  impl_->check_rpc("confirm.select");
+  impl_->declare();
+}
+
+amqp_connection::~amqp_connection() = default;
+
+bool amqp_connection::publish_confirmed(const std::vector<std::string>& bodies,
+                                        std::chrono::milliseconds timeout) {
+  auto& i = *impl_;
+  amqp_basic_properties_t props;
+  std::memset(&props, 0, sizeof(props));
+  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
+  props.delivery_mode = 2; // persistent
+  props.content_type = amqp_cstring_bytes("application/json");
+  std::set<uint64_t> unconfirmed;
+  for (auto& body : bodies) {
+    i.check_status(amqp_basic_publish(i.conn, channel, amqp_empty_bytes,
+                                      bytes(i.topology.queue), 0, 0, &props,
+                                      bytes(body)),
+                   "basic.publish");
+    unconfirmed.insert(i.next_publish_tag++);
+  }
+  bool all_acked = true;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!unconfirmed.empty()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return false;
+    auto tv = to_timeval(left);
+    amqp_frame_t frame;
+    int status = amqp_simple_wait_frame_noblock(i.conn, &frame, &tv);
+    if (status == AMQP_STATUS_TIMEOUT)
+      return false;
+    i.check_status(status, "waiting for confirms");
+    if (frame.frame_type != AMQP_FRAME_METHOD)
+      continue;
+    uint64_t tag = 0;
+    bool multiple = false;
+    switch (frame.payload.method.id) {
+      case AMQP_BASIC_ACK_METHOD: {
+        auto m = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+        tag = m->delivery_tag;
+        multiple = m->multiple;
+        break;
+      }
+      case AMQP_BASIC_NACK_METHOD: {
+        auto m = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
+        tag = m->delivery_tag;
+        multiple = m->multiple;
+        all_acked = false;
+        break;
+      }
+      case AMQP_CHANNEL_CLOSE_METHOD:
+      case AMQP_CONNECTION_CLOSE_METHOD:
+        throw amqp_error{"the broker closed the channel"};
+      default:
+        continue;
+    }
+    if (multiple)
+      unconfirmed.erase(unconfirmed.begin(), unconfirmed.upper_bound(tag));
+    else
+      unconfirmed.erase(tag);
+  }
+  amqp_maybe_release_buffers(i.conn);
+  return all_acked;
+}
+
+void amqp_connection::consume(const std::string& queue, uint16_t prefetch) {
+  auto& i = *impl_;
+  amqp_basic_qos(i.conn, channel, 0, prefetch, 0);
+  i.check_rpc("basic.qos");
+  amqp_basic_consume(i.conn, channel, bytes(queue), amqp_empty_bytes, 0, 0, 0,
+                     amqp_empty_table);
+  i.check_rpc("basic.consume");
+}
+
+std::optional<amqp_connection::message>
+amqp_connection::next(std::chrono::milliseconds timeout) {
+  auto& i = *impl_;
+  amqp_maybe_release_buffers(i.conn);
+  amqp_envelope_t envelope;
+  auto tv = to_timeval(timeout);
+  auto r = amqp_consume_message(i.conn, &envelope, &tv, 0);
+  if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+      && r.library_error == AMQP_STATUS_TIMEOUT)
+    return std::nullopt;
+  if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+        && r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+      // A method frame (e.g. a confirm or channel close) instead of a message.
+      amqp_frame_t frame;
+      i.check_status(amqp_simple_wait_frame(i.conn, &frame), "reading a frame");
+      if (frame.frame_type == AMQP_FRAME_METHOD
+          && (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD
+              || frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD))
+        throw amqp_error{"the broker closed the channel"};
+      return std::nullopt;
+    }
+    throw amqp_error{std::string{"consume: "}
+                     + (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION
+                          ? amqp_error_string2(r.library_error)
+                          : "server error")};
+  }
+  message m{envelope.delivery_tag,
+            std::string{static_cast<char*>(envelope.message.body.bytes),
+                        envelope.message.body.len},
+            envelope.redelivered != 0};
+  amqp_destroy_envelope(&envelope);
+  return m;
+}
+
+void amqp_connection::ack(uint64_t tag, bool multiple) {
+  impl_->check_status(amqp_basic_ack(impl_->conn, channel, tag, multiple ? 1 : 0),
+                      "basic.ack");
+}
+
+void amqp_connection::nack(uint64_t tag, bool requeue) {
+  impl_->check_status(
+    amqp_basic_nack(impl_->conn, channel, tag, 0, requeue ? 1 : 0),
+    "basic.nack");
+}
+
+uint64_t amqp_connection::depth(const std::string& queue) {
+  auto& i = *impl_;
+  auto ok = amqp_queue_declare(i.conn, channel, bytes(queue), 1, 0, 0, 0,
+                               amqp_empty_table);
+  i.check_rpc("queue.declare passive");
+  return ok ? ok->message_count : 0;
+}
+
+} // namespace chime

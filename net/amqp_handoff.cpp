@@ -1,0 +1,236 @@
+#include "net/amqp_handoff.hpp"
+
+#include "actors/protocol.hpp"
+#include "runtime/log.hpp"
+#include "runtime/metrics.hpp"
+
+#include <caf/all.hpp>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+
+namespace chime {
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string to_body(const delivery_record& d) {
+  return json{{"key", d.key},           {"user_id", d.user_id},
+              {"occasion", d.occasion}, {"local_date", d.local_date},
+              {"due_at_ms", d.due_at_ms}, {"email", d.email},
+              {"message", d.message}}
+    .dump();
+}
+
+std::optional<delivery_record> from_body(const std::string& body) {
+  try {
+    auto j = json::parse(body);
+    delivery_record d;
+    d.key = j.at("key").get<std::string>();
+    d.user_id = j.at("user_id").get<std::string>();
+    d.occasion = j.at("occasion").get<std::string>();
+    d.local_date = j.at("local_date").get<std::string>();
+    d.due_at_ms = j.at("due_at_ms").get<int64_t>();
+    d.email = j.at("email").get<std::string>();
+    d.message = j.at("message").get<std::string>();
+    d.status = "handed_off";
+    return d;
+  } catch (const json::exception&) {
+    return std::nullopt;
+  }
+}
+
+/// Connects, or logs why not; null when the broker cannot be reached.
+std::unique_ptr<amqp_connection> connect(const amqp_options& opts,
+                                         const char* who) {
+  try {
+    auto conn = std::make_unique<amqp_connection>(opts.url, opts.topology,
+                                                  opts.timeout);
+    log(log_level::info, who, "connected to RabbitMQ");
+    return conn;
+  } catch (const amqp_error& e) {
+    log(log_level::warn, who, "RabbitMQ unreachable",
+        {{"error", std::string{e.what()}}});
+    return nullptr;
+  }
+}
+
+// -- publisher --------------------------------------------------------------------
+
+struct publisher_state {
+  context_ptr ctx;
+  amqp_options opts;
+  std::unique_ptr<amqp_connection> conn;
+  std::vector<delivery_record> buffer;
+  bool flush_pending = false;
+  static inline const char* name = "chime.publisher";
+};
+
+using publisher_actor = caf::stateful_actor<publisher_state>;
+
+void schedule_flush(publisher_actor* self, std::chrono::milliseconds delay) {
+  auto& st = self->state;
+  if (st.flush_pending)
+    return;
+  st.flush_pending = true;
+  if (delay.count() == 0)
+    self->send(self, flush_atom::value);
+  else
+    self->delayed_send(self, delay, flush_atom::value);
+}
+
+void publish(publisher_actor* self) {
+  auto& st = self->state;
+  st.flush_pending = false;
+  if (st.buffer.empty())
+    return;
+  if (!st.conn && !(st.conn = connect(st.opts, "publisher"))) {
+    schedule_flush(self, std::chrono::seconds{1});
+    return;
+  }
+  auto n = std::min<size_t>(st.buffer.size(), st.opts.publish_batch_max);
+  std::vector<std::string> bodies;
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < n; ++i) {
+    bodies.push_back(to_body(st.buffer[i]));
+    keys.push_back(st.buffer[i].key);
+  }
+  bool confirmed = false;
+  try {
+    confirmed = st.conn->publish_confirmed(bodies, st.opts.timeout);
+  } catch (const amqp_error& e) {
+    log(log_level::warn, "publisher", "publish failed",
+        {{"error", std::string{e.what()}}});
+    st.conn.reset();
+  }
+  if (!confirmed) {
+    // Not confirmed: try the same batch again. A copy that did arrive is
+    // delivered once anyway, since delivery re-checks the journal.
+    schedule_flush(self, std::chrono::seconds{1});
+    return;
+  }
+  st.buffer.erase(st.buffer.begin(), st.buffer.begin() + static_cast<long>(n));
+  get_metric("chime_handoffs_total").add(static_cast<int64_t>(n));
+  caf::anon_send(st.ctx->dir->get(journal_name), handed_atom::value,
+                 std::move(keys), to_ms(st.ctx->clock->now()));
+  if (!st.buffer.empty())
+    schedule_flush(self, std::chrono::milliseconds{0});
+}
+
+caf::behavior publisher(publisher_actor* self, context_ptr ctx,
+                        amqp_options opts) {
+  self->state.ctx = std::move(ctx);
+  self->state.opts = std::move(opts);
+  return {
+    [=](submit_atom, delivery_record& d) {
+      self->state.buffer.push_back(std::move(d));
+      // Everything already in the mailbox joins this batch.
+      schedule_flush(self, std::chrono::milliseconds{0});
+    },
+    [=](flush_atom) { publish(self); },
+  };
+}
+
+// -- consumer ---------------------------------------------------------------------
+
+void consume_loop(caf::blocking_actor* self, context_ptr ctx,
+                  amqp_options opts, std::string queue, std::string target) {
+  std::unique_ptr<amqp_connection> conn;
+  uint64_t connection = 0;
+  bool running = true;
+  auto depth_metric = &get_metric("chime_queue_depth{queue=\"" + queue + "\"}",
+                                  "gauge", "messages ready in the queue");
+  auto next_depth = std::chrono::steady_clock::now();
+  auto settle = [&](const receipt& r, bool ack, bool requeue) {
+    if (!conn || r.connection != connection)
+      return; // its connection is gone; the broker redelivers the message
+    try {
+      if (ack)
+        conn->ack(r.tag);
+      else
+        conn->nack(r.tag, requeue);
+    } catch (const amqp_error& e) {
+      log(log_level::warn, "consumer", "settling failed",
+          {{"error", std::string{e.what()}}});
+      conn.reset();
+    }
+  };
+  auto handlers = [&](std::chrono::milliseconds wait) {
+    self->receive(
+      [&](ack_atom, const receipt& r) { settle(r, true, false); },
+      [&](nack_atom, const receipt& r, bool requeue) {
+        settle(r, false, requeue);
+      },
+      [&](caf::exit_msg& msg) {
+        if (msg.reason)
+          running = false;
+      },
+      caf::after(wait) >> [] {});
+  };
+  while (running) {
+    if (!conn) {
+      conn = connect(opts, "consumer");
+      if (conn) {
+        try {
+          conn->consume(queue, opts.prefetch);
+          ++connection;
+        } catch (const amqp_error& e) {
+          log(log_level::warn, "consumer", "cannot consume",
+              {{"queue", queue}, {"error", std::string{e.what()}}});
+          conn.reset();
+        }
+      }
+      if (!conn) {
+        handlers(std::chrono::seconds{1});
+        continue;
+      }
+    }
+    // Settle everything the target finished before reading more.
+    while (self->mailbox().size() > 0 && running)
+      handlers(std::chrono::milliseconds{0});
+    if (!running || !conn)
+      continue;
+    try {
+      if (auto now = std::chrono::steady_clock::now(); now >= next_depth) {
+        depth_metric->set(static_cast<int64_t>(conn->depth(queue)));
+        next_depth = now + std::chrono::seconds{2};
+      }
+      auto m = conn->next(std::chrono::milliseconds{20});
+      if (!m)
+        continue;
+      auto d = from_body(m->body);
+      if (!d) {
+        log(log_level::warn, "consumer", "malformed message dead-lettered",
+            {{"queue", queue}});
+        conn->nack(m->tag, false);
+        continue;
+      }
+      caf::anon_send(ctx->dir->get(target), deliver_atom::value,
+                     std::move(*d),
+                     receipt{m->tag, connection,
+                             caf::actor_cast<caf::actor>(self)});
+    } catch (const amqp_error& e) {
+      log(log_level::warn, "consumer", "connection lost",
+          {{"queue", queue}, {"error", std::string{e.what()}}});
+      conn.reset();
+    }
+  }
+}
+
+} // namespace
+
+caf::actor spawn_amqp_publisher(caf::actor_system& sys, context_ptr ctx,
+                                amqp_options opts) {
+  return sys.spawn<caf::detached>(publisher, std::move(ctx), std::move(opts));
+}
+
+caf::actor spawn_amqp_consumer(caf::actor_system& sys, context_ptr ctx,
+                               amqp_options opts, std::string queue,
+                               std::string target) {
+  return sys.spawn<caf::detached>(consume_loop, std::move(ctx),
+                                  std::move(opts), std::move(queue),
+                                  std::move(target));
+}
+
+} // namespace chime

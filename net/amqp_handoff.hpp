@@ -1,0 +1,38 @@
+#pragma once
+
+#include "actors/node_context.hpp"
+#include "net/amqp.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <string>
+
+namespace chime {
+
+struct amqp_options {
+  std::string url;
+  amqp_topology topology;
+  uint16_t prefetch = 1000;     ///< unacked messages per consumer at most
+  uint32_t publish_batch_max = 1000;
+  std::chrono::milliseconds timeout{5000};
+};
+
+/// Spawns the broker handoff (registered as "handoff"): a detached actor with
+/// its own connection that takes (submit_atom, delivery_record), publishes
+/// persistent messages in batches with publisher confirms, and marks the
+/// confirmed ones handed_off in the journal. Unconfirmed ones stay
+/// `scheduled` and are retried here and by the outbox sweeper, so a broker
+/// outage delays deliveries but loses none.
+caf::actor spawn_amqp_publisher(caf::actor_system& sys, context_ptr ctx,
+                                amqp_options opts);
+
+/// Spawns a consumer of `queue` on its own thread and connection: every
+/// message goes to the actor registered as `target` as (deliver_atom,
+/// delivery_record, receipt); the target answers the consumer with
+/// (ack_atom, receipt) or (nack_atom, receipt, requeue). Reconnects after
+/// the broker went away (unacked messages are then redelivered by it).
+caf::actor spawn_amqp_consumer(caf::actor_system& sys, context_ptr ctx,
+                               amqp_options opts, std::string queue,
+                               std::string target);
+
+} // namespace chime
