@@ -31,6 +31,13 @@ public:
     return false;
   }
 
+  /// The request `allow` let through was never made (nothing was owed, or
+  /// it could not be prepared): a half-open breaker may probe again.
+  void abandon() {
+    if (state_ == state::half_open)
+      probing_ = false;
+  }
+
   void success() {
     state_ = state::closed;
     failures_ = 0;

@@ -156,6 +156,7 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
     .then(
       [=](attempt_verdict& v) mutable {
         if (!v.proceed) {
+          self->state.breaker->abandon();
           log(log_level::info, "delivery", "delivery skipped",
               {{"user_id", j.d.user_id}, {"key", j.d.key},
                {"status", v.status}});
@@ -177,6 +178,7 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
       },
       [=](caf::error& err) {
         // The journal is away: nothing was attempted; try again later.
+        self->state.breaker->abandon();
         log(log_level::warn, "delivery", "journal unavailable before attempt",
             {{"key", j.d.key}, {"error", self->system().render(err)}});
         finish(self, j, mailer, true);
@@ -204,9 +206,12 @@ void pump(delivery_actor* self) {
       break;
     }
     if (!st.breaker->allow(now)) {
+      // Open: wait out the cooldown. Half-open with its probe out: the
+      // probe's outcome pumps again; this wake is only a safety net.
+      auto until = std::max(st.breaker->open_until(), now)
+                   + std::chrono::milliseconds{1};
       wake_in(self, std::chrono::duration_cast<std::chrono::microseconds>(
-                      st.breaker->open_until() - now)
-                      + std::chrono::milliseconds{1});
+                      until - now));
       break;
     }
     st.limiter->try_take(now);
@@ -244,7 +249,9 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.rng.seed(st.ctx->seed);
-  st.limiter.emplace(st.ctx->email_rate_per_s, st.ctx->email_burst,
+  // Paced a little under the configured rate: requests reach the service
+  // with some jitter, and the limit must hold in every second it counts.
+  st.limiter.emplace(st.ctx->email_rate_per_s * 0.99, st.ctx->email_burst,
                      st.ctx->monotonic());
   st.breaker.emplace(st.ctx->breaker_failures_max, st.ctx->breaker_cooldown);
   for (uint32_t i = 0; i < st.ctx->delivery_concurrency_max; ++i) {
@@ -299,10 +306,17 @@ caf::behavior outbox_sweeper(caf::stateful_actor<sweeper_state>* self,
     [=](tick_atom) {
       auto& ctx = *self->state.ctx;
       self->delayed_send(self, ctx.outbox_sweep_interval, tick_atom::value);
-      auto older_than = to_ms(ctx.clock->now() - ctx.outbox_grace);
+      auto now = ctx.clock->now();
+      // Handed-off deliveries untouched for much longer than any backoff
+      // (their broker message lost, say, to an ack of a duplicate before a
+      // crash) are republished too; a live copy makes the new one a no-op.
+      auto stale = std::max<millis>(60 * ctx.outbox_grace,
+                                    std::chrono::duration_cast<millis>(
+                                      4 * ctx.backoff_cap * ctx.clock_rate));
       self
         ->request(ctx.dir->get(journal_name), journal_timeout,
-                  outbox_atom::value, older_than, uint32_t{10000})
+                  outbox_atom::value, to_ms(now - ctx.outbox_grace),
+                  to_ms(now - stale), uint32_t{10000})
         .then(
           [=](std::vector<delivery_record>& stuck) {
             if (stuck.empty())

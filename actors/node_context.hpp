@@ -33,6 +33,7 @@ struct node_context {
   /// (send_atom, email, message, idempotency key) with a send_result.
   std::function<caf::actor(caf::actor_system&)> make_mailer;
   uint64_t seed = 0; ///< for jitter; fixed in simulations
+  double clock_rate = 1.0; ///< Chime seconds per real second
   /// Real monotonic time for rate limiting and the circuit breaker, which
   /// pace requests to the email service in its time, not Chime's.
   std::function<std::chrono::steady_clock::time_point()> monotonic

@@ -78,6 +78,7 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   ctx->breaker_failures_max = cfg.breaker_failures_max;
   ctx->breaker_cooldown = millis{cfg.breaker_cooldown_ms};
   ctx->outbox_grace = std::chrono::seconds{cfg.outbox_grace_s};
+  ctx->clock_rate = cfg.clock_rate;
   return ctx;
 }
 

@@ -139,6 +139,16 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
   std::unique_ptr<amqp_connection> conn;
   uint64_t connection = 0;
   bool running = true;
+  auto& connected = get_metric("chime_amqp_connected", "gauge",
+                               "consumers connected to the broker");
+  bool counted = false;
+  // Keeps this consumer's share of the gauge in step with `conn`.
+  auto mark_connected = [&] {
+    if (counted != static_cast<bool>(conn)) {
+      counted = !counted;
+      connected.add(counted ? 1 : -1);
+    }
+  };
   auto depth_metric = &get_metric("chime_queue_depth{queue=\"" + queue + "\"}",
                                   "gauge", "messages ready in the queue");
   auto next_depth = std::chrono::steady_clock::now();
@@ -169,6 +179,7 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       caf::after(wait) >> [] {});
   };
   while (running) {
+    mark_connected();
     if (!conn) {
       conn = connect(opts, "consumer");
       if (conn) {
@@ -216,6 +227,8 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       conn.reset();
     }
   }
+  conn.reset();
+  mark_connected();
 }
 
 } // namespace

@@ -278,11 +278,14 @@ struct http_api::impl {
     bool shards = true;
     for (auto s : ctx->owned_shards)
       shards = shards && ctx->dir->get(shard_name(s));
-    if (ok && shards) {
+    bool broker = get_metric("chime_amqp_connected", "gauge").value() > 0;
+    if (ok && shards && broker) {
       res.set_content(R"({"status":"ready"})", json_type);
     } else {
       reply_problem(res, {503, "Not ready",
-                          ok ? "shards not started" : "journal unreachable",
+                          !ok      ? "journal unreachable"
+                          : !broker ? "broker unreachable"
+                                    : "shards not started",
                           {}});
     }
   }
@@ -321,8 +324,12 @@ struct http_api::impl {
                [this](req_t q, res_t s) { deliveries(q, s); });
     server.Post(R"(/v1/deliveries/(.+):retry)",
                 [this](req_t q, res_t s) { redrive(q, s); });
-    server.Get("/healthz", [](req_t, res_t s) {
-      s.set_content(R"({"status":"ok"})", json_type);
+    server.Get("/healthz", [this](req_t, res_t s) {
+      // The node's clock is part of its health: black-box tests on a
+      // virtual clock synchronise on it.
+      s.set_content(R"({"status":"ok","now":")"
+                      + format_instant(ctx->clock->now()) + R"("})",
+                    json_type);
     });
     server.Get("/readyz", [this](req_t, res_t s) { ready(s); });
     server.Get("/metrics", [this](req_t, res_t s) { metrics(s); });

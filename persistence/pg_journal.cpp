@@ -450,16 +450,18 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
         return redrive(tx, key, at_ms);
       });
     },
-    [=](outbox_atom, int64_t older_than_ms,
+    [=](outbox_atom, int64_t scheduled_before_ms, int64_t open_before_ms,
         uint32_t limit) -> caf::result<std::vector<delivery_record>> {
       flush(self);
       return read(self, [&](pqxx::transaction_base& tx) {
         std::vector<delivery_record> out;
         for (const auto& r : tx.exec_params(
                std::string{"SELECT "} + delivery_columns
-                 + " FROM deliveries WHERE status = 'scheduled'"
-                   " AND updated_at_ms < $1 ORDER BY due_at_ms LIMIT $2",
-               older_than_ms, limit))
+                 + " FROM deliveries WHERE (status = 'scheduled'"
+                   " AND updated_at_ms < $1) OR (status IN ('handed_off',"
+                   " 'failed') AND updated_at_ms < $2)"
+                   " ORDER BY due_at_ms LIMIT $3",
+               scheduled_before_ms, open_before_ms, limit))
           out.push_back(delivery_from(r));
         return out;
       });

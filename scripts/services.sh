@@ -4,7 +4,7 @@
 # rabbitmq user, its own node name and ports) and the fake email service.
 # Idempotent: what already runs is left running.
 #
-#   scripts/services.sh start|stop|destroy|env
+#   scripts/services.sh start|stop|destroy|env|restart-rabbitmq|restart-postgres
 #
 # CHIME_DATA_DIR (default .data/dev), CHIME_PG_PORT (55432), CHIME_AMQP_PORT
 # (55672; its Erlang distribution port is one higher) and CHIME_FAKE_EMAIL_PORT
@@ -76,12 +76,12 @@ stop_pg() {
   fi
 }
 
-rabbit_env() {
-  env RABBITMQ_MNESIA_BASE="$rabbit_data/mnesia" RABBITMQ_LOG_BASE="$rabbit_data/log" \
-    RABBITMQ_ENABLED_PLUGINS_FILE="$rabbit_data/enabled_plugins" \
-    RABBITMQ_NODENAME="$rabbit_node" RABBITMQ_NODE_PORT="$amqp_port" \
-    RABBITMQ_DIST_PORT="$((amqp_port + 1))" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 "$@"
-}
+rabbit_vars=(
+  RABBITMQ_MNESIA_BASE="$rabbit_data/mnesia" RABBITMQ_LOG_BASE="$rabbit_data/log"
+  RABBITMQ_ENABLED_PLUGINS_FILE="$rabbit_data/enabled_plugins"
+  RABBITMQ_NODENAME="$rabbit_node" RABBITMQ_NODE_PORT="$amqp_port"
+  RABBITMQ_DIST_PORT="$((amqp_port + 1))" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+)
 
 rabbit_running() { rabbitmqctl -n "$rabbit_node" -q ping >/dev/null 2>&1; }
 
@@ -98,7 +98,9 @@ start_rabbit() {
   chown rabbitmq:rabbitmq "$rabbit_data/enabled_plugins"
   # The Debian wrapper switches to the rabbitmq user with su, in a session
   # of its own; it is stopped with rabbitmqctl, not by killing this process.
-  (cd / && rabbit_env setsid nohup rabbitmq-server >"$data/rabbitmq.log" 2>&1 &)
+  # exec: no shell stays behind holding this script's output open.
+  (cd / && exec env "${rabbit_vars[@]}" setsid nohup rabbitmq-server \
+    >"$data/rabbitmq.log" 2>&1 </dev/null) &
   # await_startup fails at once while the node is not listening yet: retry.
   for _ in $(seq 1 90); do
     rabbitmqctl -n "$rabbit_node" -q await_startup >/dev/null 2>&1 && return 0
@@ -170,6 +172,10 @@ EOT
   restart-rabbitmq)
     stop_rabbit
     start_rabbit
+    ;;
+  restart-postgres)
+    stop_pg
+    start_pg
     ;;
   env)
     echo "export CHIME_DATABASE_URL=$database_url CHIME_AMQP_URL=$amqp_url CHIME_EMAIL_URL=$email_url RABBITMQ_NODE=$rabbit_node"

@@ -39,6 +39,7 @@ struct fake_state {
   std::mt19937_64 rng;
   std::ofstream ledger;
   std::string ledger_path;
+  std::ofstream request_log; ///< every request and its answer, if asked for
   uint64_t accepted = 0;
   uint64_t requests = 0;
 };
@@ -94,10 +95,11 @@ bool parse_body(const httplib::Request& req, httplib::Response& res,
   }
 }
 
-void handle_send(fake_state& st, const httplib::Request& req,
-                 httplib::Response& res) {
+void answer_send(fake_state& st, const httplib::Request& req,
+                 httplib::Response& res, std::string& received) {
   fake_knobs k;
   double roll = 0;
+  received = now_iso();
   {
     std::lock_guard<std::mutex> guard{st.mtx};
     ++st.requests;
@@ -140,7 +142,6 @@ void handle_send(fake_state& st, const httplib::Request& req,
                     "application/json");
     return;
   }
-  auto received = now_iso();
   json line{{"received_at", received},
             {"email", body["email"]},
             {"message", body["message"]},
@@ -153,6 +154,24 @@ void handle_send(fake_state& st, const httplib::Request& req,
   }
   res.set_content(json{{"status", "sent"}, {"sentTime", received}}.dump(),
                   "application/json");
+}
+
+/// Answers one request and, with --request-log, records it whatever the
+/// answer, so rate limits can be checked against every request made.
+void handle_send(fake_state& st, const httplib::Request& req,
+                 httplib::Response& res) {
+  std::string received;
+  answer_send(st, req, res, received);
+  std::lock_guard<std::mutex> guard{st.mtx};
+  if (st.request_log.is_open()) {
+    st.request_log << json{{"received_at", received},
+                           {"status", res.status},
+                           {"idempotency_key",
+                            req.get_header_value("Idempotency-Key")}}
+                        .dump()
+                   << '\n';
+    st.request_log.flush();
+  }
 }
 
 } // namespace
@@ -187,6 +206,12 @@ int run_fake_email(const std::vector<std::string>& args) {
       bind = value;
     } else if (name == "ledger") {
       st.ledger_path = value;
+    } else if (name == "request-log") {
+      st.request_log.open(value, std::ios::app);
+      if (!st.request_log) {
+        std::cerr << "fake-email: cannot open request log '" << value << "'\n";
+        return 2;
+      }
     } else if (name == "seed") {
       seed = std::strtoull(value.c_str(), nullptr, 10);
     } else if (auto err = set_knob(st.knobs, name, value); !err.empty()) {

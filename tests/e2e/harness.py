@@ -115,9 +115,11 @@ class FakeEmail:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ledger_path = os.path.join(workdir, f"ledger-{self.port}.jsonl")
+        self.requests_path = os.path.join(workdir, f"requests-{self.port}.jsonl")
         self.log = open(os.path.join(workdir, f"fake-{self.port}.log"), "w")
         self.proc = subprocess.Popen(
-            [CHIME, "fake-email", "--port", str(self.port), "--ledger", self.ledger_path, "--seed", "7", *flags],
+            [CHIME, "fake-email", "--port", str(self.port), "--ledger", self.ledger_path,
+             "--request-log", self.requests_path, "--seed", "7", *flags],
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_until("the fake email service", lambda: self._up(), 20)
 
@@ -132,6 +134,16 @@ class FakeEmail:
             return []
         with open(self.ledger_path) as f:
             return [json.loads(line) for line in f if line.strip()]
+
+    def requests(self):
+        """Every request the service answered, accepted or not."""
+        if not os.path.exists(self.requests_path):
+            return []
+        with open(self.requests_path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def keys(self):
+        return [e["idempotency_key"] for e in self.ledger()]
 
     def control(self, **knobs):
         status, _, body = http("POST", self.url + "/control", knobs)
@@ -197,6 +209,15 @@ class Node:
         assert status == 201, (status, body)
         return body
 
+    def now_ms(self):
+        """The node's clock (virtual or not), from /healthz."""
+        return iso_ms(self.api("GET", "/healthz")[2]["now"])
+
+    def create_many(self, fields_list, workers=8):
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda f: self.create(**f), fields_list))
+
     def deliveries(self, user=None, status=None):
         q = []
         if user:
@@ -214,6 +235,22 @@ def user_fields(n, birthday, timezone, anniversary=None):
     if anniversary:
         f["anniversary"] = anniversary
     return f
+
+
+def services(command):
+    """Runs scripts/services.sh on the test services (restart-rabbitmq, ...)."""
+    if not SERVICES:
+        fail("CHIME_TEST_SERVICES is not set: run the tests through scripts/test.sh")
+    subprocess.run(["bash", SERVICES, command], check=True, capture_output=True)
+
+
+def per_second(entries):
+    """Counts of entries per wall-clock second of received_at, in order."""
+    counts = {}
+    for e in entries:
+        second = e["received_at"][:19]
+        counts[second] = counts.get(second, 0) + 1
+    return [counts[k] for k in sorted(counts)]
 
 
 def iso_ms(text):

@@ -1,0 +1,51 @@
+"""Proves delivery through the broker under a rate limit while the email
+service fails 20 % of requests (500s, time-outs, 429 with Retry-After):
+every message arrives exactly once, no wall-clock second of requests exceeds
+the configured limit, and while the backlog lasts the limit is used at 95 %
+or more. Users are created first and the node restarted with its clock just
+before their common due instant, so creation time cannot shift it."""
+
+from harness import FakeEmail, Node, per_second, run, user_fields, wait_until
+
+USERS = 1500
+RATE = 150
+
+
+def burst_is_paced_and_delivered_once(workdir, db, cleanup):
+    email = FakeEmail(workdir, "--error-rate", "0.08", "--timeout-rate", "0.06", "--timeout-ms", "1000",
+                      "--rate-429", "0.06", "--retry-after-s", "1")
+    cleanup.append(email.stop)
+    node = Node(workdir, db, email, "--email-rate-per-s", str(RATE), "--email-burst", "1",
+                "--delivery-concurrency-max", "48", "--email-timeout-ms", "300",
+                "--backoff-base-ms", "100", "--backoff-cap-ms", "1000")
+    cleanup.append(node.stop)
+    node.start("--clock-start", "2027-03-15T00:00:00Z")
+    users = node.create_many([user_fields(n, "1990-03-15", "UTC") for n in range(USERS)])
+    node.stop()
+    node.start("--clock-start", "2027-03-15T08:59:58Z")
+
+    wait_until("every message", lambda: len(set(email.keys())) >= USERS, 120, 0.5)
+    keys = email.keys()
+    expected = {f"{u['id']}:birthday:2027-03-15" for u in users}
+    assert set(keys) == expected, "ledger keys differ from the users' keys"
+    assert len(keys) == USERS, f"{len(keys) - USERS} duplicates"
+
+    requests = email.requests()
+    counts = per_second(requests)
+    assert max(counts) <= RATE, f"a second had {max(counts)} requests (limit {RATE}): {counts}"
+    # While the backlog lasts: the full seconds before the last new message
+    # went out (the tail is only retries waiting out their backoff).
+    accepted = sorted(e["received_at"] for e in email.ledger())
+    backlog_end = accepted[int(len(accepted) * 0.95)][:19]
+    seconds = sorted({r["received_at"][:19] for r in requests})
+    inside = [c for s, c in zip(seconds, counts) if s < backlog_end][1:]
+    assert inside, counts
+    average = sum(inside) / len(inside)
+    print(f"requests per second: {counts}")
+    print(f"{USERS} messages, {len(requests)} requests, average {average:.1f}/s while the backlog lasted "
+          f"({average / RATE:.1%} of {RATE}/s), peak {max(counts)}/s")
+    assert average >= 0.95 * RATE, f"average {average:.1f}/s is under 95 % of {RATE}/s"
+
+
+if __name__ == "__main__":
+    run(burst_is_paced_and_delivered_once)
