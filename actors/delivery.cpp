@@ -44,7 +44,7 @@ using delivery_actor = caf::stateful_actor<delivery_state>;
 void pump(delivery_actor* self);
 
 caf::actor journal_of(delivery_actor* self) {
-  return self->state.ctx->dir->get(journal_name);
+  return self->state.ctx->dir->get(send_journal_name);
 }
 
 void settle(const std::optional<receipt>& from, bool dead) {
@@ -90,7 +90,7 @@ void record(delivery_actor* self, job j, delivery_outcome o,
       [=](caf::ok_atom) mutable {
         get_metric("chime_deliveries_total{status=\"" + o.status + "\"}")
           .add();
-        log(o.status == "dead" ? log_level::warn : log_level::info,
+        log(o.status == "dead" ? log_level::warn : log_level::debug,
             "delivery", "delivery " + o.status,
             {{"user_id", j.d.user_id}, {"key", j.d.key},
              {"attempts", int64_t{j.d.attempts}}});
@@ -157,7 +157,7 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
       [=](attempt_verdict& v) mutable {
         if (!v.proceed) {
           self->state.breaker->abandon();
-          log(log_level::info, "delivery", "delivery skipped",
+          log(log_level::debug, "delivery", "delivery skipped",
               {{"user_id", j.d.user_id}, {"key", j.d.key},
                {"status", v.status}});
           j.d.status = v.status;
@@ -352,7 +352,7 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
       delivery_outcome o{d.key, "dead", "dead-lettered by the broker",
                          to_ms(ctx.clock->now())};
       self
-        ->request(ctx.dir->get(journal_name), journal_timeout,
+        ->request(ctx.dir->get(send_journal_name), journal_timeout,
                   outcome_atom::value, o)
         .then(
           [=](caf::ok_atom) {

@@ -52,6 +52,9 @@ using context_ptr = std::shared_ptr<const node_context>;
 
 /// Directory names of a node's actors.
 inline constexpr const char* journal_name = "journal";
+/// A second journal connection for the send path (attempts, outcomes,
+/// handoffs), so that a burst's sends do not queue behind its due records.
+inline constexpr const char* send_journal_name = "journal/send";
 inline constexpr const char* delivery_name = "delivery";
 inline constexpr const char* handoff_name = "handoff";
 inline constexpr const char* dead_letters_name = "dead_letters";

@@ -25,7 +25,6 @@ using read_atom = caf::atom_constant<caf::atom("read")>;         // (id) -> user
 using list_atom = caf::atom_constant<caf::atom("list")>;         // (cursor, limit) -> users_page
 using load_due_atom = caf::atom_constant<caf::atom("load_due")>; // (until_ms, shards) -> vector<user_view>
 using fire_atom = caf::atom_constant<caf::atom("fire")>;         // (fire_request) -> bool recorded
-using pending_atom = caf::atom_constant<caf::atom("pending")>;   // () -> vector<delivery_record>
 using attempt_atom = caf::atom_constant<caf::atom("attempt")>;   // (key, now_ms, catch_up_ms) -> attempt_verdict
 using outcome_atom = caf::atom_constant<caf::atom("outcome")>;   // (delivery_outcome) -> ok
 using deliveries_atom = caf::atom_constant<caf::atom("deliveries")>; // (user, status, limit) -> vector<delivery_record>

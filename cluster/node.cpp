@@ -96,9 +96,10 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   std::vector<child_spec> children;
   pg_journal_options jopts{cfg.database_url, cfg.shard_count,
                            cfg.journal_batch_max};
-  children.push_back(registered(journal_name, ctx, [jopts](auto& sys) {
-    return spawn_pg_journal(sys, jopts);
-  }));
+  for (auto name : {journal_name, send_journal_name})
+    children.push_back(registered(name, ctx, [jopts](auto& sys) {
+      return spawn_pg_journal(sys, jopts);
+    }));
   amqp_options aopts;
   aopts.url = cfg.amqp_url;
   aopts.prefetch = static_cast<uint16_t>(cfg.amqp_prefetch);

@@ -112,7 +112,7 @@ void publish(publisher_actor* self) {
   }
   st.buffer.erase(st.buffer.begin(), st.buffer.begin() + static_cast<long>(n));
   get_metric("chime_handoffs_total").add(static_cast<int64_t>(n));
-  caf::anon_send(st.ctx->dir->get(journal_name), handed_atom::value,
+  caf::anon_send(st.ctx->dir->get(send_journal_name), handed_atom::value,
                  std::move(keys), to_ms(st.ctx->clock->now()));
   if (!st.buffer.empty())
     schedule_flush(self, std::chrono::milliseconds{0});

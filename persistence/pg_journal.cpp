@@ -11,6 +11,7 @@
 #include <pqxx/pqxx>
 
 #include <functional>
+#include <set>
 #include <map>
 #include <memory>
 
@@ -27,10 +28,20 @@ struct op_failure {
 
 using op_fn = std::function<caf::message(pqxx::transaction_base&)>;
 
+/// Writes that a delivery makes, one per message at a burst's rate, are
+/// executed for the whole batch in a few set-based statements instead of
+/// one savepoint each. They cannot fail alone (no constraint to violate).
+enum class batch_kind : uint8_t { single, fire, attempt, outcome, handed };
+
 struct queued_op {
-  op_fn run;
+  batch_kind kind = batch_kind::single;
+  op_fn run;           ///< single writes
+  caf::message request; ///< batched writes: the request's arguments
   caf::response_promise promise;
 };
+
+using batch_fn = std::function<std::vector<caf::message>(
+  pqxx::transaction_base&, const std::vector<caf::message>&)>;
 
 struct journal_state {
   pg_journal_options opts;
@@ -82,8 +93,11 @@ auto read(journal_actor* self, F fn) -> caf::result<decltype(fn(
   }
 }
 
-/// Commits every queued write in one transaction, each in its own savepoint
-/// so that one failing write (say, a duplicate email) fails alone.
+const std::map<batch_kind, batch_fn>& batch_executors();
+
+/// Commits every queued write in one transaction: single writes each in
+/// their own savepoint, so that one failing write (say, a duplicate email)
+/// fails alone; batched writes kind by kind.
 void flush(journal_actor* self) {
   auto& st = self->state;
   st.flush_pending = false;
@@ -99,7 +113,12 @@ void flush(journal_actor* self) {
   };
   try {
     pqxx::work tx{connection(self)};
+    std::map<batch_kind, std::vector<size_t>> batches;
     for (size_t i = 0; i < ops.size(); ++i) {
+      if (ops[i].kind != batch_kind::single) {
+        batches[ops[i].kind].push_back(i);
+        continue;
+      }
       try {
         pqxx::subtransaction sub{tx};
         results[i] = ops[i].run(sub);
@@ -109,6 +128,14 @@ void flush(journal_actor* self) {
       } catch (const pqxx::unique_violation&) {
         errors[i] = make_error(journal_errc::conflict);
       }
+    }
+    for (auto& [kind, indices] : batches) {
+      std::vector<caf::message> requests;
+      for (auto i : indices)
+        requests.push_back(ops[i].request);
+      auto replies = batch_executors().at(kind)(tx, requests);
+      for (size_t j = 0; j < indices.size(); ++j)
+        results[indices[j]] = std::move(replies[j]);
     }
     tx.commit();
   } catch (const op_failure& f) {
@@ -128,10 +155,11 @@ void flush(journal_actor* self) {
   }
 }
 
-caf::response_promise enqueue(journal_actor* self, op_fn fn) {
+caf::response_promise enqueue(journal_actor* self, queued_op op) {
   auto& st = self->state;
-  auto rp = self->make_response_promise();
-  st.queue.push_back(queued_op{std::move(fn), rp});
+  op.promise = self->make_response_promise();
+  auto rp = op.promise;
+  st.queue.push_back(std::move(op));
   if (st.queue.size() >= st.opts.batch_max) {
     flush(self);
   } else if (!st.flush_pending) {
@@ -141,6 +169,15 @@ caf::response_promise enqueue(journal_actor* self, op_fn fn) {
     self->send(self, flush_atom::value);
   }
   return rp;
+}
+
+caf::response_promise enqueue(journal_actor* self, op_fn fn) {
+  return enqueue(self, queued_op{batch_kind::single, std::move(fn), {}, {}});
+}
+
+caf::response_promise enqueue(journal_actor* self, batch_kind kind,
+                              caf::message request) {
+  return enqueue(self, queued_op{kind, nullptr, std::move(request), {}});
 }
 
 // -- row mapping ---------------------------------------------------------------
@@ -290,96 +327,232 @@ caf::message remove_user(pqxx::transaction_base& tx, const std::string& id,
   return caf::make_message(caf::ok_atom::value);
 }
 
-caf::message fire(pqxx::transaction_base& tx, const fire_request& f) {
-  auto moved = tx.exec_params(
-    "UPDATE due_index SET due_at_ms = $3, local_date = $4::date"
-    " WHERE user_id = $1 AND occasion = $2 AND due_at_ms = $5",
-    f.user_id, f.due.occasion, f.next.due_at_ms, f.next.local_date,
-    f.due.due_at_ms);
-  if (moved.affected_rows() == 0)
-    return caf::make_message(false); // changed or deleted meanwhile
-  auto& d = f.delivery;
-  tx.exec_params("INSERT INTO deliveries (key, user_id, occasion, local_date,"
-                 " due_at_ms, status, email, message, created_at_ms,"
-                 " updated_at_ms)"
-                 " VALUES ($1, $2, $3, $4::date, $5, $6, $7, $8, $9, $9)"
-                 " ON CONFLICT (key) DO NOTHING",
-                 d.key, d.user_id, d.occasion, d.local_date, d.due_at_ms,
-                 d.status, d.email, d.message, f.at_ms);
-  append_event(tx, f.at_ms, "occasion_due", f.user_id,
+/// One journal event per row, inserted in one statement.
+struct event_rows {
+  std::vector<std::string> at_ms, kind, user_id, data;
+
+  void add(int64_t at, std::string k, std::string user, const json& d) {
+    at_ms.push_back(std::to_string(at));
+    kind.push_back(std::move(k));
+    user_id.push_back(std::move(user));
+    data.push_back(d.dump());
+  }
+
+  void insert(pqxx::transaction_base& tx) const {
+    if (at_ms.empty())
+      return;
+    tx.exec_params("INSERT INTO journal (at_ms, kind, user_id, data)"
+                   " SELECT a, k, nullif(u, ''), d FROM unnest($1::bigint[],"
+                   " $2::text[], $3::text[], $4::jsonb[]) AS r(a, k, u, d)",
+                   text_array(at_ms), text_array(kind), text_array(user_id),
+                   text_array(data));
+  }
+};
+
+/// Records due occasions whose due index still holds them: one UPDATE moves
+/// every matching index row to its next instant, and only the moved ones get
+/// their delivery (idempotent by key). Replies true for recorded requests.
+std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
+                                     const std::vector<caf::message>& reqs) {
+  std::vector<std::string> users, occasions, dues, next_dues, next_dates;
+  for (auto& m : reqs) {
+    auto& f = m.get_as<fire_request>(0);
+    users.push_back(f.user_id);
+    occasions.push_back(f.due.occasion);
+    dues.push_back(std::to_string(f.due.due_at_ms));
+    next_dues.push_back(std::to_string(f.next.due_at_ms));
+    next_dates.push_back(f.next.local_date);
+  }
+  std::set<std::pair<std::string, std::string>> moved;
+  for (const auto& r : tx.exec_params(
+         "UPDATE due_index d SET due_at_ms = r.next_due, local_date = r.next_date"
+         " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],"
+         " $5::date[]) AS r(user_id, occasion, due, next_due, next_date)"
+         " WHERE d.user_id = r.user_id AND d.occasion = r.occasion"
+         " AND d.due_at_ms = r.due RETURNING d.user_id, d.occasion",
+         text_array(users), text_array(occasions), text_array(dues),
+         text_array(next_dues), text_array(next_dates)))
+    moved.emplace(r[0].as<std::string>(), r[1].as<std::string>());
+  std::vector<std::string> cols[10];
+  event_rows events;
+  std::vector<caf::message> replies;
+  for (auto& m : reqs) {
+    auto& f = m.get_as<fire_request>(0);
+    // A request recorded once in this batch; a copy of it is stale.
+    bool recorded = moved.erase({f.user_id, f.due.occasion}) > 0;
+    replies.push_back(caf::make_message(recorded));
+    if (!recorded)
+      continue;
+    auto& d = f.delivery;
+    for (auto [i, v] : {std::pair{0, d.key}, {1, d.user_id}, {2, d.occasion},
+                        {3, d.local_date}, {4, std::to_string(d.due_at_ms)},
+                        {5, d.status}, {6, d.email}, {7, d.message},
+                        {8, std::to_string(f.at_ms)}})
+      cols[i].push_back(v);
+    events.add(f.at_ms, "occasion_due", f.user_id,
                {{"key", d.key},
                 {"status", d.status},
                 {"next_due_at_ms", f.next.due_at_ms}});
-  return caf::make_message(true);
+  }
+  if (!cols[0].empty())
+    tx.exec_params("INSERT INTO deliveries (key, user_id, occasion, local_date,"
+                   " due_at_ms, status, email, message, created_at_ms,"
+                   " updated_at_ms)"
+                   " SELECT k, u, o, l, d, s, e, m, a, a FROM unnest($1::text[],"
+                   " $2::text[], $3::text[], $4::date[], $5::bigint[],"
+                   " $6::text[], $7::text[], $8::text[], $9::bigint[])"
+                   " AS r(k, u, o, l, d, s, e, m, a)"
+                   " ON CONFLICT (key) DO NOTHING",
+                   text_array(cols[0]), text_array(cols[1]),
+                   text_array(cols[2]), text_array(cols[3]),
+                   text_array(cols[4]), text_array(cols[5]),
+                   text_array(cols[6]), text_array(cols[7]),
+                   text_array(cols[8]));
+  events.insert(tx);
+  return replies;
 }
 
-caf::message begin_attempt(pqxx::transaction_base& tx, const std::string& key,
-                           int64_t now_ms, int64_t catch_up_ms) {
-  auto rows = tx.exec_params(
-    "SELECT d.status, d.attempts, d.due_at_ms, u.id IS NOT NULL"
-    " FROM deliveries d LEFT JOIN users u ON u.id = d.user_id"
-    " WHERE d.key = $1 FOR UPDATE OF d",
-    key);
-  attempt_verdict v;
-  if (rows.empty()) {
-    v.status = "missing";
-    return caf::make_message(v);
-  }
-  auto status = rows[0][0].as<std::string>();
-  v.attempts = rows[0][1].as<uint32_t>();
-  auto due_at_ms = rows[0][2].as<int64_t>();
-  bool user_alive = rows[0][3].as<bool>();
-  auto set_status = [&](const char* s) {
-    tx.exec_params("UPDATE deliveries SET status = $2, updated_at_ms = $3"
-                   " WHERE key = $1",
-                   key, s, now_ms);
-    append_event(tx, now_ms, std::string{"delivery_"} + s, {}, {{"key", key}});
-    v.status = s;
+/// Decides, for each attempt request, whether the delivery is still owed,
+/// counting the attempt when it is; requests for one key in one batch see
+/// each other's effects in order.
+std::vector<caf::message>
+attempt_batch(pqxx::transaction_base& tx,
+              const std::vector<caf::message>& reqs) {
+  struct row {
+    std::string status;
+    uint32_t attempts;
+    int64_t due_at_ms;
+    bool user_alive;
+    int64_t at_ms = 0;
+    bool changed = false;
   };
-  if (status != "scheduled" && status != "handed_off" && status != "failed") {
-    v.status = status;
-  } else if (!user_alive) {
-    set_status("cancelled");
-  } else if (now_ms - due_at_ms > catch_up_ms) {
-    set_status("expired");
-  } else {
-    v.proceed = true;
-    v.status = status;
-    v.attempts += 1;
-    tx.exec_params("UPDATE deliveries SET attempts = $2, updated_at_ms = $3"
-                   " WHERE key = $1",
-                   key, v.attempts, now_ms);
-    append_event(tx, now_ms, "delivery_attempt", {},
-                 {{"key", key}, {"attempt", v.attempts}});
+  std::vector<std::string> keys;
+  for (auto& m : reqs)
+    keys.push_back(m.get_as<std::string>(0));
+  std::map<std::string, row> rows;
+  for (const auto& r : tx.exec_params(
+         "SELECT d.key, d.status, d.attempts, d.due_at_ms, u.id IS NOT NULL"
+         " FROM deliveries d LEFT JOIN users u ON u.id = d.user_id"
+         " WHERE d.key = ANY($1::text[]) FOR UPDATE OF d",
+         text_array(keys)))
+    rows[r[0].as<std::string>()] = row{r[1].as<std::string>(),
+                                       r[2].as<uint32_t>(), r[3].as<int64_t>(),
+                                       r[4].as<bool>()};
+  event_rows events;
+  std::vector<caf::message> replies;
+  for (auto& m : reqs) {
+    auto& key = m.get_as<std::string>(0);
+    auto now_ms = m.get_as<int64_t>(1);
+    auto catch_up_ms = m.get_as<int64_t>(2);
+    attempt_verdict v;
+    auto i = rows.find(key);
+    if (i == rows.end()) {
+      v.status = "missing";
+      replies.push_back(caf::make_message(v));
+      continue;
+    }
+    auto& r = i->second;
+    bool open = r.status == "scheduled" || r.status == "handed_off"
+                || r.status == "failed";
+    if (open && !r.user_alive)
+      r.status = "cancelled";
+    else if (open && now_ms - r.due_at_ms > catch_up_ms)
+      r.status = "expired";
+    else if (open)
+      v.proceed = true, r.attempts += 1;
+    if (open) {
+      r.changed = true;
+      r.at_ms = now_ms;
+      events.add(now_ms, v.proceed ? "delivery_attempt" : "delivery_" + r.status,
+                 {}, {{"key", key}, {"attempt", r.attempts}});
+    }
+    v.status = r.status;
+    v.attempts = r.attempts;
+    replies.push_back(caf::make_message(v));
   }
-  return caf::make_message(v);
+  std::vector<std::string> k, s, a, t;
+  for (auto& [key, r] : rows) {
+    if (!r.changed)
+      continue;
+    k.push_back(key);
+    s.push_back(r.status);
+    a.push_back(std::to_string(r.attempts));
+    t.push_back(std::to_string(r.at_ms));
+  }
+  if (!k.empty())
+    tx.exec_params("UPDATE deliveries d SET status = r.s, attempts = r.a,"
+                   " updated_at_ms = r.t FROM unnest($1::text[], $2::text[],"
+                   " $3::int[], $4::bigint[]) AS r(k, s, a, t) WHERE d.key = r.k",
+                   text_array(k), text_array(s), text_array(a), text_array(t));
+  events.insert(tx);
+  return replies;
 }
 
-caf::message record_outcome(pqxx::transaction_base& tx,
-                            const delivery_outcome& o) {
-  // Only an open delivery changes: a sent one never becomes pending again.
-  tx.exec_params(std::string{"UPDATE deliveries SET status = $2,"
-                             " last_error = nullif($3, ''),"
-                             " sent_at_ms = CASE WHEN $2 = 'sent' THEN $4"
-                             " ELSE sent_at_ms END, updated_at_ms = $4"
-                             " WHERE key = $1 AND status IN "}
-                   + open_statuses,
-                 o.key, o.status, o.error, o.at_ms);
-  append_event(tx, o.at_ms, "delivery_" + o.status, {},
+/// Records outcomes. Only an open delivery changes: a sent one never becomes
+/// open again, and of two outcomes for one key in a batch, `sent` wins.
+std::vector<caf::message>
+outcome_batch(pqxx::transaction_base& tx,
+              const std::vector<caf::message>& reqs) {
+  std::map<std::string, delivery_outcome> last;
+  event_rows events;
+  for (auto& m : reqs) {
+    auto& o = m.get_as<delivery_outcome>(0);
+    auto i = last.find(o.key);
+    if (i == last.end() || i->second.status != "sent")
+      last[o.key] = o;
+    events.add(o.at_ms, "delivery_" + o.status, {},
                {{"key", o.key}, {"error", o.error}});
-  return caf::make_message(caf::ok_atom::value);
+  }
+  std::vector<std::string> k, s, e, t;
+  for (auto& [key, o] : last) {
+    k.push_back(key);
+    s.push_back(o.status);
+    e.push_back(o.error);
+    t.push_back(std::to_string(o.at_ms));
+  }
+  tx.exec_params(std::string{"UPDATE deliveries d SET status = r.s,"
+                             " last_error = nullif(r.e, ''),"
+                             " sent_at_ms = CASE WHEN r.s = 'sent' THEN r.t"
+                             " ELSE d.sent_at_ms END, updated_at_ms = r.t"
+                             " FROM unnest($1::text[], $2::text[], $3::text[],"
+                             " $4::bigint[]) AS r(k, s, e, t)"
+                             " WHERE d.key = r.k AND d.status IN "}
+                   + open_statuses,
+                 text_array(k), text_array(s), text_array(e), text_array(t));
+  events.insert(tx);
+  return std::vector<caf::message>(reqs.size(),
+                                   caf::make_message(caf::ok_atom::value));
 }
 
-caf::message mark_handed_off(pqxx::transaction_base& tx,
-                             const std::vector<std::string>& keys,
-                             int64_t at_ms) {
-  // Only a delivery still waiting for its confirm moves: one already
-  // attempted (the consumer can be faster than the confirm) stays as it is.
+/// Marks confirmed deliveries handed off. Only one still waiting for its
+/// confirm moves: one already attempted (the consumer can be faster than
+/// the confirm) stays as it is.
+std::vector<caf::message>
+handed_batch(pqxx::transaction_base& tx,
+             const std::vector<caf::message>& reqs) {
+  std::vector<std::string> keys;
+  int64_t at_ms = 0;
+  for (auto& m : reqs) {
+    auto& ks = m.get_as<std::vector<std::string>>(0);
+    keys.insert(keys.end(), ks.begin(), ks.end());
+    at_ms = std::max(at_ms, m.get_as<int64_t>(1));
+  }
   tx.exec_params("UPDATE deliveries SET status = 'handed_off',"
                  " updated_at_ms = $2"
                  " WHERE key = ANY($1::text[]) AND status = 'scheduled'",
                  text_array(keys), at_ms);
-  return caf::make_message(caf::ok_atom::value);
+  return std::vector<caf::message>(reqs.size(),
+                                   caf::make_message(caf::ok_atom::value));
+}
+
+const std::map<batch_kind, batch_fn>& batch_executors() {
+  static const std::map<batch_kind, batch_fn> executors = {
+    {batch_kind::fire, fire_batch},
+    {batch_kind::attempt, attempt_batch},
+    {batch_kind::outcome, outcome_batch},
+    {batch_kind::handed, handed_batch},
+  };
+  return executors;
 }
 
 caf::message redrive(pqxx::transaction_base& tx, const std::string& key,
@@ -427,23 +600,19 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
       });
     },
     [=](fire_atom, fire_request& f) {
-      return enqueue(self,
-                     [f = std::move(f)](auto& tx) { return fire(tx, f); });
+      return enqueue(self, batch_kind::fire, caf::make_message(std::move(f)));
     },
     [=](attempt_atom, std::string& key, int64_t now_ms, int64_t catch_up_ms) {
-      return enqueue(self, [=](auto& tx) {
-        return begin_attempt(tx, key, now_ms, catch_up_ms);
-      });
+      return enqueue(self, batch_kind::attempt,
+                     caf::make_message(std::move(key), now_ms, catch_up_ms));
     },
     [=](outcome_atom, delivery_outcome& o) {
-      return enqueue(self, [o = std::move(o)](auto& tx) {
-        return record_outcome(tx, o);
-      });
+      return enqueue(self, batch_kind::outcome,
+                     caf::make_message(std::move(o)));
     },
     [=](handed_atom, std::vector<std::string>& keys, int64_t at_ms) {
-      return enqueue(self, [keys = std::move(keys), at_ms](auto& tx) {
-        return mark_handed_off(tx, keys, at_ms);
-      });
+      return enqueue(self, batch_kind::handed,
+                     caf::make_message(std::move(keys), at_ms));
     },
     [=](redrive_atom, std::string& key, int64_t at_ms) {
       return enqueue(self, [key = std::move(key), at_ms](auto& tx) {
@@ -524,18 +693,6 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
                                     r[8].as<int64_t>(),
                                     r[9].as<std::string>()});
         }
-        return out;
-      });
-    },
-    [=](pending_atom) -> caf::result<std::vector<delivery_record>> {
-      flush(self);
-      return read(self, [&](pqxx::transaction_base& tx) {
-        std::vector<delivery_record> out;
-        for (const auto& r : tx.exec(std::string{"SELECT "} + delivery_columns
-                               + " FROM deliveries WHERE status IN "
-                               + open_statuses
-                               + " ORDER BY due_at_ms LIMIT 100000"))
-          out.push_back(delivery_from(r));
         return out;
       });
     },

@@ -10,9 +10,11 @@ from harness import FakeEmail, Node, run, user_fields, wait_until
 def deleted_users_get_nothing_and_updates_never_resend(workdir, db, cleanup):
     email = FakeEmail(workdir)
     cleanup.append(email.stop)
-    # One virtual hour per real second, from 03:10Z on 2027-03-15.
-    node = Node(workdir, db, email, "--clock-start", "2027-03-15T03:10:00Z", "--clock-rate", "3600").start()
+    # Users are created at midnight; the node then restarts with its clock
+    # just before the first due instant, running one virtual hour per second.
+    node = Node(workdir, db, email)
     cleanup.append(node.stop)
+    node.start("--clock-start", "2027-03-15T00:00:00Z")
     # Due 16:00Z (09:00 in Los Angeles, PDT): deleted long before.
     gone = node.create(**user_fields(1, "1990-03-15", "America/Los_Angeles"))
     code, _, _ = node.api("DELETE", f"/v1/users/{gone['id']}")
@@ -23,6 +25,8 @@ def deleted_users_get_nothing_and_updates_never_resend(workdir, db, cleanup):
     mover = node.create(**user_fields(2, "1990-03-15", "Asia/Kathmandu"))
     # Due 19:00Z (09:00 in Honolulu): after everything above.
     sentinel = node.create(**user_fields(3, "1990-03-15", "Pacific/Honolulu"))
+    node.stop()
+    node.start("--clock-start", "2027-03-15T03:14:00Z", "--clock-rate", "3600")
 
     wait_until("the mover's message", lambda: node.deliveries(user=mover["id"], status="sent"), 30)
     moved = dict(user_fields(2, "1990-03-15", "America/Los_Angeles"))

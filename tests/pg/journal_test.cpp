@@ -109,6 +109,11 @@ fire_request make_fire(const user_view& v, const std::string& status) {
 
 constexpr int64_t catch_up_ms = 72 * 3'600'000ll;
 
+/// When make_fire's request says the occasion fell due.
+int64_t f_at_ms(const user_view& v) {
+  return v.due[0].due_at_ms;
+}
+
 } // namespace
 
 TEST_CASE("a created user is durable when acknowledged and reads back with "
@@ -163,7 +168,9 @@ TEST_CASE("a due occasion is recorded once, and only while the index still "
   auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
   REQUIRE(read);
   CHECK(read->due[0].local_date == "2028-03-15");
-  auto open = fx.ask<std::vector<delivery_record>>(pending_atom::value);
+  // Recorded and not handed off: the outbox sweeper's work.
+  auto open = fx.ask<std::vector<delivery_record>>(
+    outbox_atom::value, f_at_ms(v) + 1, int64_t{0}, uint32_t{100});
   REQUIRE(open);
   REQUIRE(open->size() == 1);
   CHECK(open->front().status == "scheduled");
@@ -301,4 +308,42 @@ TEST_CASE("an unreachable database is an error the caller can retry, not a "
              });
   CHECK(unavailable);
   caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("two reports of one due occasion in one batch record it once",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  caf::scoped_actor self{*fx.sys};
+  // Both are in the journal's mailbox before it flushes: one batch.
+  for (int i = 0; i < 2; ++i)
+    self->send(fx.journal, fire_atom::value, make_fire(v, "scheduled"));
+  int recorded = 0;
+  for (int i = 0; i < 2; ++i)
+    self->receive([&](bool r) { recorded += r ? 1 : 0; },
+                  caf::after(std::chrono::seconds{30}) >> [] {});
+  CHECK(recorded == 1);
+  CHECK(fx.count("SELECT count(*) FROM deliveries") == 1);
+  CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'occasion_due'")
+        == 1);
+}
+
+TEST_CASE("attempts for one key in one batch are counted in order",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  auto f = make_fire(v, "scheduled");
+  REQUIRE(fx.ask<bool>(fire_atom::value, f));
+  caf::scoped_actor self{*fx.sys};
+  for (int i = 0; i < 3; ++i)
+    self->send(fx.journal, attempt_atom::value, f.delivery.key,
+               f.due.due_at_ms + 1, catch_up_ms);
+  std::vector<uint32_t> counted;
+  for (int i = 0; i < 3; ++i)
+    self->receive([&](attempt_verdict& a) { counted.push_back(a.attempts); },
+                  caf::after(std::chrono::seconds{30}) >> [] {});
+  CHECK(counted == std::vector<uint32_t>{1, 2, 3});
+  CHECK(fx.count("SELECT attempts FROM deliveries") == 3);
 }
