@@ -35,6 +35,8 @@ caf::behavior email_client(email_client_actor* self, std::string base_url,
   auto& client = self->state.client;
   client = std::make_unique<httplib::Client>(base_url);
   client->set_keep_alive(true);
+  // Without it, a request's pieces wait for the server's delayed ACK.
+  client->set_tcp_nodelay(true);
   client->set_connection_timeout(timeout);
   client->set_read_timeout(timeout);
   client->set_write_timeout(timeout);

@@ -310,6 +310,7 @@ struct http_api::impl {
     using req_t = const httplib::Request&;
     using res_t = httplib::Response&;
     server.set_payload_max_length(opts.body_size_max);
+    server.set_tcp_nodelay(true);
     server.new_task_queue = [n = opts.threads] {
       return new httplib::ThreadPool(n);
     };
