@@ -219,6 +219,20 @@ delivery_record delivery_from(const pqxx::row& r) {
   return d;
 }
 
+/// Deliveries matching `where` (with its ORDER BY and LIMIT), parameterised.
+template <class... Ts>
+std::vector<delivery_record> select_deliveries(pqxx::transaction_base& tx,
+                                               const std::string& where,
+                                               Ts&&... params) {
+  std::vector<delivery_record> out;
+  for (const auto& r :
+       tx.exec_params(std::string{"SELECT "} + delivery_columns
+                        + " FROM deliveries WHERE " + where,
+                      std::forward<Ts>(params)...))
+    out.push_back(delivery_from(r));
+  return out;
+}
+
 json user_json(const user_record& u) {
   return json{{"id", u.id},         {"first_name", u.first_name},
               {"last_name", u.last_name}, {"email", u.email},
@@ -570,13 +584,8 @@ caf::message redrive(pqxx::transaction_base& tx, const std::string& key,
 
 std::vector<delivery_record> user_deliveries(pqxx::transaction_base& tx,
                                              const std::string& id) {
-  std::vector<delivery_record> out;
-  for (const auto& r : tx.exec_params(std::string{"SELECT "} + delivery_columns
-                                  + " FROM deliveries WHERE user_id = $1"
-                                    " ORDER BY due_at_ms DESC LIMIT 50",
-                                id))
-    out.push_back(delivery_from(r));
-  return out;
+  return select_deliveries(tx, "user_id = $1 ORDER BY due_at_ms DESC LIMIT 50",
+                           id);
 }
 
 caf::behavior journal(journal_actor* self, pg_journal_options opts) {
@@ -623,16 +632,12 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
         uint32_t limit) -> caf::result<std::vector<delivery_record>> {
       flush(self);
       return read(self, [&](pqxx::transaction_base& tx) {
-        std::vector<delivery_record> out;
-        for (const auto& r : tx.exec_params(
-               std::string{"SELECT "} + delivery_columns
-                 + " FROM deliveries WHERE (status = 'scheduled'"
-                   " AND updated_at_ms < $1) OR (status IN ('handed_off',"
-                   " 'failed') AND updated_at_ms < $2)"
-                   " ORDER BY due_at_ms LIMIT $3",
-               scheduled_before_ms, open_before_ms, limit))
-          out.push_back(delivery_from(r));
-        return out;
+        return select_deliveries(
+          tx,
+          "(status = 'scheduled' AND updated_at_ms < $1) OR (status IN"
+          " ('handed_off', 'failed') AND updated_at_ms < $2)"
+          " ORDER BY due_at_ms LIMIT $3",
+          scheduled_before_ms, open_before_ms, limit);
       });
     },
     [=](read_atom, const std::string& id) -> caf::result<user_view> {
@@ -700,15 +705,11 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
         uint32_t limit) -> caf::result<std::vector<delivery_record>> {
       flush(self);
       return read(self, [&](pqxx::transaction_base& tx) {
-        std::vector<delivery_record> out;
-        for (const auto& r : tx.exec_params(
-               std::string{"SELECT "} + delivery_columns
-                 + " FROM deliveries WHERE ($1 = '' OR user_id = $1)"
-                   " AND ($2 = '' OR status = $2)"
-                   " ORDER BY due_at_ms DESC, key LIMIT $3",
-               user, status, limit))
-          out.push_back(delivery_from(r));
-        return out;
+        return select_deliveries(tx,
+                                 "($1 = '' OR user_id = $1)"
+                                 " AND ($2 = '' OR status = $2)"
+                                 " ORDER BY due_at_ms DESC, key LIMIT $3",
+                                 user, status, limit);
       });
     },
     [=](stats_atom, int64_t now_ms) -> caf::result<journal_stats> {

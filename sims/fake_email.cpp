@@ -229,7 +229,7 @@ int run_fake_email(const std::vector<std::string>& args) {
 
   httplib::Server server;
   // Held (timed-out) requests must not starve the others.
-  server.new_task_queue = [] { return new httplib::ThreadPool(64); };
+  server.new_task_queue = [] { return new httplib::ThreadPool(512); };
   // Small responses written in pieces would otherwise wait for delayed ACKs.
   server.set_tcp_nodelay(true);
   server.Post("/send-email", [&st](const httplib::Request& req,

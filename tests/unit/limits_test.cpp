@@ -360,3 +360,28 @@ TEST_CASE("a breaker cycles open, half-open and closed repeatedly",
     now += ms{1};
   }
 }
+
+TEST_CASE("an abandoned probe lets a half-open breaker probe again",
+          "[actors][breaker]") {
+  breaker b{1, ms{100}};
+  b.failure(t0);
+  auto later = t0 + ms{100};
+  REQUIRE(b.allow(later));
+  REQUIRE_FALSE(b.allow(later));
+  // The probe was never sent (nothing was owed): without abandon() the
+  // breaker would wait forever for its outcome.
+  b.abandon();
+  CHECK(b.current() == bstate::half_open);
+  CHECK(b.allow(later));
+  CHECK_FALSE(b.allow(later));
+}
+
+TEST_CASE("abandon does not reopen or close a breaker", "[actors][breaker]") {
+  breaker b{1, ms{100}};
+  b.abandon();
+  CHECK(b.current() == bstate::closed);
+  b.failure(t0);
+  b.abandon();
+  CHECK(b.current() == bstate::open);
+  CHECK_FALSE(b.allow(t0 + ms{50}));
+}
