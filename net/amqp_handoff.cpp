@@ -166,17 +166,17 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       conn.reset();
     }
   };
+  auto on_ack = [&](ack_atom, const receipt& r) { settle(r, true, false); };
+  auto on_nack = [&](nack_atom, const receipt& r, bool requeue) {
+    settle(r, false, requeue);
+  };
+  auto on_exit = [&](caf::exit_msg& msg) {
+    if (msg.reason)
+      running = false;
+  };
+  // Waits up to `wait` for one message (used while disconnected).
   auto handlers = [&](std::chrono::milliseconds wait) {
-    self->receive(
-      [&](ack_atom, const receipt& r) { settle(r, true, false); },
-      [&](nack_atom, const receipt& r, bool requeue) {
-        settle(r, false, requeue);
-      },
-      [&](caf::exit_msg& msg) {
-        if (msg.reason)
-          running = false;
-      },
-      caf::after(wait) >> [] {});
+    self->receive(on_ack, on_nack, on_exit, caf::after(wait) >> [] {});
   };
   while (running) {
     mark_connected();
@@ -197,9 +197,11 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
         continue;
       }
     }
-    // Settle everything the target finished before reading more.
-    while (self->mailbox().size() > 0 && running)
-      handlers(std::chrono::milliseconds{0});
+    // Settle everything the target finished before reading more. The
+    // mailbox is known to be non-empty, so no time-out is needed (a zero
+    // time-out would still go through CAF's timer).
+    while (running && self->mailbox().size() > 0)
+      self->receive(on_ack, on_nack, on_exit);
     if (!running || !conn)
       continue;
     try {

@@ -338,7 +338,7 @@ def main():
     ap.add_argument("--deadline-s", type=float, default=None,
                     help="how long to wait for every message (default 60 + users/500)")
     ap.add_argument("--keep", action="store_true",
-                    help="keep the working folder (logs, ledger) after a success")
+                    help="keep the working folder (logs, ledger) and the database after a success")
     args = ap.parse_args()
     n = args.users
     deadline_s = args.deadline_s or 60 + n / 500
@@ -369,8 +369,9 @@ def main():
     node = None
     try:
         psql(admin_db, f"CREATE DATABASE {tag}")
-        cleanup.append(("drop database",
-                        lambda: psql(admin_db, f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)")))
+        if not args.keep:  # a kept database lets the journal be analysed
+            cleanup.append(("drop database",
+                            lambda: psql(admin_db, f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)")))
         subprocess.run(rabbit + ["add_vhost", tag], check=True, capture_output=True)
         cleanup.append(("delete vhost",
                         lambda: subprocess.run(rabbit + ["delete_vhost", tag],
