@@ -232,6 +232,9 @@ int run_fake_email(const std::vector<std::string>& args) {
   server.new_task_queue = [] { return new httplib::ThreadPool(512); };
   // Small responses written in pieces would otherwise wait for delayed ACKs.
   server.set_tcp_nodelay(true);
+  // httplib closes a keep-alive connection after 5 requests by default; a
+  // real service keeps it, and reconnecting would dominate a burst.
+  server.set_keep_alive_max_count(100000);
   server.Post("/send-email", [&st](const httplib::Request& req,
                                    httplib::Response& res) {
     handle_send(st, req, res);
