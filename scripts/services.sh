@@ -39,6 +39,14 @@ amqp_url="amqp://guest:guest@127.0.0.1:$amqp_port/"
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+wait_port_free() {
+  for _ in $(seq 1 150); do
+    port_taken "$1" || return 0
+    sleep 0.2
+  done
+  return 1
+}
+
 as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 
 pg_running() { [ -f "$pg_data/postmaster.pid" ] && as_postgres "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; }
@@ -74,6 +82,7 @@ stop_pg() {
   if pg_running; then
     as_postgres "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w stop >/dev/null
   fi
+  wait_port_free "$pg_port" || true
 }
 
 rabbit_vars=(
@@ -88,7 +97,7 @@ rabbit_running() { rabbitmqctl -n "$rabbit_node" -q ping >/dev/null 2>&1; }
 start_rabbit() {
   command -v rabbitmq-server >/dev/null || { echo "services: RabbitMQ is not installed (run scripts/setup.sh)" >&2; exit 1; }
   rabbit_running && return 0
-  if port_taken "$amqp_port"; then
+  if ! wait_port_free "$amqp_port"; then
     echo "services: port $amqp_port is taken by another program; choose another with CHIME_AMQP_PORT" >&2
     exit 1
   fi
@@ -114,6 +123,9 @@ stop_rabbit() {
   if rabbit_running; then
     rabbitmqctl -n "$rabbit_node" -q stop >/dev/null 2>&1 || true
   fi
+  # `stop` can return while the node still holds its port: a restart right
+  # after would find the port taken.
+  wait_port_free "$amqp_port" || true
 }
 
 email_pid_file=$data/fake-email.pid

@@ -241,7 +241,9 @@ def services(command):
     """Runs scripts/services.sh on the test services (restart-rabbitmq, ...)."""
     if not SERVICES:
         fail("CHIME_TEST_SERVICES is not set: run the tests through scripts/test.sh")
-    subprocess.run(["bash", SERVICES, command], check=True, capture_output=True)
+    done = subprocess.run(["bash", SERVICES, command], capture_output=True, text=True)
+    if done.returncode != 0:
+        fail(f"services.sh {command} failed ({done.returncode}): {done.stdout}{done.stderr}")
 
 
 def per_second(entries):
