@@ -360,8 +360,10 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
             caf::anon_send(r.consumer, ack_atom::value, r);
           },
           [=](caf::error&) {
-            // Leave it in the dead-letter queue; it comes back.
-            caf::anon_send(r.consumer, nack_atom::value, r, true);
+            // The journal is away: hold the message and try again shortly
+            // (requeueing it would spin while the database is down).
+            self->delayed_send(self, std::chrono::seconds{1},
+                               deliver_atom::value, d, r);
           });
     },
   };

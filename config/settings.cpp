@@ -131,7 +131,9 @@ const std::vector<key_def>& key_defs() {
     {"email-rate-per-s", "0",
      "email requests per second, whole cluster (0: unlimited)",
      double_setter(&settings::email_rate_per_s, 0, 1e7)},
-    {"email-burst", "100", "token-bucket burst size",
+    {"email-burst", "1",
+     "token-bucket burst size (above about 1 % of the rate, the first second"
+     " after a quiet spell can exceed the per-second limit)",
      int_setter(&settings::email_burst, 1, 1000000)},
     {"email-timeout-ms", "5000", "per-request time-out of the email client",
      int_setter(&settings::email_timeout_ms, 1, 600000)},

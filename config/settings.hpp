@@ -22,7 +22,7 @@ struct settings {
   double clock_rate = 1.0;
   std::string api_token;
   double email_rate_per_s = 0; ///< 0: unlimited
-  uint32_t email_burst = 100;
+  uint32_t email_burst = 1;
   uint32_t email_timeout_ms = 5000;
   int64_t catch_up_s = 259200;
   std::string node_name = "chime-1";
