@@ -82,6 +82,16 @@ class Database:
         psql(self.admin, f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
 
 
+def read_json_lines(path):
+    """The complete lines of a JSON-lines file another process is appending
+    to: a last line without its newline is still being written."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().split("\n")
+    return [json.loads(line) for line in lines[:-1] if line.strip()]
+
+
 def rabbitmqctl(*args):
     return subprocess.run(["rabbitmqctl", "-n", RABBIT_NODE, "-q", *args], check=True,
                           capture_output=True, text=True).stdout
@@ -130,17 +140,11 @@ class FakeEmail:
             return False
 
     def ledger(self):
-        if not os.path.exists(self.ledger_path):
-            return []
-        with open(self.ledger_path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return read_json_lines(self.ledger_path)
 
     def requests(self):
         """Every request the service answered, accepted or not."""
-        if not os.path.exists(self.requests_path):
-            return []
-        with open(self.requests_path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return read_json_lines(self.requests_path)
 
     def keys(self):
         return [e["idempotency_key"] for e in self.ledger()]
