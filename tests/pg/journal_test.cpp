@@ -66,6 +66,10 @@ struct journal_fixture {
     return tx.exec(sql)[0][0].as<int64_t>();
   }
 
+  /// Creates user u1 and records its birthday as due: the start of every
+  /// delivery test.
+  fire_request fired_user();
+
   template <class T, class... Ts>
   caf::expected<T> ask(Ts&&... xs) {
     caf::scoped_actor self{*sys};
@@ -108,6 +112,16 @@ fire_request make_fire(const user_view& v, const std::string& status) {
 }
 
 constexpr int64_t catch_up_ms = 72 * 3'600'000ll;
+
+fire_request journal_fixture::fired_user() {
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(ask<caf::ok_atom>(create_atom::value, v));
+  auto f = make_fire(v, "scheduled");
+  auto recorded = ask<bool>(fire_atom::value, f);
+  REQUIRE(recorded);
+  REQUIRE(*recorded);
+  return f;
+}
 
 /// When make_fire's request says the occasion fell due.
 int64_t f_at_ms(const user_view& v) {
@@ -179,10 +193,7 @@ TEST_CASE("a due occasion is recorded once, and only while the index still "
 TEST_CASE("attempts are counted and a sent delivery never becomes open again",
           "[pg][journal]") {
   journal_fixture fx;
-  auto v = make_user("u1", "ada@example.com");
-  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
-  auto f = make_fire(v, "scheduled");
-  REQUIRE(fx.ask<bool>(fire_atom::value, f));
+  auto f = fx.fired_user();
   auto key = f.delivery.key;
   auto now = f.due.due_at_ms + 1000;
   auto a1 = fx.ask<attempt_verdict>(attempt_atom::value, key, now, catch_up_ms);
@@ -215,10 +226,7 @@ TEST_CASE("attempts are counted and a sent delivery never becomes open again",
 
 TEST_CASE("deleting a user cancels its open deliveries", "[pg][journal]") {
   journal_fixture fx;
-  auto v = make_user("u1", "ada@example.com");
-  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
-  auto f = make_fire(v, "scheduled");
-  REQUIRE(fx.ask<bool>(fire_atom::value, f));
+  auto f = fx.fired_user();
   REQUIRE(fx.ask<caf::ok_atom>(remove_atom::value, std::string{"u1"},
                                int64_t{5000}));
   auto a = fx.ask<attempt_verdict>(attempt_atom::value, f.delivery.key,
@@ -235,10 +243,7 @@ TEST_CASE("deleting a user cancels its open deliveries", "[pg][journal]") {
 TEST_CASE("an attempt past the catch-up window expires the delivery instead",
           "[pg][journal]") {
   journal_fixture fx;
-  auto v = make_user("u1", "ada@example.com");
-  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
-  auto f = make_fire(v, "scheduled");
-  REQUIRE(fx.ask<bool>(fire_atom::value, f));
+  auto f = fx.fired_user();
   auto a = fx.ask<attempt_verdict>(attempt_atom::value, f.delivery.key,
                                    f.due.due_at_ms + catch_up_ms + 1,
                                    catch_up_ms);
@@ -332,10 +337,7 @@ TEST_CASE("two reports of one due occasion in one batch record it once",
 TEST_CASE("attempts for one key in one batch are counted in order",
           "[pg][journal]") {
   journal_fixture fx;
-  auto v = make_user("u1", "ada@example.com");
-  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
-  auto f = make_fire(v, "scheduled");
-  REQUIRE(fx.ask<bool>(fire_atom::value, f));
+  auto f = fx.fired_user();
   caf::scoped_actor self{*fx.sys};
   for (int i = 0; i < 3; ++i)
     self->send(fx.journal, attempt_atom::value, f.delivery.key,
