@@ -36,6 +36,11 @@ struct delivery_state {
   std::optional<rate_limiter> limiter;
   std::optional<circuit_breaker> breaker;
   bool wake_pending = false;
+  // Resolved once: pump runs for every message.
+  metric* queue_gauge = &get_metric("chime_delivery_queue", "gauge",
+                                    "deliveries waiting to be sent");
+  metric* breaker_gauge = &get_metric("chime_circuit_breaker_state", "gauge",
+                                      "0 closed, 1 open, 2 half-open");
   static inline const char* name = "chime.delivery";
 };
 
@@ -222,11 +227,8 @@ void pump(delivery_actor* self) {
     ++st.in_flight_by_user[j.d.user_id];
     attempt(self, std::move(j), std::move(mailer));
   }
-  get_metric("chime_delivery_queue", "gauge", "deliveries waiting to be sent")
-    .set(static_cast<int64_t>(st.queue.size()));
-  get_metric("chime_circuit_breaker_state", "gauge",
-             "0 closed, 1 open, 2 half-open")
-    .set(static_cast<int64_t>(st.breaker->current()));
+  st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
+  st.breaker_gauge->set(static_cast<int64_t>(st.breaker->current()));
 }
 
 void accept(delivery_actor* self, job j) {
