@@ -160,7 +160,7 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
               static_cast<int64_t>(ctx.rules.catch_up.count()))
     .then(
       [=](attempt_verdict& v) mutable {
-        if (!v.proceed) {
+        if (!v.proceed && !self->state.ctx->broken.no_recheck) {
           self->state.breaker->abandon();
           log(log_level::debug, "delivery", "delivery skipped",
               {{"user_id", j.d.user_id}, {"key", j.d.key},

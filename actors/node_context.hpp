@@ -46,6 +46,12 @@ struct node_context {
   /// republished by the outbox sweeper, which runs every sweep interval.
   millis outbox_grace{10000};
   std::chrono::milliseconds outbox_sweep_interval{2000}; ///< real time
+  /// Test-only: each switch breaks one guarantee on purpose, so that the
+  /// simulator's checker can be shown to catch it. Never set by a node.
+  struct {
+    bool no_outbox_sweeper = false; ///< lost handoffs are never republished
+    bool no_recheck = false; ///< send without asking the journal if owed
+  } broken;
 };
 
 using context_ptr = std::shared_ptr<const node_context>;

@@ -1,9 +1,8 @@
 #include "cluster/node.hpp"
 
-#include "actors/delivery.hpp"
+#include "actors/node_children.hpp"
 #include "actors/occasion.hpp"
 #include "actors/protocol.hpp"
-#include "actors/shard.hpp"
 #include "config/settings.hpp"
 #include "net/amqp_handoff.hpp"
 #include "net/email_client.hpp"
@@ -30,6 +29,8 @@ clock_ptr make_clock(const settings& cfg) {
     return make_virtual_clock(make_wall_clock()->now(), cfg.clock_rate);
   return make_wall_clock();
 }
+
+} // namespace
 
 void configure_occasions(const settings& cfg) {
   for (auto& kind : occasion_registry()) {
@@ -82,15 +83,7 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   return ctx;
 }
 
-/// Wraps a spawn so that the new incarnation is registered under `name`.
-child_spec registered(std::string name, context_ptr ctx,
-                      std::function<caf::actor(caf::actor_system&)> spawn) {
-  return child_spec{name, [name, ctx, spawn](caf::actor_system& sys) {
-                      auto handle = spawn(sys);
-                      ctx->dir->put(name, handle);
-                      return handle;
-                    }};
-}
+namespace {
 
 std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   std::vector<child_spec> children;
@@ -107,12 +100,8 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   children.push_back(registered(handoff_name, ctx, [ctx, aopts](auto& sys) {
     return spawn_amqp_publisher(sys, ctx, aopts);
   }));
-  children.push_back(registered(delivery_name, ctx, [ctx](auto& sys) {
-    return spawn_delivery(sys, ctx);
-  }));
-  children.push_back(registered(dead_letters_name, ctx, [ctx](auto& sys) {
-    return spawn_dead_letter_keeper(sys, ctx);
-  }));
+  for (auto& child : logic_children(ctx))
+    children.push_back(std::move(child));
   children.push_back(registered("consumer", ctx, [ctx, aopts](auto& sys) {
     return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.queue,
                                delivery_name);
@@ -120,16 +109,6 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   children.push_back(registered("dead_consumer", ctx, [ctx, aopts](auto& sys) {
     return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.dead_queue,
                                dead_letters_name);
-  }));
-  for (auto s : ctx->owned_shards)
-    children.push_back(registered(shard_name(s), ctx, [ctx, s](auto& sys) {
-      return spawn_shard(sys, ctx, s);
-    }));
-  children.push_back(registered("due_poller", ctx, [ctx](auto& sys) {
-    return spawn_due_poller(sys, ctx);
-  }));
-  children.push_back(registered("outbox_sweeper", ctx, [ctx](auto& sys) {
-    return spawn_outbox_sweeper(sys, ctx);
   }));
   return children;
 }

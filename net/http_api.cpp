@@ -2,7 +2,7 @@
 
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
-#include "actors/sharding.hpp"
+#include "actors/user_commands.hpp"
 #include "net/user_json.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
@@ -77,7 +77,8 @@ struct http_api::impl {
       return make_error(journal_errc::unavailable);
     caf::scoped_actor self{sys};
     caf::expected<T> result{caf::error{}};
-    self->request(dest, journal_timeout, std::forward<Ts>(xs)...)
+    // Commands chain a few journal requests, each with its own time-out.
+    self->request(dest, 3 * journal_timeout, std::forward<Ts>(xs)...)
       .receive([&](T& x) { result = std::move(x); },
                [&](caf::error& err) { result = std::move(err); });
     return result;
@@ -85,10 +86,6 @@ struct http_api::impl {
 
   caf::actor journal() const {
     return ctx->dir->get(journal_name);
-  }
-
-  caf::actor shard_for(const std::string& user_id) const {
-    return ctx->dir->get(shard_name(shard_of(user_id, ctx->shard_count)));
   }
 
   bool authorized(const httplib::Request& req, httplib::Response& res) const {
@@ -104,96 +101,45 @@ struct http_api::impl {
     return false;
   }
 
-  std::vector<due_entry> due_entries(const user_record& u, instant now,
-                                     const std::map<std::string, int>& done) {
-    std::vector<due_entry> out;
-    for (auto& [occasion, due] : plan_user(u, now, ctx->rules, done))
-      out.push_back({occasion, to_ms(due.at), format_date(due.local_date)});
-    return out;
+  caf::actor commands() const {
+    return ctx->dir->get(user_commands_name);
   }
 
   void create(const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res))
       return;
-    auto now = ctx->clock->now();
-    auto parsed = parse_user(req.body, now);
+    auto parsed = parse_user(req.body, ctx->clock->now());
     if (parsed.error)
       return reply_problem(res, *parsed.error);
-    user_view v;
-    v.user = std::move(parsed.user);
-    v.user.id = new_user_id();
-    v.user.created_at_ms = to_ms(now);
-    v.at_ms = to_ms(now);
-    v.due = due_entries(v.user, now, {});
-    auto ok = ask<caf::ok_atom>(journal(), create_atom::value, v);
-    if (!ok)
-      return reply_problem(res, journal_problem(ok.error()));
-    caf::anon_send(shard_for(v.user.id), upsert_atom::value, v, false);
-    get_metric("chime_users_created_total").add();
+    parsed.user.id = new_user_id();
+    auto v = ask<user_view>(commands(), create_atom::value, parsed.user);
+    if (!v)
+      return reply_problem(res, journal_problem(v.error()));
     res.status = 201;
-    res.set_header("Location", "/v1/users/" + v.user.id);
-    res.set_content(user_view_json(v), json_type);
+    res.set_header("Location", "/v1/users/" + v->user.id);
+    res.set_content(user_view_json(*v), json_type);
   }
 
   void replace(const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res))
       return;
-    auto id = req.matches[1].str();
-    auto now = ctx->clock->now();
-    auto parsed = parse_user(req.body, now);
+    auto parsed = parse_user(req.body, ctx->clock->now());
     if (parsed.error)
       return reply_problem(res, *parsed.error);
-    auto old = ask<user_view>(journal(), read_atom::value, id);
-    if (!old)
-      return reply_problem(res, journal_problem(old.error()));
-    user_view v;
-    v.user = std::move(parsed.user);
-    v.user.id = id;
-    v.user.created_at_ms = old->user.created_at_ms;
-    v.at_ms = to_ms(now);
-    v.deliveries = old->deliveries;
-    // A year already delivered (or expired) for an occasion is never owed
-    // again, whatever the update.
-    std::map<std::string, int> done;
-    for (auto& d : old->deliveries) {
-      if (d.status == "cancelled")
-        continue;
-      auto year = std::stoi(d.local_date.substr(0, 4));
-      auto& y = done[d.occasion];
-      y = std::max(y, year);
-    }
-    for (auto& e : due_entries(v.user, now, done)) {
-      // An occasion whose date and zone did not change keeps its pending
-      // due instant, even an overdue one still waiting for catch-up.
-      auto kept = std::find_if(old->due.begin(), old->due.end(),
-                               [&](const due_entry& d) {
-                                 return d.occasion == e.occasion;
-                               });
-      bool unchanged = kept != old->due.end()
-                       && old->user.timezone == v.user.timezone
-                       && old->user.dates[e.occasion]
-                            == v.user.dates[e.occasion];
-      v.due.push_back(unchanged ? *kept : e);
-    }
-    auto ok = ask<caf::ok_atom>(journal(), replace_atom::value, v);
-    if (!ok)
-      return reply_problem(res, journal_problem(ok.error()));
-    caf::anon_send(shard_for(id), upsert_atom::value, v, false);
-    res.set_content(user_view_json(v), json_type);
+    parsed.user.id = req.matches[1].str();
+    auto v = ask<user_view>(commands(), replace_atom::value, parsed.user);
+    if (!v)
+      return reply_problem(res, journal_problem(v.error()));
+    res.set_content(user_view_json(*v), json_type);
   }
 
   void remove(const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res))
       return;
-    auto id = req.matches[1].str();
-    auto ok = ask<caf::ok_atom>(journal(), remove_atom::value, id,
-                                to_ms(ctx->clock->now()));
+    auto ok = ask<caf::ok_atom>(commands(), remove_atom::value,
+                                req.matches[1].str());
     if (!ok)
       return reply_problem(res, journal_problem(ok.error()));
-    caf::anon_send(shard_for(id), evict_atom::value, id);
-    // Wait until no request for this user is still in flight, so that
-    // nothing reaches the email service after DELETE returns.
-    ask<caf::ok_atom>(ctx->dir->get(delivery_name), drain_atom::value, id);
     res.status = 204;
   }
 

@@ -1,0 +1,145 @@
+#include "actors/user_commands.hpp"
+
+#include "actors/protocol.hpp"
+#include "actors/sharding.hpp"
+#include "runtime/metrics.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+
+namespace chime {
+
+namespace {
+
+struct commands_state {
+  context_ptr ctx;
+  static inline const char* name = "chime.user_commands";
+};
+
+using commands_actor = caf::stateful_actor<commands_state>;
+
+std::vector<due_entry> due_entries(const node_context& ctx,
+                                   const user_record& u, instant now,
+                                   const std::map<std::string, int>& done) {
+  std::vector<due_entry> out;
+  for (auto& [occasion, due] : plan_user(u, now, ctx.rules, done))
+    out.push_back({occasion, to_ms(due.at), format_date(due.local_date)});
+  return out;
+}
+
+/// The view that replaces `old` with `u` at `now`.
+user_view replaced(const node_context& ctx, const user_view& old,
+                   user_record u, instant now) {
+  user_view v;
+  v.user = std::move(u);
+  v.user.created_at_ms = old.user.created_at_ms;
+  v.at_ms = to_ms(now);
+  v.deliveries = old.deliveries;
+  // A year already delivered (or expired) for an occasion is never owed
+  // again, whatever the update.
+  std::map<std::string, int> done;
+  for (auto& d : old.deliveries) {
+    if (d.status == "cancelled")
+      continue;
+    auto year = std::stoi(d.local_date.substr(0, 4));
+    auto& y = done[d.occasion];
+    y = std::max(y, year);
+  }
+  for (auto& e : due_entries(ctx, v.user, now, done)) {
+    // An occasion whose date and zone did not change keeps its pending due
+    // instant, even an overdue one still waiting for catch-up.
+    auto kept = std::find_if(old.due.begin(), old.due.end(),
+                             [&](const due_entry& d) {
+                               return d.occasion == e.occasion;
+                             });
+    auto date_of = [&](const user_record& r) {
+      auto i = r.dates.find(e.occasion);
+      return i == r.dates.end() ? std::string{} : i->second;
+    };
+    bool unchanged = kept != old.due.end()
+                     && old.user.timezone == v.user.timezone
+                     && date_of(old.user) == date_of(v.user);
+    v.due.push_back(unchanged ? *kept : e);
+  }
+  return v;
+}
+
+caf::actor shard_for(const node_context& ctx, const std::string& user_id) {
+  return ctx.dir->get(shard_name(shard_of(user_id, ctx.shard_count)));
+}
+
+/// Journals `v` with `op`, then upserts it into its shard and replies it.
+template <class Atom>
+void store(commands_actor* self, Atom op, user_view v,
+           caf::typed_response_promise<user_view> rp) {
+  auto& ctx = *self->state.ctx;
+  self->request(ctx.dir->get(journal_name), journal_timeout, op, v)
+    .then(
+      [=](caf::ok_atom) mutable {
+        auto& ctx = *self->state.ctx;
+        self->send(shard_for(ctx, v.user.id), upsert_atom::value, v, false);
+        rp.deliver(std::move(v));
+      },
+      [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+}
+
+caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
+  self->state.ctx = std::move(ctx);
+  return {
+    [=](create_atom, user_record& u) {
+      auto rp = self->make_response_promise<user_view>();
+      auto now = self->state.ctx->clock->now();
+      user_view v;
+      v.user = std::move(u);
+      v.user.created_at_ms = to_ms(now);
+      v.at_ms = to_ms(now);
+      v.due = due_entries(*self->state.ctx, v.user, now, {});
+      store(self, create_atom::value, std::move(v), rp);
+      get_metric("chime_users_created_total").add();
+      return rp;
+    },
+    [=](replace_atom, user_record& u) {
+      auto rp = self->make_response_promise<user_view>();
+      auto& ctx = *self->state.ctx;
+      self->request(ctx.dir->get(journal_name), journal_timeout,
+                    read_atom::value, u.id)
+        .then(
+          [=](user_view& old) mutable {
+            auto& ctx = *self->state.ctx;
+            store(self, replace_atom::value,
+                  replaced(ctx, old, std::move(u), ctx.clock->now()), rp);
+          },
+          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](remove_atom, const std::string& id) {
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      auto& ctx = *self->state.ctx;
+      self->request(ctx.dir->get(journal_name), journal_timeout,
+                    remove_atom::value, id, to_ms(ctx.clock->now()))
+        .then(
+          [=](caf::ok_atom) mutable {
+            auto& ctx = *self->state.ctx;
+            self->send(shard_for(ctx, id), evict_atom::value, id);
+            // Reply once no request for this user is still in flight, so
+            // that nothing reaches the email service after the delete.
+            self->request(ctx.dir->get(delivery_name), journal_timeout,
+                          drain_atom::value, id)
+              .then([=](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
+                    // No delivery actor: nothing of its is in flight either.
+                    [=](caf::error&) mutable { rp.deliver(caf::ok_atom::value); });
+          },
+          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_user_commands(caf::actor_system& sys, context_ptr ctx) {
+  return sys.spawn(user_commands, std::move(ctx));
+}
+
+} // namespace chime

@@ -1,0 +1,23 @@
+#pragma once
+
+#include "actors/node_context.hpp"
+
+namespace chime {
+
+/// Spawns the node's user-command actor: the steps of each change to a user,
+/// shared by the HTTP API and the simulator.
+///  - (create_atom, user_record) -> user_view: the record (its id set by the
+///    caller) is planned, journaled, then upserted into its shard.
+///  - (replace_atom, user_record) -> user_view: the stored user is read; the
+///    new record keeps the pending due instant of every occasion whose date
+///    and zone did not change, and never owes again a year already delivered.
+///  - (remove_atom, user id) -> ok: journaled (open deliveries cancelled), the
+///    user actor evicted, and the reply waits until no request for the user
+///    is in flight at the email service.
+/// Errors are the journal's (journal_errc).
+caf::actor spawn_user_commands(caf::actor_system& sys, context_ptr ctx);
+
+/// Directory name of the user-command actor.
+inline constexpr const char* user_commands_name = "users";
+
+} // namespace chime
