@@ -318,7 +318,7 @@ caf::behavior outbox_sweeper(caf::stateful_actor<sweeper_state>* self,
       self
         ->request(ctx.dir->get(journal_name), journal_timeout,
                   outbox_atom::value, to_ms(now - ctx.outbox_grace),
-                  to_ms(now - stale), uint32_t{10000})
+                  to_ms(now - stale), uint32_t{10000}, to_ms(now))
         .then(
           [=](std::vector<delivery_record>& stuck) {
             if (stuck.empty())

@@ -31,7 +31,7 @@ using deliveries_atom = caf::atom_constant<caf::atom("deliveries")>; // (user, s
 using ping_atom = caf::atom_constant<caf::atom("ping")>;         // () -> ok
 using stats_atom = caf::atom_constant<caf::atom("stats")>;       // (now_ms) -> journal_stats
 using handed_atom = caf::atom_constant<caf::atom("handed")>;     // (keys, at_ms) -> ok: scheduled -> handed_off
-using outbox_atom = caf::atom_constant<caf::atom("outbox")>;     // (scheduled_before_ms, open_before_ms, limit) -> vector<delivery_record>
+using outbox_atom = caf::atom_constant<caf::atom("outbox")>;     // (scheduled_before_ms, open_before_ms, limit, now_ms) -> vector<delivery_record>, each touched at now_ms
 using redrive_atom = caf::atom_constant<caf::atom("redrive")>;   // (key, at_ms) -> delivery_record: dead -> scheduled
 
 // -- node-internal ------------------------------------------------------------

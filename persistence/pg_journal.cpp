@@ -629,15 +629,26 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
       });
     },
     [=](outbox_atom, int64_t scheduled_before_ms, int64_t open_before_ms,
-        uint32_t limit) -> caf::result<std::vector<delivery_record>> {
-      flush(self);
-      return read(self, [&](pqxx::transaction_base& tx) {
-        return select_deliveries(
+        uint32_t limit, int64_t now_ms) {
+      // Claims what it returns (touched now), so that a delivery stuck for
+      // long (an email outage) is republished once per period, not at
+      // every sweep.
+      return enqueue(self, [=](pqxx::transaction_base& tx) {
+        auto out = select_deliveries(
           tx,
-          "(status = 'scheduled' AND updated_at_ms < $1) OR (status IN"
-          " ('handed_off', 'failed') AND updated_at_ms < $2)"
-          " ORDER BY due_at_ms LIMIT $3",
+          "key IN (SELECT key FROM deliveries WHERE (status = 'scheduled'"
+          " AND updated_at_ms < $1) OR (status IN ('handed_off', 'failed')"
+          " AND updated_at_ms < $2) ORDER BY due_at_ms LIMIT $3"
+          " FOR UPDATE) ORDER BY due_at_ms",
           scheduled_before_ms, open_before_ms, limit);
+        std::vector<std::string> keys;
+        for (auto& d : out)
+          keys.push_back(d.key);
+        if (!keys.empty())
+          tx.exec_params("UPDATE deliveries SET updated_at_ms = $2"
+                         " WHERE key = ANY($1::text[])",
+                         text_array(keys), now_ms);
+        return caf::make_message(std::move(out));
       });
     },
     [=](read_atom, const std::string& id) -> caf::result<user_view> {

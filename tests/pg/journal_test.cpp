@@ -183,11 +183,22 @@ TEST_CASE("a due occasion is recorded once, and only while the index still "
   REQUIRE(read);
   CHECK(read->due[0].local_date == "2028-03-15");
   // Recorded and not handed off: the outbox sweeper's work.
-  auto open = fx.ask<std::vector<delivery_record>>(
-    outbox_atom::value, f_at_ms(v) + 1, int64_t{0}, uint32_t{100});
+  auto sweep = [&](int64_t now_ms) {
+    return fx.ask<std::vector<delivery_record>>(
+      outbox_atom::value, now_ms - 10, int64_t{0}, uint32_t{100}, now_ms);
+  };
+  auto open = sweep(f_at_ms(v) + 11);
   REQUIRE(open);
   REQUIRE(open->size() == 1);
   CHECK(open->front().status == "scheduled");
+  // Claimed: the next sweep within the grace period leaves it alone, a
+  // later one takes it again.
+  auto soon = sweep(f_at_ms(v) + 12);
+  REQUIRE(soon);
+  CHECK(soon->empty());
+  auto later = sweep(f_at_ms(v) + 30);
+  REQUIRE(later);
+  CHECK(later->size() == 1);
 }
 
 TEST_CASE("attempts are counted and a sent delivery never becomes open again",

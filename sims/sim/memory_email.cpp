@@ -1,0 +1,79 @@
+#include "sims/sim/memory_email.hpp"
+
+#include "actors/protocol.hpp"
+#include "sims/sim/env.hpp"
+
+#include <caf/all.hpp>
+
+namespace chime::sim {
+
+namespace {
+
+struct service_state {
+  std::shared_ptr<email_ledger> ledger;
+  env* e = nullptr;
+  deferred_replies later;
+  static inline const char* name = "chime.sim.email";
+};
+
+using service_actor = caf::stateful_actor<service_state>;
+
+caf::behavior email_service(service_actor* self,
+                            std::shared_ptr<email_ledger> ledger, env* e) {
+  self->state.ledger = std::move(ledger);
+  self->state.e = e;
+  return {
+    [=](sim_reply_atom, uint64_t id) { self->state.later.fire(id); },
+    [=](send_atom, const std::string&, const std::string&,
+        const std::string& key, const std::string& owner) {
+      auto& st = self->state;
+      auto& e = *st.e;
+      auto& f = e.faults;
+      auto rp = self->make_response_promise<send_result>();
+      if (e.now_ms() < e.email_down_until_ms) {
+        rp.deliver(send_result{0, -1, "connection refused"});
+        return rp;
+      }
+      send_result r{200, -1, {}};
+      millis delay{e.between(5, 100)};
+      if (e.chance(f.email_timeout)) {
+        r = send_result{0, -1, "timed out"};
+        delay = e.email_timeout;
+      } else if (e.chance(f.email_5xx)) {
+        r.http_status = 503;
+      } else if (e.chance(f.email_429)) {
+        r.http_status = 429;
+        r.retry_after_ms = e.between(1, 10) * 1000;
+      } else if (e.chance(f.email_slow)) {
+        delay = millis{e.between(1000, e.email_timeout.count() - 1)};
+      }
+      st.ledger->requests.push_back({key, owner, e.now_ms(), r.http_status});
+      e.trace.add(e.now_ms(), "email." + std::to_string(r.http_status),
+                  key + " " + owner);
+      st.later.run(self, delay, [rp, r]() mutable { rp.deliver(r); });
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_email_service(caf::actor_system& sys,
+                               std::shared_ptr<email_ledger> ledger, env* e) {
+  return sys.spawn(email_service, std::move(ledger), e);
+}
+
+caf::actor spawn_memory_mailer(caf::actor_system& sys, caf::actor service,
+                               std::string owner) {
+  return sys.spawn([service, owner](caf::event_based_actor* self) {
+    return caf::behavior{
+      [=](send_atom a, std::string& email, std::string& message,
+          std::string& key) {
+        return self->delegate(service, a, std::move(email),
+                              std::move(message), std::move(key), owner);
+      },
+    };
+  });
+}
+
+} // namespace chime::sim

@@ -1,0 +1,399 @@
+#include "sims/sim/memory_journal.hpp"
+
+#include "actors/errc.hpp"
+#include "actors/sharding.hpp"
+#include "sims/sim/env.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <map>
+
+namespace chime::sim {
+
+namespace {
+
+struct journal_state {
+  std::shared_ptr<journal_store> store;
+  env* e = nullptr;
+  deferred_replies later;
+  static inline const char* name = "chime.sim.journal";
+};
+
+using journal_actor = caf::stateful_actor<journal_state>;
+
+bool is_open(const std::string& status) {
+  return status == "scheduled" || status == "handed_off" || status == "failed";
+}
+
+void set_status(journal_store& s, stored_delivery& d, std::string status) {
+  d.rec.status = std::move(status);
+  if (is_open(d.rec.status))
+    s.open.insert(d.rec.key);
+  else
+    s.open.erase(d.rec.key);
+}
+
+void write_due(journal_store& s, const user_view& v) {
+  for (auto& d : s.due[v.user.id])
+    s.due_index.erase({d.due_at_ms, v.user.id, d.occasion});
+  s.due[v.user.id] = v.due;
+  for (auto& d : v.due)
+    s.due_index.emplace(d.due_at_ms, v.user.id, d.occasion);
+}
+
+void erase_due(journal_store& s, const std::string& id) {
+  for (auto& d : s.due[id])
+    s.due_index.erase({d.due_at_ms, id, d.occasion});
+  s.due.erase(id);
+}
+
+std::vector<due_entry> sorted_due(const journal_store& s,
+                                  const std::string& id) {
+  auto i = s.due.find(id);
+  if (i == s.due.end())
+    return {};
+  auto out = i->second;
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
+    return a.due_at_ms < b.due_at_ms;
+  });
+  return out;
+}
+
+std::vector<delivery_record> user_deliveries(const journal_store& s,
+                                             const std::string& id) {
+  std::vector<delivery_record> out;
+  if (auto i = s.keys_by_user.find(id); i != s.keys_by_user.end())
+    for (auto& key : i->second)
+      out.push_back(s.deliveries.at(key).rec);
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
+    return a.due_at_ms > b.due_at_ms;
+  });
+  if (out.size() > 50)
+    out.resize(50);
+  return out;
+}
+
+/// Answers `rp` with `value` now, or later while the journal is slow; or
+/// with `unavailable` (changing nothing) while it is down.
+template <class T>
+caf::result<T> answer(journal_actor* self, std::function<caf::expected<T>()> op) {
+  auto& e = *self->state.e;
+  auto now = e.now_ms();
+  if (now < e.journal_down_until_ms)
+    return make_error(journal_errc::unavailable);
+  auto result = op();
+  millis delay{0};
+  if (now < e.journal_slow_until_ms)
+    delay = e.up_to(e.faults.journal_slow_max);
+  if (delay.count() == 0) {
+    if (result)
+      return std::move(*result);
+    return std::move(result.error());
+  }
+  auto rp = self->make_response_promise<T>();
+  self->state.later.run(self, delay, [rp, result]() mutable {
+    if (result)
+      rp.deliver(std::move(*result));
+    else
+      rp.deliver(result.error());
+  });
+  return rp;
+}
+
+caf::expected<caf::ok_atom> create(journal_store& s, const user_view& v) {
+  auto& u = v.user;
+  if (s.users.count(u.id) || s.emails.count(u.email))
+    return make_error(journal_errc::conflict);
+  s.users[u.id] = u;
+  s.emails[u.email] = u.id;
+  write_due(s, v);
+  return caf::ok_atom::value;
+}
+
+caf::expected<caf::ok_atom> replace(journal_store& s, const user_view& v) {
+  auto& u = v.user;
+  auto i = s.users.find(u.id);
+  if (i == s.users.end())
+    return make_error(journal_errc::not_found);
+  if (auto j = s.emails.find(u.email); j != s.emails.end() && j->second != u.id)
+    return make_error(journal_errc::conflict);
+  s.emails.erase(i->second.email);
+  s.emails[u.email] = u.id;
+  i->second = u;
+  write_due(s, v);
+  return caf::ok_atom::value;
+}
+
+caf::expected<caf::ok_atom> remove(journal_store& s, const std::string& id,
+                                   int64_t at_ms) {
+  auto i = s.users.find(id);
+  if (i == s.users.end())
+    return make_error(journal_errc::not_found);
+  s.emails.erase(i->second.email);
+  s.users.erase(i);
+  erase_due(s, id);
+  if (auto k = s.keys_by_user.find(id); k != s.keys_by_user.end())
+    for (auto& key : k->second) {
+      auto& d = s.deliveries.at(key);
+      if (is_open(d.rec.status)) {
+        set_status(s, d, "cancelled");
+        d.updated_at_ms = at_ms;
+      }
+    }
+  return caf::ok_atom::value;
+}
+
+bool fire(journal_store& s, const fire_request& f) {
+  auto i = s.due.find(f.user_id);
+  if (i == s.due.end())
+    return false;
+  auto e = std::find_if(i->second.begin(), i->second.end(), [&](auto& d) {
+    return d.occasion == f.due.occasion && d.due_at_ms == f.due.due_at_ms;
+  });
+  if (e == i->second.end())
+    return false;
+  s.due_index.erase({e->due_at_ms, f.user_id, e->occasion});
+  e->due_at_ms = f.next.due_at_ms;
+  e->local_date = f.next.local_date;
+  s.due_index.emplace(e->due_at_ms, f.user_id, e->occasion);
+  auto& d = f.delivery;
+  auto [row, added] = s.deliveries.emplace(d.key, stored_delivery{d, f.at_ms});
+  if (added) {
+    s.keys_by_user[d.user_id].push_back(d.key);
+    set_status(s, row->second, d.status);
+  }
+  return true;
+}
+
+attempt_verdict attempt(journal_store& s, const std::string& key,
+                        int64_t now_ms, int64_t catch_up_ms) {
+  attempt_verdict v;
+  auto i = s.deliveries.find(key);
+  if (i == s.deliveries.end()) {
+    v.status = "missing";
+    return v;
+  }
+  auto& d = i->second;
+  bool open = is_open(d.rec.status);
+  if (open && s.users.count(d.rec.user_id) == 0)
+    set_status(s, d, "cancelled");
+  else if (open && now_ms - d.rec.due_at_ms > catch_up_ms)
+    set_status(s, d, "expired");
+  else if (open)
+    v.proceed = true, d.rec.attempts += 1;
+  if (open)
+    d.updated_at_ms = now_ms;
+  v.status = d.rec.status;
+  v.attempts = d.rec.attempts;
+  return v;
+}
+
+void outcome(journal_store& s, const delivery_outcome& o) {
+  auto i = s.deliveries.find(o.key);
+  if (i == s.deliveries.end() || !is_open(i->second.rec.status))
+    return;
+  auto& d = i->second;
+  set_status(s, d, o.status);
+  d.rec.last_error = o.error;
+  if (o.status == "sent")
+    d.rec.sent_at_ms = o.at_ms;
+  d.updated_at_ms = o.at_ms;
+}
+
+caf::behavior memory_journal(journal_actor* self,
+                             std::shared_ptr<journal_store> store, env* e) {
+  self->state.store = std::move(store);
+  self->state.e = e;
+  auto trace = [self](std::string_view op, std::string_view detail) {
+    auto& e = *self->state.e;
+    e.trace.add(e.now_ms(), op, detail);
+  };
+  return {
+    [=](sim_reply_atom, uint64_t id) { self->state.later.fire(id); },
+    [=](create_atom, user_view& v) {
+      return answer<caf::ok_atom>(self, [=] {
+        trace("journal.create", v.user.id);
+        return create(*self->state.store, v);
+      });
+    },
+    [=](replace_atom, user_view& v) {
+      return answer<caf::ok_atom>(self, [=] {
+        trace("journal.replace", v.user.id);
+        return replace(*self->state.store, v);
+      });
+    },
+    [=](remove_atom, std::string& id, int64_t at_ms) {
+      return answer<caf::ok_atom>(self, [=] {
+        trace("journal.remove", id);
+        return remove(*self->state.store, id, at_ms);
+      });
+    },
+    [=](read_atom, std::string& id) {
+      return answer<user_view>(self, [=]() -> caf::expected<user_view> {
+        auto& s = *self->state.store;
+        auto i = s.users.find(id);
+        if (i == s.users.end())
+          return make_error(journal_errc::not_found);
+        return user_view{i->second, sorted_due(s, id), user_deliveries(s, id),
+                         0};
+      });
+    },
+    [=](list_atom, std::string& cursor, uint32_t limit) {
+      return answer<users_page>(self, [=]() -> caf::expected<users_page> {
+        auto& s = *self->state.store;
+        std::map<std::string, const user_record*> sorted;
+        for (auto& [id, u] : s.users)
+          if (id > cursor)
+            sorted.emplace(id, &u);
+        users_page page;
+        for (auto& [id, u] : sorted) {
+          if (page.users.size() == limit) {
+            page.next_cursor = page.users.back().user.id;
+            break;
+          }
+          page.users.push_back(user_view{*u, sorted_due(s, id), {}, 0});
+        }
+        return page;
+      });
+    },
+    [=](load_due_atom, int64_t until_ms, std::vector<uint32_t>& owned) {
+      return answer<std::vector<user_view>>(
+        self, [=]() -> caf::expected<std::vector<user_view>> {
+          auto& s = *self->state.store;
+          std::vector<bool> mine(s.shard_count, false);
+          for (auto shard : owned)
+            mine[shard] = true;
+          std::map<std::string, user_view> by_user;
+          for (auto& [due_ms, id, occasion] : s.due_index) {
+            if (due_ms > until_ms)
+              break;
+            if (!mine[shard_of(id, s.shard_count)])
+              continue;
+            auto& v = by_user[id];
+            if (v.user.id.empty())
+              v.user = s.users.at(id);
+            for (auto& d : s.due.at(id))
+              if (d.occasion == occasion)
+                v.due.push_back(d);
+          }
+          std::vector<user_view> out;
+          for (auto& [id, v] : by_user)
+            out.push_back(std::move(v));
+          return out;
+        });
+    },
+    [=](fire_atom, fire_request& f) {
+      return answer<bool>(self, [=]() -> caf::expected<bool> {
+        bool recorded = fire(*self->state.store, f);
+        trace("journal.fire", f.delivery.key + (recorded ? " recorded" : " stale"));
+        return recorded;
+      });
+    },
+    [=](attempt_atom, std::string& key, int64_t now_ms, int64_t catch_up_ms) {
+      return answer<attempt_verdict>(self, [=]() -> caf::expected<attempt_verdict> {
+        auto v = attempt(*self->state.store, key, now_ms, catch_up_ms);
+        trace("journal.attempt", key + " " + v.status);
+        return v;
+      });
+    },
+    [=](outcome_atom, delivery_outcome& o) {
+      return answer<caf::ok_atom>(self, [=]() -> caf::expected<caf::ok_atom> {
+        outcome(*self->state.store, o);
+        trace("journal.outcome", o.key + " " + o.status);
+        return caf::ok_atom::value;
+      });
+    },
+    [=](handed_atom, std::vector<std::string>& keys, int64_t at_ms) {
+      return answer<caf::ok_atom>(self, [=]() -> caf::expected<caf::ok_atom> {
+        auto& s = *self->state.store;
+        for (auto& key : keys) {
+          auto i = s.deliveries.find(key);
+          if (i != s.deliveries.end() && i->second.rec.status == "scheduled") {
+            i->second.rec.status = "handed_off";
+            i->second.updated_at_ms = at_ms;
+          }
+        }
+        trace("journal.handed", std::to_string(keys.size()));
+        return caf::ok_atom::value;
+      });
+    },
+    [=](outbox_atom, int64_t scheduled_before_ms, int64_t open_before_ms,
+        uint32_t limit, int64_t now_ms) {
+      return answer<std::vector<delivery_record>>(
+        self, [=]() -> caf::expected<std::vector<delivery_record>> {
+          std::vector<delivery_record> out;
+          auto& s = *self->state.store;
+          for (auto& key : s.open) {
+            auto& d = s.deliveries.at(key);
+            auto& st = d.rec.status;
+            if ((st == "scheduled" && d.updated_at_ms < scheduled_before_ms)
+                || ((st == "handed_off" || st == "failed")
+                    && d.updated_at_ms < open_before_ms))
+              out.push_back(d.rec);
+          }
+          std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
+            return std::tie(a.due_at_ms, a.key) < std::tie(b.due_at_ms, b.key);
+          });
+          if (out.size() > limit)
+            out.resize(limit);
+          for (auto& d : out)
+            s.deliveries.at(d.key).updated_at_ms = now_ms;
+          return out;
+        });
+    },
+    [=](redrive_atom, std::string& key, int64_t at_ms) {
+      return answer<delivery_record>(
+        self, [=]() -> caf::expected<delivery_record> {
+          auto& s = *self->state.store;
+          auto i = s.deliveries.find(key);
+          if (i == s.deliveries.end() || i->second.rec.status != "dead")
+            return make_error(journal_errc::not_found);
+          set_status(s, i->second, "scheduled");
+          i->second.updated_at_ms = at_ms;
+          return i->second.rec;
+        });
+    },
+    [=](deliveries_atom, std::string& user, std::string& status,
+        uint32_t limit) {
+      return answer<std::vector<delivery_record>>(
+        self, [=]() -> caf::expected<std::vector<delivery_record>> {
+          std::vector<delivery_record> out;
+          for (auto& [key, d] : self->state.store->deliveries)
+            if ((user.empty() || d.rec.user_id == user)
+                && (status.empty() || d.rec.status == status))
+              out.push_back(d.rec);
+          std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
+            return std::tie(b.due_at_ms, a.key) < std::tie(a.due_at_ms, b.key);
+          });
+          if (out.size() > limit)
+            out.resize(limit);
+          return out;
+        });
+    },
+    [=](stats_atom, int64_t now_ms) {
+      return answer<journal_stats>(self, [=]() -> caf::expected<journal_stats> {
+        auto& s = *self->state.store;
+        journal_stats st;
+        st.users = static_cast<int64_t>(s.users.size());
+        for (auto& [due_ms, id, occasion] : s.due_index)
+          if (due_ms >= now_ms && due_ms <= now_ms + 3600000)
+            ++st.due_next_hour;
+        st.pending_deliveries = static_cast<int64_t>(s.open.size());
+        return st;
+      });
+    },
+    [=](ping_atom) {
+      return answer<caf::ok_atom>(self, [] { return caf::ok_atom::value; });
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_memory_journal(caf::actor_system& sys,
+                                std::shared_ptr<journal_store> store, env* e) {
+  return sys.spawn(memory_journal, std::move(store), e);
+}
+
+} // namespace chime::sim

@@ -1,0 +1,44 @@
+#pragma once
+
+#include "actors/protocol.hpp"
+
+#include <memory>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+namespace chime::sim {
+
+struct env;
+
+struct stored_delivery {
+  delivery_record rec;
+  int64_t updated_at_ms = 0;
+};
+
+/// The journal's contents, in memory: what survives a node crash in the
+/// simulator (the database). The checker reads it after the run.
+struct journal_store {
+  uint32_t shard_count = 256;
+  std::unordered_map<std::string, user_record> users;
+  std::unordered_map<std::string, std::string> emails; ///< email -> user id
+  std::unordered_map<std::string, std::vector<due_entry>> due;
+  /// (due_at_ms, user id, occasion) for every due entry, in due order.
+  std::set<std::tuple<int64_t, std::string, std::string>> due_index;
+  std::unordered_map<std::string, stored_delivery> deliveries;
+  std::unordered_map<std::string, std::vector<std::string>> keys_by_user;
+  std::set<std::string> open; ///< keys of deliveries not yet finished
+};
+
+/// Spawns the in-memory implementation of the journal seam (the protocol in
+/// actors/protocol.hpp, with persistence/pg_journal.cpp's semantics) over
+/// `store`. While the environment says the journal is down every request
+/// fails with journal_errc::unavailable and changes nothing; while it is
+/// slow, replies come late (after the change is made, like a commit whose
+/// acknowledgement is delayed).
+caf::actor spawn_memory_journal(caf::actor_system& sys,
+                                std::shared_ptr<journal_store> store, env* e);
+
+} // namespace chime::sim

@@ -1,0 +1,561 @@
+#include "sims/sim/simulation.hpp"
+
+#include "actors/node_children.hpp"
+#include "actors/occasion.hpp"
+#include "actors/protocol.hpp"
+#include "actors/user_commands.hpp"
+#include "cluster/node.hpp"
+#include "config/settings.hpp"
+#include "runtime/log.hpp"
+#include "sims/sim/env.hpp"
+#include "sims/sim/memory_broker.hpp"
+#include "sims/sim/memory_email.hpp"
+#include "sims/sim/memory_journal.hpp"
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <date/tz.h>
+
+#include <limits>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+namespace chime::sim {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int64_t day_ms = 86400000;
+constexpr int64_t never = std::numeric_limits<int64_t>::max();
+
+/// Chime's clock in the simulator: the test coordinator's virtual time.
+class sim_clock final : public clock {
+public:
+  explicit sim_clock(const env* e) : e_(e) {
+  }
+  instant now() const override {
+    return e_->now();
+  }
+  std::chrono::microseconds real_delay(millis span) const override {
+    return std::max(std::chrono::microseconds{0},
+                    std::chrono::duration_cast<std::chrono::microseconds>(span));
+  }
+
+private:
+  const env* e_;
+};
+
+/// What the checker knows of one user: the commands issued for it and
+/// which of them were acknowledged.
+struct user_track {
+  user_record created;
+  int64_t create_acked_ms = never;
+  std::vector<int64_t> touched_ms; ///< updates and deletes issued
+  int64_t delete_acked_ms = never;
+};
+
+struct node_slot {
+  std::shared_ptr<node_context> ctx;
+  caf::actor root;
+  uint32_t incarnation = 0;
+  std::string owner;
+};
+
+class simulation {
+public:
+  explicit simulation(const sim_options& opts)
+    : opts_(opts), e_(opts.seed), sys_(sys_cfg_),
+      sched_(dynamic_cast<caf::scheduler::test_coordinator&>(sys_.scheduler())) {
+  }
+
+  sim_report run();
+
+private:
+
+  void start_node(uint32_t i);
+  void crash_node(uint32_t i);
+  void schedule(int64_t at_ms, std::function<void()> fn) {
+    events_.emplace(at_ms, std::move(fn));
+  }
+  void plan_workload();
+  void plan_faults();
+  void run_loop(int64_t end_ms);
+  user_record random_user(const std::string& id);
+  void issue_create(const std::string& id);
+  void issue_update();
+  void issue_delete();
+  caf::actor live_commands();
+  void check(sim_report& r);
+  void violation(sim_report& r, std::string what) {
+    ++r.violations;
+    if (r.violation_samples.size() < 8)
+      r.violation_samples.push_back(std::move(what));
+  }
+
+  sim_options opts_;
+  env e_;
+  /// Deterministic scheduling: one thread, a job queue, virtual time.
+  struct testing_config : caf::actor_system_config {
+    testing_config() {
+      set("scheduler.policy", caf::atom("testing"));
+      add_chime_types(*this);
+    }
+  };
+
+  testing_config sys_cfg_;
+  caf::actor_system sys_;
+  caf::scheduler::test_coordinator& sched_;
+  settings base_;
+  std::shared_ptr<journal_store> store_ = std::make_shared<journal_store>();
+  std::shared_ptr<email_ledger> ledger_ = std::make_shared<email_ledger>();
+  caf::actor journal_;
+  caf::actor broker_;
+  caf::actor email_;
+  caf::actor client_;
+  std::vector<node_slot> nodes_;
+  std::multimap<int64_t, std::function<void()>> events_;
+  std::map<std::string, user_track> users_;
+  std::vector<std::string> live_; ///< acknowledged, not being deleted
+  std::vector<std::string> zones_;
+  uint64_t next_user_ = 0;
+  uint64_t commands_ = 0;
+  uint64_t faults_ = 0;
+  uint64_t crashes_ = 0;
+  /// Deliveries a crashed incarnation had sent without journaling the
+  /// outcome: a second send of these is the measured crash window.
+  std::set<std::string> crash_window_;
+  size_t ledger_scanned_ = 0;
+  std::map<std::string, std::vector<std::string>> delivered_by_owner_;
+};
+
+void simulation::start_node(uint32_t i) {
+  auto& slot = nodes_[i];
+  ++slot.incarnation;
+  slot.owner = "n" + std::to_string(i) + "." + std::to_string(slot.incarnation);
+  auto ctx = make_context(base_);
+  ctx->clock = std::make_shared<sim_clock>(&e_);
+  ctx->dir = std::make_shared<directory>();
+  ctx->monotonic = [e = &e_] { return e->monotonic(); };
+  ctx->seed = e_.rng();
+  ctx->owned_shards.clear();
+  for (uint32_t s = 0; s < ctx->shard_count; ++s)
+    if (s % opts_.nodes == i)
+      ctx->owned_shards.push_back(s);
+  ctx->email_rate_per_s = opts_.email_rate_per_s / opts_.nodes;
+  ctx->make_mailer = [email = email_, owner = slot.owner](caf::actor_system& sys) {
+    return spawn_memory_mailer(sys, email, owner);
+  };
+  ctx->broken.no_outbox_sweeper = opts_.broken == "no-outbox-sweeper";
+  ctx->broken.no_recheck = opts_.broken == "no-recheck";
+  // The journal and the broker outlive nodes: they are not the node's
+  // children.
+  ctx->dir->put(journal_name, journal_);
+  ctx->dir->put(send_journal_name, journal_);
+  std::vector<child_spec> children;
+  auto broker = broker_;
+  children.push_back(registered(handoff_name, ctx, [ctx, broker](auto& sys) {
+    return spawn_memory_publisher(sys, ctx, broker);
+  }));
+  for (auto& child : logic_children(ctx))
+    children.push_back(std::move(child));
+  children.push_back(registered("consumer", ctx, [ctx, broker](auto& sys) {
+    return spawn_memory_consumer(sys, ctx, broker, main_queue, delivery_name);
+  }));
+  children.push_back(registered("dead_consumer", ctx, [ctx, broker](auto& sys) {
+    return spawn_memory_consumer(sys, ctx, broker, dead_queue,
+                                 dead_letters_name);
+  }));
+  supervisor_options sopts;
+  sopts.now = [e = &e_] { return e->monotonic(); };
+  slot.root = spawn_supervisor(sys_, "node", sopts, std::move(children));
+  slot.ctx = std::move(ctx);
+  e_.trace.add(e_.now_ms(), "node.start", slot.owner);
+}
+
+void simulation::crash_node(uint32_t i) {
+  auto& slot = nodes_[i];
+  if (!slot.root)
+    return;
+  ++crashes_;
+  e_.trace.add(e_.now_ms(), "node.crash", slot.owner);
+  caf::anon_send_exit(slot.root, caf::exit_reason::kill);
+  slot.root = nullptr;
+  slot.ctx->dir->clear();
+  slot.ctx = nullptr;
+  // What this incarnation sent and had not journaled as sent is the crash
+  // window: a second send of it after the restart is expected, and counted.
+  auto& reqs = ledger_->requests;
+  for (; ledger_scanned_ < reqs.size(); ++ledger_scanned_)
+    if (reqs[ledger_scanned_].delivered())
+      delivered_by_owner_[reqs[ledger_scanned_].owner].push_back(
+        reqs[ledger_scanned_].key);
+  for (auto& key : delivered_by_owner_[slot.owner]) {
+    auto d = store_->deliveries.find(key);
+    if (d == store_->deliveries.end() || d->second.rec.status != "sent")
+      crash_window_.insert(key);
+  }
+  delivered_by_owner_.erase(slot.owner);
+}
+
+caf::actor simulation::live_commands() {
+  std::vector<uint32_t> up;
+  for (uint32_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i].root)
+      up.push_back(i);
+  if (up.empty())
+    return {};
+  auto i = up[static_cast<size_t>(
+    e_.between(0, static_cast<int64_t>(up.size()) - 1))];
+  return nodes_[i].ctx->dir->get(user_commands_name);
+}
+
+user_record simulation::random_user(const std::string& id) {
+  static const char* firsts[] = {"Ada", "Bea", "Chen", "Dara", "Emeka", "Farah"};
+  static const char* lasts[] = {"Ito", "Kowalski", "Nguyen", "Okafor", "Silva"};
+  user_record u;
+  u.id = id;
+  u.first_name = firsts[e_.between(0, 5)];
+  u.last_name = lasts[e_.between(0, 4)];
+  u.email = id + "@example.com";
+  u.timezone = zones_[static_cast<size_t>(
+    e_.between(0, static_cast<int64_t>(zones_.size()) - 1))];
+  for (auto& kind : occasion_registry()) {
+    if (!kind->required() && !e_.chance(0.7))
+      continue;
+    auto y = static_cast<int>(e_.between(1940, 2008));
+    auto m = static_cast<unsigned>(e_.between(1, 12));
+    // Feb 29 comes up often enough to exercise its rule.
+    auto ym = date::year{y} / date::month{m};
+    auto last = static_cast<unsigned>((ym / date::last).day());
+    auto d = static_cast<unsigned>(e_.between(1, last));
+    u.dates[std::string{kind->name()}]
+      = format_date(date::year_month_day{ym / date::day{d}});
+  }
+  return u;
+}
+
+void simulation::issue_create(const std::string& id) {
+  ++commands_;
+  auto u = random_user(id);
+  users_[id].created = u;
+  caf::anon_send(client_, create_atom::value, live_commands(), std::move(u));
+}
+
+void simulation::issue_update() {
+  if (live_.empty())
+    return;
+  ++commands_;
+  auto& id = live_[static_cast<size_t>(
+    e_.between(0, static_cast<int64_t>(live_.size()) - 1))];
+  auto& track = users_[id];
+  track.touched_ms.push_back(e_.now_ms());
+  auto u = random_user(id);
+  u.email = track.created.email;
+  caf::anon_send(client_, replace_atom::value, live_commands(), std::move(u));
+}
+
+void simulation::issue_delete() {
+  if (live_.empty())
+    return;
+  ++commands_;
+  auto pick = static_cast<size_t>(
+    e_.between(0, static_cast<int64_t>(live_.size()) - 1));
+  auto id = live_[pick];
+  live_[pick] = live_.back();
+  live_.pop_back();
+  users_[id].touched_ms.push_back(e_.now_ms());
+  caf::anon_send(client_, remove_atom::value, live_commands(), id);
+}
+
+void simulation::plan_workload() {
+  auto start = e_.now_ms();
+  auto end = start + int64_t{opts_.days} * day_ms;
+  auto id_of = [this] {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "u%07llu",
+                  static_cast<unsigned long long>(next_user_++));
+    return std::string{buf};
+  };
+  for (uint32_t i = 0; i < opts_.users; ++i)
+    schedule(start, [this, id = id_of()] { issue_create(id); });
+  auto traffic = static_cast<uint64_t>(opts_.traffic_per_user_day
+                                       * opts_.users * opts_.days);
+  for (uint64_t i = 0; i < traffic; ++i) {
+    auto at = e_.between(start + 3600000, end);
+    auto roll = e_.between(0, 9);
+    if (roll < 3)
+      schedule(at, [this, id = id_of()] { issue_create(id); });
+    else if (roll < 7)
+      schedule(at, [this] { issue_update(); });
+    else
+      schedule(at, [this] { issue_delete(); });
+  }
+}
+
+void simulation::plan_faults() {
+  auto& f = e_.faults;
+  auto start = e_.now_ms();
+  auto end = start + int64_t{opts_.days} * day_ms;
+  // Each fault strikes at uniformly random instants, `rate` per day on
+  // average.
+  auto plan = [&](double per_day, std::function<void()> strike) {
+    auto expected = per_day * opts_.days;
+    auto n = static_cast<uint64_t>(expected);
+    if (e_.chance(expected - static_cast<double>(n)))
+      ++n;
+    for (uint64_t i = 0; i < n; ++i)
+      schedule(e_.between(start, end), [this, strike] {
+        ++faults_;
+        strike();
+      });
+  };
+  plan(f.node_crashes_per_day, [this] {
+    auto i = static_cast<uint32_t>(e_.between(0, opts_.nodes - 1));
+    if (!nodes_[i].root)
+      return;
+    crash_node(i);
+    auto down = e_.up_to(e_.faults.node_down_max);
+    schedule(e_.now_ms() + down.count(), [this, i] { start_node(i); });
+  });
+  plan(f.journal_outages_per_day, [this] {
+    e_.journal_down_until_ms = e_.now_ms() + e_.up_to(e_.faults.journal_outage_max).count();
+    e_.trace.add(e_.now_ms(), "fault.journal_down",
+                 format_instant(from_ms(e_.journal_down_until_ms)));
+  });
+  plan(f.journal_slow_spells_per_day, [this] {
+    e_.journal_slow_until_ms = e_.now_ms() + e_.up_to(10min).count();
+    e_.trace.add(e_.now_ms(), "fault.journal_slow");
+  });
+  plan(f.broker_outages_per_day, [this] {
+    e_.broker_down_until_ms = e_.now_ms() + e_.up_to(e_.faults.broker_outage_max).count();
+    e_.trace.add(e_.now_ms(), "fault.broker_down");
+    caf::anon_send(broker_, sim_reset_atom::value, true);
+  });
+  plan(f.redeliveries_per_day, [this] {
+    caf::anon_send(broker_, sim_reset_atom::value, false);
+  });
+  plan(f.email_day_outages_per_day, [this] {
+    e_.email_down_until_ms = e_.now_ms() + day_ms;
+    e_.trace.add(e_.now_ms(), "fault.email_down");
+  });
+}
+
+void simulation::run_loop(int64_t end_ms) {
+  auto& clk = sched_.clock();
+  auto to_point = [&](int64_t ms) {
+    return e_.origin + millis{ms - to_ms(e_.start)};
+  };
+  auto end = to_point(end_ms);
+  for (;;) {
+    while (sched_.has_job()) {
+      // The seed decides which ready actor runs next.
+      auto& jobs = sched_.jobs;
+      if (jobs.size() > 1)
+        std::swap(jobs.front(),
+                  jobs[static_cast<size_t>(
+                    e_.between(0, static_cast<int64_t>(jobs.size()) - 1))]);
+      sched_.run_once();
+    }
+    auto timer = clk.schedule().empty() ? end + 1ms
+                                        : clk.schedule().begin()->first;
+    auto event = events_.empty() ? end + 1ms : to_point(events_.begin()->first);
+    if (std::min(timer, event) > end)
+      break;
+    if (event <= timer) {
+      clk.current_time = std::max(clk.current_time, event);
+      auto fn = std::move(events_.begin()->second);
+      events_.erase(events_.begin());
+      fn();
+    } else {
+      clk.advance_time(std::max(timer - clk.current_time,
+                                caf::actor_clock::duration_type{0}));
+    }
+  }
+  clk.current_time = std::max(clk.current_time, end);
+}
+
+void simulation::check(sim_report& r) {
+  auto& reqs = ledger_->requests;
+  auto catch_up = millis{base_.catch_up_s * 1000};
+  auto end_ms = to_ms(e_.start) + int64_t{opts_.days} * day_ms;
+  // Sends due this late may legitimately still be on their way.
+  auto check_until = end_ms - catch_up.count() - 3600000;
+  std::unordered_map<std::string, std::vector<const email_request*>> by_key;
+  for (auto& q : reqs) {
+    by_key[q.key].push_back(&q);
+    r.delivered += q.delivered() ? 1 : 0;
+  }
+  r.requests = reqs.size();
+  // No second above the limit.
+  std::map<int64_t, uint32_t> per_second;
+  for (auto& q : reqs)
+    ++per_second[q.at_ms / 1000];
+  for (auto& [sec, n] : per_second)
+    if (n > opts_.email_rate_per_s)
+      violation(r, "rate limit exceeded: " + std::to_string(n)
+                     + " requests in the second from "
+                     + format_instant(from_ms(sec * 1000)));
+  // Nothing reaches the email service for a user after its delete was
+  // acknowledged.
+  for (auto& q : reqs) {
+    auto user = q.key.substr(0, q.key.find(':'));
+    auto t = users_.find(user);
+    if (t != users_.end() && q.at_ms > t->second.delete_acked_ms)
+      violation(r, "request for deleted user: " + q.key + " at "
+                     + format_instant(from_ms(q.at_ms)) + ", delete acked at "
+                     + format_instant(from_ms(t->second.delete_acked_ms)));
+  }
+  // At most one delivery per key, but for the crash window.
+  for (auto& [key, list] : by_key) {
+    const email_request* first = nullptr;
+    for (auto* q : list) {
+      if (!q->delivered())
+        continue;
+      if (!first) {
+        first = q;
+        continue;
+      }
+      if (crash_window_.count(key)) {
+        ++r.duplicates_in_crash_window;
+        continue;
+      }
+      violation(r, "duplicate: " + key + " delivered by " + first->owner
+                     + " at " + format_instant(from_ms(first->at_ms))
+                     + " and by " + q->owner + " at "
+                     + format_instant(from_ms(q->at_ms)));
+    }
+  }
+  // Every occurrence due while its user stood still is delivered within
+  // the catch-up window, or recorded expired.
+  for (auto& [id, t] : users_) {
+    if (t.create_acked_ms == never)
+      continue;
+    auto zone = find_zone(t.created.timezone);
+    for (auto& kind : occasion_registry()) {
+      auto date = kind->date_of(t.created);
+      if (!date || !zone)
+        continue;
+      auto from = from_ms(t.create_acked_ms + 60000);
+      for (;;) {
+        auto due = next_due(*date, zone, kind->send_time(),
+                            feb29_rule::feb28, from);
+        auto due_ms = to_ms(due.at);
+        if (due_ms > check_until)
+          break;
+        from = due.at + millis{1};
+        // Once the user was changed, what is owed depends on how the
+        // change raced its sends; only the time before is checked.
+        if (!t.touched_ms.empty()
+            && t.touched_ms.front() <= due_ms + catch_up.count())
+          break;
+        ++r.occurrences_checked;
+        auto key = idempotency_key(id, kind->name(), due.local_date);
+        bool on_time = false;
+        if (auto i = by_key.find(key); i != by_key.end())
+          for (auto* q : i->second)
+            on_time = on_time
+                      || (q->delivered() && q->at_ms <= due_ms + catch_up.count());
+        if (on_time)
+          continue;
+        auto d = store_->deliveries.find(key);
+        auto status = d == store_->deliveries.end() ? std::string{"absent"}
+                                                    : d->second.rec.status;
+        if (status == "expired") {
+          ++r.expired;
+          continue;
+        }
+        violation(r, "missed: " + key + " due "
+                       + format_instant(due.at) + ", journal status "
+                       + status);
+      }
+    }
+  }
+}
+
+sim_report simulation::run() {
+  auto wall_start = std::chrono::steady_clock::now();
+  auto errors_before = error_log_count();
+  auto profile = find_profile(opts_.faults);
+  e_.faults = *profile;
+  e_.trace.echo = opts_.echo_trace;
+  e_.clock = &sched_.clock();
+  e_.origin = sched_.clock().current_time;
+  // A start anywhere in 2027, at a random millisecond.
+  e_.start = from_ms(to_ms(instant{date::sys_days{date::year{2027} / 1 / 1}})
+                     + e_.between(0, 365 * day_ms));
+  e_.email_timeout = millis{base_.email_timeout_ms};
+  for (auto& z : date::get_tzdb().zones)
+    zones_.push_back(z.name());
+  store_->shard_count = base_.shard_count;
+  journal_ = spawn_memory_journal(sys_, store_, &e_);
+  broker_options bopts;
+  bopts.prefetch = base_.amqp_prefetch;
+  bopts.delivery_limit = base_.amqp_delivery_limit;
+  broker_ = spawn_memory_broker(sys_, bopts, &e_);
+  email_ = spawn_email_service(sys_, ledger_, &e_);
+  client_ = sys_.spawn([this](caf::event_based_actor* self) -> caf::behavior {
+    auto timeout = 3 * journal_timeout;
+    return {
+      [=, this](create_atom op, caf::actor& dest, user_record& u) {
+        if (!dest)
+          return;
+        self->request(dest, timeout, op, u).then(
+          [=, this](user_view& v) {
+            users_[v.user.id].create_acked_ms = e_.now_ms();
+            live_.push_back(v.user.id);
+          },
+          [](caf::error&) {});
+      },
+      [=](replace_atom op, caf::actor& dest, user_record& u) {
+        if (dest)
+          self->request(dest, timeout, op, u).then([](user_view&) {},
+                                                   [](caf::error&) {});
+      },
+      [=, this](remove_atom op, caf::actor& dest, std::string& id) {
+        if (!dest)
+          return;
+        self->request(dest, timeout, op, id).then(
+          [=, this](caf::ok_atom) { users_[id].delete_acked_ms = e_.now_ms(); },
+          [](caf::error&) {});
+      },
+    };
+  });
+  nodes_.resize(opts_.nodes);
+  for (uint32_t i = 0; i < opts_.nodes; ++i)
+    start_node(i);
+  plan_workload();
+  plan_faults();
+  auto end_ms = to_ms(e_.start) + int64_t{opts_.days} * day_ms;
+  run_loop(end_ms);
+  sim_report r;
+  check(r);
+  if (auto errors = error_log_count() - errors_before; errors > 0)
+    violation(r, std::to_string(errors) + " error lines logged");
+  for (auto& slot : nodes_)
+    if (slot.root)
+      caf::anon_send_exit(slot.root, caf::exit_reason::kill);
+  for (auto& h : {journal_, broker_, email_, client_})
+    caf::anon_send_exit(h, caf::exit_reason::kill);
+  sched_.run();
+  r.trace_hash = e_.trace.hash();
+  r.trace_events = e_.trace.events();
+  r.commands = commands_;
+  r.faults = faults_;
+  r.crashes = crashes_;
+  r.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                              - wall_start)
+                  .count();
+  return r;
+}
+
+} // namespace
+
+sim_report run_simulation(const sim_options& opts) {
+  set_log_level(log_level::error);
+  simulation s{opts};
+  return s.run();
+}
+
+} // namespace chime::sim
