@@ -25,6 +25,7 @@ constexpr const char* usage = R"(usage: chime-sim [flags]
   --traffic F       creates, updates and deletes per user per day (default 0.004)
   --rate N          email requests per second, cluster-wide (default 50)
   --break X         test only: no-outbox-sweeper | no-recheck
+  --fail-fast       with --seeds or --soak-s: stop at the first failing seed
   --trace           print every trace event
 )";
 
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
   chime::sim::sim_options opts;
   std::optional<std::pair<uint64_t, uint64_t>> range;
   uint64_t soak_s = 0;
+  bool fail_fast = false;
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i < args.size(); ++i) {
     auto& flag = args[i];
@@ -73,8 +75,8 @@ int main(int argc, char** argv) {
       std::cout << usage;
       return 0;
     }
-    if (flag == "--trace") {
-      opts.echo_trace = true;
+    if (flag == "--trace" || flag == "--fail-fast") {
+      (flag == "--trace" ? opts.echo_trace : fail_fast) = true;
       continue;
     }
     if (i + 1 >= args.size()) {
@@ -167,6 +169,8 @@ int main(int argc, char** argv) {
     if (r.violations > 0) {
       ++failed;
       print_failure(opts, r);
+      if (fail_fast)
+        break;
     }
   }
   std::cout << "runs " << runs << "\nfailed_runs " << failed
