@@ -56,6 +56,7 @@ std::optional<fault_profile> find_profile(std::string_view name) {
     p.email_429 = 0.05;
     p.email_slow = 0.1;
     p.email_day_outages_per_day = 1.0 / 10;
+    p.email_outage_days_max = 4;
   }
   return p;
 }

@@ -61,6 +61,7 @@ struct fault_profile {
   double email_429 = 0;
   double email_slow = 0;
   double email_day_outages_per_day = 0;
+  uint32_t email_outage_days_max = 1; ///< past the catch-up window: expiries
 };
 
 /// The profile named `name` (none, default, harsh), or nullopt.

@@ -337,7 +337,8 @@ void simulation::plan_faults() {
     caf::anon_send(broker_, sim_reset_atom::value, false);
   });
   plan(f.email_day_outages_per_day, [this] {
-    e_.email_down_until_ms = e_.now_ms() + day_ms;
+    auto days = e_.between(1, e_.faults.email_outage_days_max);
+    e_.email_down_until_ms = e_.now_ms() + days * day_ms;
     e_.trace.add(e_.now_ms(), "fault.email_down");
   });
 }
