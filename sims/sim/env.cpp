@@ -62,12 +62,14 @@ std::optional<fault_profile> find_profile(std::string_view name) {
 }
 
 instant env::now() const {
+  if (clock == nullptr)
+    return start; // no coordinator: time stands still (journal tests)
   auto elapsed = clock->current_time - origin;
   return start + std::chrono::duration_cast<millis>(elapsed);
 }
 
 std::chrono::steady_clock::time_point env::monotonic() const {
-  return clock->current_time;
+  return clock == nullptr ? origin : clock->current_time;
 }
 
 bool env::chance(double p) {

@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 
 namespace chime::sim {
@@ -21,6 +22,15 @@ struct journal_state {
 };
 
 using journal_actor = caf::stateful_actor<journal_state>;
+
+/// Emails are unique whatever their case (as PostgreSQL's unique index on
+/// lower(email)).
+std::string email_key(const std::string& email) {
+  std::string out = email;
+  for (auto& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
 
 bool is_open(const std::string& status) {
   return status == "scheduled" || status == "handed_off" || status == "failed";
@@ -103,10 +113,10 @@ caf::result<T> answer(journal_actor* self, std::function<caf::expected<T>()> op)
 
 caf::expected<caf::ok_atom> create(journal_store& s, const user_view& v) {
   auto& u = v.user;
-  if (s.users.count(u.id) || s.emails.count(u.email))
+  if (s.users.count(u.id) || s.emails.count(email_key(u.email)))
     return make_error(journal_errc::conflict);
   s.users[u.id] = u;
-  s.emails[u.email] = u.id;
+  s.emails[email_key(u.email)] = u.id;
   write_due(s, v);
   return caf::ok_atom::value;
 }
@@ -116,10 +126,11 @@ caf::expected<caf::ok_atom> replace(journal_store& s, const user_view& v) {
   auto i = s.users.find(u.id);
   if (i == s.users.end())
     return make_error(journal_errc::not_found);
-  if (auto j = s.emails.find(u.email); j != s.emails.end() && j->second != u.id)
+  if (auto j = s.emails.find(email_key(u.email));
+      j != s.emails.end() && j->second != u.id)
     return make_error(journal_errc::conflict);
-  s.emails.erase(i->second.email);
-  s.emails[u.email] = u.id;
+  s.emails.erase(email_key(i->second.email));
+  s.emails[email_key(u.email)] = u.id;
   i->second = u;
   write_due(s, v);
   return caf::ok_atom::value;
@@ -130,7 +141,7 @@ caf::expected<caf::ok_atom> remove(journal_store& s, const std::string& id,
   auto i = s.users.find(id);
   if (i == s.users.end())
     return make_error(journal_errc::not_found);
-  s.emails.erase(i->second.email);
+  s.emails.erase(email_key(i->second.email));
   s.users.erase(i);
   erase_due(s, id);
   if (auto k = s.keys_by_user.find(id); k != s.keys_by_user.end())

@@ -23,7 +23,7 @@ struct stored_delivery {
 struct journal_store {
   uint32_t shard_count = 256;
   std::unordered_map<std::string, user_record> users;
-  std::unordered_map<std::string, std::string> emails; ///< email -> user id
+  std::unordered_map<std::string, std::string> emails; ///< lower-case email -> user id
   std::unordered_map<std::string, std::vector<due_entry>> due;
   /// (due_at_ms, user id, occasion) for every due entry, in due order.
   std::set<std::tuple<int64_t, std::string, std::string>> due_index;

@@ -1,19 +1,26 @@
-// Proves the PostgreSQL journal keeps its promises against a real PostgreSQL
-// (CHIME_TEST_DATABASE_URL, started by scripts/test.sh): writes are durable
-// when acknowledged, the email is unique, a due occasion is recorded once and
-// only while the index still holds it, attempts and outcomes follow the
-// delivery state rules, deletes cancel, and an unreachable database is an
-// error, not a crash. Each test case gets a fresh database.
+// The journal contract, proven against both implementations of the seam: the
+// PostgreSQL journal on a real PostgreSQL (CHIME_TEST_DATABASE_URL, started by
+// scripts/test.sh) and the simulator's in-memory journal, which must behave
+// the same for the simulator to prove anything. Writes are durable when
+// acknowledged, the email is unique, a due occasion is recorded once and only
+// while the index still holds it, attempts and outcomes follow the delivery
+// state rules, deletes cancel, sweeps claim what they return. PostgreSQL-only
+// cases (the event rows, group commit, an unreachable database) follow.
+// Each test case gets a fresh database.
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
 #include "persistence/pg_journal.hpp"
+#include "sims/sim/env.hpp"
+#include "sims/sim/memory_journal.hpp"
 
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
 #include <pqxx/pqxx>
 
 #include <cstdlib>
+#include <numeric>
 #include <random>
+#include <type_traits>
 
 using namespace chime;
 
@@ -31,27 +38,32 @@ std::string server_url(const std::string& db) {
   return url.substr(0, url.rfind('/') + 1) + db;
 }
 
-/// A fresh database and a journal on it, for one test case.
-struct journal_fixture {
-  std::string db_name;
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::actor journal;
+/// Where a fixture's journal keeps its data.
+struct backend {
+  virtual ~backend() = default;
+  virtual caf::actor spawn(caf::actor_system& sys) = 0;
+  /// The result of a counting SQL query (PostgreSQL only).
+  virtual int64_t count(const std::string&) {
+    FAIL("SQL needs the PostgreSQL journal");
+    return 0;
+  }
+};
 
-  journal_fixture() {
+/// A fresh PostgreSQL database per test case.
+struct pg_backend : backend {
+  std::string db_name;
+
+  pg_backend() {
     db_name = "chime_pg_test_" + std::to_string(std::random_device{}());
     admin("CREATE DATABASE " + db_name);
-    add_chime_types(cfg);
-    sys = std::make_unique<caf::actor_system>(cfg);
-    journal = spawn_pg_journal(*sys, {server_url(db_name), 256, 512});
   }
 
-  ~journal_fixture() {
-    caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
-    // A detached actor's thread waits for its last handle to go.
-    journal = caf::actor{};
-    sys.reset();
+  ~pg_backend() override {
     admin("DROP DATABASE IF EXISTS " + db_name + " WITH (FORCE)");
+  }
+
+  caf::actor spawn(caf::actor_system& sys) override {
+    return spawn_pg_journal(sys, {server_url(db_name), 256, 512});
   }
 
   static void admin(const std::string& sql) {
@@ -60,10 +72,48 @@ struct journal_fixture {
     tx.exec(sql);
   }
 
-  int64_t count(const std::string& sql) {
+  int64_t count(const std::string& sql) override {
     pqxx::connection c{server_url(db_name)};
     pqxx::nontransaction tx{c};
     return tx.exec(sql)[0][0].as<int64_t>();
+  }
+};
+
+/// The simulator's journal, with no faults.
+struct memory_backend : backend {
+  sim::env env{1};
+  std::shared_ptr<sim::journal_store> store
+    = std::make_shared<sim::journal_store>();
+
+  caf::actor spawn(caf::actor_system& sys) override {
+    return sim::spawn_memory_journal(sys, store, &env);
+  }
+};
+
+/// A journal (on PostgreSQL unless told otherwise) for one test case.
+struct journal_fixture {
+  std::unique_ptr<backend> store;
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::actor journal;
+
+  explicit journal_fixture(std::unique_ptr<backend> b
+                           = std::make_unique<pg_backend>())
+    : store(std::move(b)) {
+    add_chime_types(cfg);
+    sys = std::make_unique<caf::actor_system>(cfg);
+    journal = store->spawn(*sys);
+  }
+
+  int64_t count(const std::string& sql) {
+    return store->count(sql);
+  }
+
+  ~journal_fixture() {
+    caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
+    // A detached actor's thread waits for its last handle to go.
+    journal = caf::actor{};
+    sys.reset();
   }
 
   /// Creates user u1 and records its birthday as due: the start of every
@@ -79,7 +129,23 @@ struct journal_fixture {
                [&](caf::error& err) { result = std::move(err); });
     return result;
   }
+
+  size_t users() {
+    auto page = ask<users_page>(list_atom::value, std::string{}, uint32_t{1000});
+    REQUIRE(page);
+    return page->users.size();
+  }
+
+  std::vector<delivery_record> deliveries(const std::string& status = {}) {
+    auto list = ask<std::vector<delivery_record>>(
+      deliveries_atom::value, std::string{}, status, uint32_t{1000});
+    REQUIRE(list);
+    return *list;
+  }
 };
+
+template <class Backend>
+constexpr bool is_pg = std::is_same_v<Backend, pg_backend>;
 
 user_view make_user(const std::string& id, const std::string& email) {
   user_view v;
@@ -130,15 +196,16 @@ int64_t f_at_ms(const user_view& v) {
 
 } // namespace
 
-TEST_CASE("a created user is durable when acknowledged and reads back with "
+TEMPLATE_TEST_CASE("a created user is durable when acknowledged and reads back with "
           "its due index",
-          "[pg][journal]") {
-  journal_fixture fx;
+          "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
   auto v = make_user("u1", "ada@example.com");
   REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
-  CHECK(fx.count("SELECT count(*) FROM users") == 1);
-  CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'user_created'")
-        == 1);
+  CHECK(fx.users() == 1);
+  if constexpr (is_pg<TestType>)
+    CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'user_created'")
+          == 1);
   auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
   REQUIRE(read);
   CHECK(read->user.email == "ada@example.com");
@@ -148,17 +215,17 @@ TEST_CASE("a created user is durable when acknowledged and reads back with "
   CHECK(read->due[0].local_date == "2027-03-15");
 }
 
-TEST_CASE("an email already used by a live user is a conflict, whatever its "
+TEMPLATE_TEST_CASE("an email already used by a live user is a conflict, whatever its "
           "case",
-          "[pg][journal]") {
-  journal_fixture fx;
+          "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
   REQUIRE(fx.ask<caf::ok_atom>(create_atom::value,
                                make_user("u1", "ada@example.com")));
   auto dup = fx.ask<caf::ok_atom>(create_atom::value,
                                   make_user("u2", "ADA@example.com"));
   REQUIRE(!dup);
   CHECK(is(dup.error(), journal_errc::conflict));
-  CHECK(fx.count("SELECT count(*) FROM users") == 1);
+  CHECK(fx.users() == 1);
   // Deleting the first frees the address.
   REQUIRE(fx.ask<caf::ok_atom>(remove_atom::value, std::string{"u1"},
                                int64_t{2000}));
@@ -166,10 +233,10 @@ TEST_CASE("an email already used by a live user is a conflict, whatever its "
                              make_user("u2", "ADA@example.com")));
 }
 
-TEST_CASE("a due occasion is recorded once, and only while the index still "
+TEMPLATE_TEST_CASE("a due occasion is recorded once, and only while the index still "
           "holds it",
-          "[pg][journal]") {
-  journal_fixture fx;
+          "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
   auto v = make_user("u1", "ada@example.com");
   REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
   auto first = fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled"));
@@ -178,7 +245,7 @@ TEST_CASE("a due occasion is recorded once, and only while the index still "
   auto again = fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled"));
   REQUIRE(again);
   CHECK_FALSE(*again);
-  CHECK(fx.count("SELECT count(*) FROM deliveries") == 1);
+  CHECK(fx.deliveries().size() == 1);
   auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
   REQUIRE(read);
   CHECK(read->due[0].local_date == "2028-03-15");
@@ -201,9 +268,9 @@ TEST_CASE("a due occasion is recorded once, and only while the index still "
   CHECK(later->size() == 1);
 }
 
-TEST_CASE("attempts are counted and a sent delivery never becomes open again",
-          "[pg][journal]") {
-  journal_fixture fx;
+TEMPLATE_TEST_CASE("attempts are counted and a sent delivery never becomes open again",
+          "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
   auto f = fx.fired_user();
   auto key = f.delivery.key;
   auto now = f.due.due_at_ms + 1000;
@@ -235,8 +302,8 @@ TEST_CASE("attempts are counted and a sent delivery never becomes open again",
   CHECK(list->front().last_error.empty());
 }
 
-TEST_CASE("deleting a user cancels its open deliveries", "[pg][journal]") {
-  journal_fixture fx;
+TEMPLATE_TEST_CASE("deleting a user cancels its open deliveries", "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
   auto f = fx.fired_user();
   REQUIRE(fx.ask<caf::ok_atom>(remove_atom::value, std::string{"u1"},
                                int64_t{5000}));
@@ -245,15 +312,20 @@ TEST_CASE("deleting a user cancels its open deliveries", "[pg][journal]") {
   REQUIRE(a);
   CHECK_FALSE(a->proceed);
   CHECK(a->status == "cancelled");
-  CHECK(fx.count("SELECT count(*) FROM due_index") == 0);
+  std::vector<uint32_t> all(256);
+  std::iota(all.begin(), all.end(), 0u);
+  auto due = fx.ask<std::vector<user_view>>(load_due_atom::value,
+                                                     int64_t{1} << 60, all);
+  REQUIRE(due);
+  CHECK(due->empty());
   auto gone = fx.ask<user_view>(read_atom::value, std::string{"u1"});
   REQUIRE(!gone);
   CHECK(is(gone.error(), journal_errc::not_found));
 }
 
-TEST_CASE("an attempt past the catch-up window expires the delivery instead",
-          "[pg][journal]") {
-  journal_fixture fx;
+TEMPLATE_TEST_CASE("an attempt past the catch-up window expires the delivery instead",
+          "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
   auto f = fx.fired_user();
   auto a = fx.ask<attempt_verdict>(attempt_atom::value, f.delivery.key,
                                    f.due.due_at_ms + catch_up_ms + 1,
@@ -261,8 +333,7 @@ TEST_CASE("an attempt past the catch-up window expires the delivery instead",
   REQUIRE(a);
   CHECK_FALSE(a->proceed);
   CHECK(a->status == "expired");
-  CHECK(fx.count("SELECT count(*) FROM deliveries WHERE status = 'expired'")
-        == 1);
+  CHECK(fx.deliveries("expired").size() == 1);
 }
 
 TEST_CASE("writes sent together are all acknowledged (group commit)",
@@ -284,9 +355,9 @@ TEST_CASE("writes sent together are all acknowledged (group commit)",
   CHECK(fx.count("SELECT count(DISTINCT xmin::text) FROM users") < n);
 }
 
-TEST_CASE("load_due returns only users due by the limit in the owned shards",
-          "[pg][journal]") {
-  journal_fixture fx;
+TEMPLATE_TEST_CASE("load_due returns only users due by the limit in the owned shards",
+          "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
   auto soon = make_user("soon", "a@example.com");
   auto later = make_user("later", "b@example.com");
   later.due[0].due_at_ms += 86'400'000;
@@ -326,9 +397,9 @@ TEST_CASE("an unreachable database is an error the caller can retry, not a "
   caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
 }
 
-TEST_CASE("two reports of one due occasion in one batch record it once",
-          "[pg][journal]") {
-  journal_fixture fx;
+TEMPLATE_TEST_CASE("two reports of one due occasion in one batch record it once",
+          "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
   auto v = make_user("u1", "ada@example.com");
   REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
   caf::scoped_actor self{*fx.sys};
@@ -340,14 +411,15 @@ TEST_CASE("two reports of one due occasion in one batch record it once",
     self->receive([&](bool r) { recorded += r ? 1 : 0; },
                   caf::after(std::chrono::seconds{30}) >> [] {});
   CHECK(recorded == 1);
-  CHECK(fx.count("SELECT count(*) FROM deliveries") == 1);
-  CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'occasion_due'")
-        == 1);
+  CHECK(fx.deliveries().size() == 1);
+  if constexpr (is_pg<TestType>)
+    CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'occasion_due'")
+          == 1);
 }
 
-TEST_CASE("attempts for one key in one batch are counted in order",
-          "[pg][journal]") {
-  journal_fixture fx;
+TEMPLATE_TEST_CASE("attempts for one key in one batch are counted in order",
+          "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
   auto f = fx.fired_user();
   caf::scoped_actor self{*fx.sys};
   for (int i = 0; i < 3; ++i)
@@ -358,5 +430,30 @@ TEST_CASE("attempts for one key in one batch are counted in order",
     self->receive([&](attempt_verdict& a) { counted.push_back(a.attempts); },
                   caf::after(std::chrono::seconds{30}) >> [] {});
   CHECK(counted == std::vector<uint32_t>{1, 2, 3});
-  CHECK(fx.count("SELECT attempts FROM deliveries") == 3);
+  CHECK(fx.deliveries().front().attempts == 3);
+}
+
+TEMPLATE_TEST_CASE("a confirm hands off only what waits for it, and only a "
+                   "dead delivery is re-driven",
+                   "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
+  auto f = fx.fired_user();
+  auto key = f.delivery.key;
+  auto now = f.due.due_at_ms + 10;
+  std::vector<std::string> keys{key};
+  REQUIRE(fx.ask<caf::ok_atom>(handed_atom::value, keys, now));
+  CHECK(fx.deliveries("handed_off").size() == 1);
+  auto not_dead = fx.ask<delivery_record>(redrive_atom::value, key, now);
+  REQUIRE(!not_dead);
+  CHECK(is(not_dead.error(), journal_errc::not_found));
+  REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value,
+                               delivery_outcome{key, "dead", "HTTP 400", now}));
+  // A late confirm (a republished copy) does not reopen it.
+  REQUIRE(fx.ask<caf::ok_atom>(handed_atom::value, keys, now + 1));
+  CHECK(fx.deliveries("dead").size() == 1);
+  auto again = fx.ask<delivery_record>(redrive_atom::value, key, now + 2);
+  REQUIRE(again);
+  CHECK(again->status == "scheduled");
+  CHECK(again->last_error == "HTTP 400");
+  CHECK(fx.deliveries("scheduled").size() == 1);
 }
