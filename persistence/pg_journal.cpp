@@ -63,6 +63,16 @@ pqxx::connection& connection(journal_actor* self) {
   try {
     auto conn = std::make_unique<pqxx::connection>(st.opts.url);
     migrate(*conn);
+    // Every journal statement is driven by keys (a batch of at most
+    // batch_max of them, or one due range). The planner, seeing a few hundred
+    // keys from unnest() or stale statistics in a burst, prefers scanning a
+    // whole table per batch (hashing it, or filtering it by status), which
+    // grows with the table: measured 25-46 us per row at 30,000 users, two
+    // to four times the index plan. Index nested loops cost the same at any
+    // table size.
+    pqxx::nontransaction{*conn}.exec("SET enable_hashjoin = off;"
+                                     " SET enable_mergejoin = off;"
+                                     " SET enable_seqscan = off");
     st.conn = std::move(conn);
     log(log_level::info, "journal", "connected to PostgreSQL");
   } catch (const std::exception& e) {
@@ -551,9 +561,11 @@ handed_batch(pqxx::transaction_base& tx,
     keys.insert(keys.end(), ks.begin(), ks.end());
     at_ms = std::max(at_ms, m.get_as<int64_t>(1));
   }
-  tx.exec_params("UPDATE deliveries SET status = 'handed_off',"
-                 " updated_at_ms = $2"
-                 " WHERE key = ANY($1::text[]) AND status = 'scheduled'",
+  // A join on unnest(), not key = ANY(...): with ANY the planner also
+  // scans the status index for every scheduled delivery.
+  tx.exec_params("UPDATE deliveries d SET status = 'handed_off',"
+                 " updated_at_ms = $2 FROM unnest($1::text[]) AS r(k)"
+                 " WHERE d.key = r.k AND d.status = 'scheduled'",
                  text_array(keys), at_ms);
   return std::vector<caf::message>(reqs.size(),
                                    caf::make_message(caf::ok_atom::value));
