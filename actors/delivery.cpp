@@ -118,6 +118,7 @@ void classify(delivery_actor* self, job j, const send_result& r,
   delivery_outcome o;
   o.key = j.d.key;
   o.at_ms = to_ms(ctx.clock->now());
+  o.attempts = j.d.attempts;
   millis retry_delay{0};
   bool ok = r.http_status >= 200 && r.http_status < 300;
   bool permanent = r.http_status >= 400 && r.http_status < 500

@@ -25,7 +25,7 @@ using read_atom = caf::atom_constant<caf::atom("read")>;         // (id) -> user
 using list_atom = caf::atom_constant<caf::atom("list")>;         // (cursor, limit) -> users_page
 using load_due_atom = caf::atom_constant<caf::atom("load_due")>; // (until_ms, shards) -> vector<user_view>
 using fire_atom = caf::atom_constant<caf::atom("fire")>;         // (fire_request) -> bool recorded
-using attempt_atom = caf::atom_constant<caf::atom("attempt")>;   // (key, now_ms, catch_up_ms) -> attempt_verdict
+using attempt_atom = caf::atom_constant<caf::atom("attempt")>;   // (key, now_ms, catch_up_ms) -> attempt_verdict; writes only an expiry or cancellation
 using outcome_atom = caf::atom_constant<caf::atom("outcome")>;   // (delivery_outcome) -> ok
 using deliveries_atom = caf::atom_constant<caf::atom("deliveries")>; // (user, status, limit) -> vector<delivery_record>
 using ping_atom = caf::atom_constant<caf::atom("ping")>;         // () -> ok
@@ -127,7 +127,8 @@ typename Inspector::result_type inspect(Inspector& f, fire_request& x) {
            x.delivery, x.at_ms);
 }
 
-/// Whether a delivery may be attempted now; `attempts` counts this one.
+/// Whether a delivery may be attempted now; `attempts` counts this one (the
+/// outcome records it).
 struct attempt_verdict {
   bool proceed = false;
   uint32_t attempts = 0;
@@ -140,17 +141,20 @@ typename Inspector::result_type inspect(Inspector& f, attempt_verdict& x) {
            x.status);
 }
 
+/// What came of an attempt (or of the broker's dead-lettering). The attempt
+/// itself writes nothing: its count is recorded here, with its outcome.
 struct delivery_outcome {
   std::string key;
   std::string status; ///< sent | failed | dead
   std::string error;
   int64_t at_ms = 0;
+  uint32_t attempts = 0; ///< the attempt this is the outcome of; 0: none
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, delivery_outcome& x) {
   return f(caf::meta::type_name("delivery_outcome"), x.key, x.status, x.error,
-           x.at_ms);
+           x.at_ms, x.attempts);
 }
 
 /// Identifies one consumed broker message, so that it can be acked later.

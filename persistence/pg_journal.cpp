@@ -436,9 +436,10 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
   return replies;
 }
 
-/// Decides, for each attempt request, whether the delivery is still owed,
-/// counting the attempt when it is; requests for one key in one batch see
-/// each other's effects in order.
+/// Decides, for each attempt request, whether the delivery is still owed.
+/// Reads only, unless the answer is no because the user is gone (cancelled)
+/// or the catch-up window has passed (expired): the attempt's count is
+/// written with its outcome, one write per attempt instead of two.
 std::vector<caf::message>
 attempt_batch(pqxx::transaction_base& tx,
               const std::vector<caf::message>& reqs) {
@@ -457,7 +458,7 @@ attempt_batch(pqxx::transaction_base& tx,
   for (const auto& r : tx.exec_params(
          "SELECT d.key, d.status, d.attempts, d.due_at_ms, u.id IS NOT NULL"
          " FROM deliveries d LEFT JOIN users u ON u.id = d.user_id"
-         " WHERE d.key = ANY($1::text[]) FOR UPDATE OF d",
+         " WHERE d.key = ANY($1::text[])",
          text_array(keys)))
     rows[r[0].as<std::string>()] = row{r[1].as<std::string>(),
                                        r[2].as<uint32_t>(), r[3].as<int64_t>(),
@@ -478,36 +479,30 @@ attempt_batch(pqxx::transaction_base& tx,
     auto& r = i->second;
     bool open = r.status == "scheduled" || r.status == "handed_off"
                 || r.status == "failed";
-    if (open && !r.user_alive)
-      r.status = "cancelled";
-    else if (open && now_ms - r.due_at_ms > catch_up_ms)
-      r.status = "expired";
-    else if (open)
-      v.proceed = true, r.attempts += 1;
-    if (open) {
+    if (open && (!r.user_alive || now_ms - r.due_at_ms > catch_up_ms)) {
+      r.status = r.user_alive ? "expired" : "cancelled";
       r.changed = true;
       r.at_ms = now_ms;
-      events.add(now_ms, v.proceed ? "delivery_attempt" : "delivery_" + r.status,
-                 {}, {{"key", key}, {"attempt", r.attempts}});
+      events.add(now_ms, "delivery_" + r.status, {}, {{"key", key}});
     }
+    v.proceed = open && !r.changed;
     v.status = r.status;
-    v.attempts = r.attempts;
+    v.attempts = r.attempts + (v.proceed ? 1 : 0);
     replies.push_back(caf::make_message(v));
   }
-  std::vector<std::string> k, s, a, t;
+  std::vector<std::string> k, s, t;
   for (auto& [key, r] : rows) {
     if (!r.changed)
       continue;
     k.push_back(key);
     s.push_back(r.status);
-    a.push_back(std::to_string(r.attempts));
     t.push_back(std::to_string(r.at_ms));
   }
   if (!k.empty())
-    tx.exec_params("UPDATE deliveries d SET status = r.s, attempts = r.a,"
-                   " updated_at_ms = r.t FROM unnest($1::text[], $2::text[],"
-                   " $3::int[], $4::bigint[]) AS r(k, s, a, t) WHERE d.key = r.k",
-                   text_array(k), text_array(s), text_array(a), text_array(t));
+    tx.exec_params("UPDATE deliveries d SET status = r.s, updated_at_ms = r.t"
+                   " FROM unnest($1::text[], $2::text[], $3::bigint[])"
+                   " AS r(k, s, t) WHERE d.key = r.k",
+                   text_array(k), text_array(s), text_array(t));
   events.insert(tx);
   return replies;
 }
@@ -525,24 +520,27 @@ outcome_batch(pqxx::transaction_base& tx,
     if (i == last.end() || i->second.status != "sent")
       last[o.key] = o;
     events.add(o.at_ms, "delivery_" + o.status, {},
-               {{"key", o.key}, {"error", o.error}});
+               {{"key", o.key}, {"error", o.error}, {"attempt", o.attempts}});
   }
-  std::vector<std::string> k, s, e, t;
+  std::vector<std::string> k, s, e, t, a;
   for (auto& [key, o] : last) {
     k.push_back(key);
     s.push_back(o.status);
     e.push_back(o.error);
     t.push_back(std::to_string(o.at_ms));
+    a.push_back(std::to_string(o.attempts));
   }
   tx.exec_params(std::string{"UPDATE deliveries d SET status = r.s,"
                              " last_error = nullif(r.e, ''),"
                              " sent_at_ms = CASE WHEN r.s = 'sent' THEN r.t"
-                             " ELSE d.sent_at_ms END, updated_at_ms = r.t"
+                             " ELSE d.sent_at_ms END, updated_at_ms = r.t,"
+                             " attempts = greatest(d.attempts, r.a)"
                              " FROM unnest($1::text[], $2::text[], $3::text[],"
-                             " $4::bigint[]) AS r(k, s, e, t)"
+                             " $4::bigint[], $5::int[]) AS r(k, s, e, t, a)"
                              " WHERE d.key = r.k AND d.status IN "}
                    + open_statuses,
-                 text_array(k), text_array(s), text_array(e), text_array(t));
+                 text_array(k), text_array(s), text_array(e), text_array(t),
+                 text_array(a));
   events.insert(tx);
   return std::vector<caf::message>(reqs.size(),
                                    caf::make_message(caf::ok_atom::value));

@@ -192,11 +192,11 @@ attempt_verdict attempt(journal_store& s, const std::string& key,
   else if (open && now_ms - d.rec.due_at_ms > catch_up_ms)
     set_status(s, d, "expired");
   else if (open)
-    v.proceed = true, d.rec.attempts += 1;
-  if (open)
+    v.proceed = true;
+  if (open && !v.proceed)
     d.updated_at_ms = now_ms;
   v.status = d.rec.status;
-  v.attempts = d.rec.attempts;
+  v.attempts = d.rec.attempts + (v.proceed ? 1 : 0);
   return v;
 }
 
@@ -206,6 +206,7 @@ void outcome(journal_store& s, const delivery_outcome& o) {
     return;
   auto& d = i->second;
   set_status(s, d, o.status);
+  d.rec.attempts = std::max(d.rec.attempts, o.attempts);
   d.rec.last_error = o.error;
   if (o.status == "sent")
     d.rec.sent_at_ms = o.at_ms;
