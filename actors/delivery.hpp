@@ -11,7 +11,7 @@ namespace chime {
 /// requests in flight), paced by a token bucket (email_rate_per_s, burst)
 /// and guarded by a circuit breaker. Before each attempt the journal checks
 /// the delivery is still owed (not sent, not cancelled, user alive, inside
-/// the catch-up window) and counts the attempt; the outcome is journaled
+/// the catch-up window); the outcome, with the attempt's count, is journaled
 /// before the broker message is acked. Failures are retried here with
 /// exponential backoff and full jitter, honouring Retry-After, while the
 /// message stays unacked; a dead delivery is nacked into the dead-letter
