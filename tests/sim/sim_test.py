@@ -9,8 +9,10 @@ import subprocess
 import sys
 
 SIM = os.environ.get("CHIME_SIM", "build/chime-sim")
-CI_SET = ["--seeds", "1..200", "--users", "200", "--days", "10",
+CI_SET = ["--seeds", "1..200", "--users", "300", "--days", "14",
           "--faults", "default"]
+HARSH_SET = ["--seeds", "201..300", "--users", "300", "--days", "14",
+             "--faults", "harsh"]
 
 
 def run(*args):
@@ -25,13 +27,21 @@ def field(out, name):
     return m.group(1)
 
 
-def seeds():
-    code, out = run(*CI_SET)
+def check_set(args, runs):
+    code, out = run(*args)
     print(out[-600:])
     assert code == 0, "a CI seed failed:\n" + "\n".join(
         line for line in out.splitlines() if line.startswith(("FAIL", "  ")))
-    assert field(out, "runs") == "200"
+    assert field(out, "runs") == str(runs)
     assert field(out, "failed_runs") == "0"
+
+
+def seeds():
+    check_set(CI_SET, 200)
+
+
+def seeds_harsh():
+    check_set(HARSH_SET, 100)
 
 
 def determinism():
@@ -68,5 +78,6 @@ def teeth():
 
 
 if __name__ == "__main__":
-    {"seeds": seeds, "determinism": determinism, "teeth": teeth}[sys.argv[1]]()
+    {"seeds": seeds, "seeds_harsh": seeds_harsh, "determinism": determinism,
+     "teeth": teeth}[sys.argv[1]]()
     print("ok")
