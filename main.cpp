@@ -1,10 +1,13 @@
 // The chime binary: parses the sub-command and settings, then hands over.
+#include "cluster/dev.hpp"
 #include "cluster/node.hpp"
 #include "config/settings.hpp"
 #include "sims/fake_email.hpp"
 
 #include <cstdlib>
+#include <algorithm>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -16,7 +19,9 @@ namespace {
 constexpr const char* usage = R"(usage: chime <command> [flags]
 commands:
   serve        run a node
-  dev          start local PostgreSQL and the fake email service, then serve
+  dev          start local PostgreSQL, RabbitMQ and the fake email service,
+               then serve; `dev --demo` also creates a user due 90 s after
+               start on a virtual clock and shows its message arrive
   fake-email   run the fake email service
   help         this text and every setting
 )";
@@ -28,7 +33,8 @@ std::vector<std::string> environment() {
   return out;
 }
 
-int serve(const std::vector<std::string>& args, bool announce) {
+int serve(const std::vector<std::string>& args, bool announce,
+          bool demo = false) {
   auto loaded = chime::load_settings(args, environment());
   if (loaded.help) {
     std::cout << usage << chime::settings_help();
@@ -50,7 +56,19 @@ int serve(const std::vector<std::string>& args, bool announce) {
               << "metrics      " << base << "/metrics\n"
               << std::flush;
   }
+  std::unique_ptr<chime::demo_runner> demo_run;
+  if (demo)
+    demo_run = std::make_unique<chime::demo_runner>(loaded.value);
   return chime::run_node(loaded.value);
+}
+
+/// Removes `--demo` from `args`; true when it was there.
+bool take_demo_flag(std::vector<std::string>& args) {
+  auto i = std::find(args.begin(), args.end(), "--demo");
+  if (i == args.end())
+    return false;
+  args.erase(i);
+  return true;
 }
 
 } // namespace
@@ -68,14 +86,26 @@ int main(int argc, char** argv) {
   if (command == "fake-email")
     return chime::run_fake_email(args);
   if (command == "dev") {
-    // The services script starts PostgreSQL and the fake email service (both
-    // idempotently), prints their URLs and exports the settings to use.
-    std::string script = CHIME_SOURCE_DIR "/scripts/services.sh";
-    if (std::system(("bash '" + script + "' start").c_str()) != 0) {
+    bool demo = take_demo_flag(args);
+    if (demo) {
+      bool own_clock = std::getenv("CHIME_CLOCK_START") != nullptr
+                       || std::any_of(args.begin(), args.end(), [](auto& a) {
+                            return a.rfind("--clock-start", 0) == 0;
+                          });
+      if (own_clock) {
+        std::cerr << "chime: --demo sets the clock itself (--clock-start "
+                  << chime::demo_clock_start << "); leave out --clock-start\n";
+        return 2;
+      }
+      args.insert(args.begin(), {"--clock-start", chime::demo_clock_start});
+    }
+    // The services script starts PostgreSQL, RabbitMQ and the fake email
+    // service (idempotently) and reports the URLs the node is to use.
+    if (!chime::start_dev_services(CHIME_SOURCE_DIR "/scripts/services.sh")) {
       std::cerr << "chime: dev services did not start\n";
       return 1;
     }
-    return serve(args, true);
+    return serve(args, true, demo);
   }
   std::cerr << "chime: unknown command '" << command << "'\n" << usage;
   return 2;

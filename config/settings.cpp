@@ -1,5 +1,7 @@
 #include "config/settings.hpp"
 
+#include "config/amqp_uri.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -103,11 +105,13 @@ const std::vector<key_def>& key_defs() {
                    [](const std::string& v) {
                      return check_url(v, {"postgresql://", "postgres://"});
                    })},
-    {"amqp-url", "amqp://guest:guest@127.0.0.1:55672/",
+    {"amqp-url", "amqp://guest:guest@127.0.0.1:55672/%2F",
      "RabbitMQ URI (amqp://user:pass@host:port/vhost)",
      string_setter(&settings::amqp_url,
                    [](const std::string& v) {
-                     return check_url(v, {"amqp://"});
+                     std::string error;
+                     parse_amqp_uri(v, error);
+                     return error;
                    })},
     {"email-url", "http://127.0.0.1:8025",
      "email service base; Chime POSTs to {URL}/send-email",

@@ -16,7 +16,7 @@ struct settings {
   std::string http_bind = "127.0.0.1";
   uint16_t http_port = 8080;
   std::string database_url = "postgresql://postgres@127.0.0.1:55432/chime";
-  std::string amqp_url = "amqp://guest:guest@127.0.0.1:55672/";
+  std::string amqp_url = "amqp://guest:guest@127.0.0.1:55672/%2F";
   std::string email_url = "http://127.0.0.1:8025";
   std::optional<int64_t> clock_start_ms; ///< virtual clock origin (UTC, ms)
   double clock_rate = 1.0;

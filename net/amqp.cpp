@@ -1,5 +1,7 @@
 #include "net/amqp.hpp"
 
+#include "config/amqp_uri.hpp"
+
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
@@ -22,6 +24,30 @@ amqp_bytes_t bytes(const std::string& s) {
 timeval to_timeval(std::chrono::milliseconds t) {
   return timeval{static_cast<time_t>(t.count() / 1000),
                  static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+}
+
+/// Why the broker refused the login, in terms of the setting to change:
+/// RabbitMQ closes the connection with a reason naming the virtual host or
+/// the credentials, which librabbitmq alone reports as a failed login.
+std::string login_failure(const amqp_rpc_reply_t& r, const amqp_uri& uri) {
+  std::string reason;
+  if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION
+      && r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+    auto m = static_cast<amqp_connection_close_t*>(r.reply.decoded);
+    reason.assign(static_cast<char*>(m->reply_text.bytes), m->reply_text.len);
+  } else if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
+    reason = amqp_error_string2(r.library_error);
+  }
+  if (reason.find("vhost") != std::string::npos)
+    return "--amqp-url names the virtual host '" + uri.vhost
+           + "', which the broker does not have (" + reason
+           + "); the default virtual host '/' is written %2F";
+  if (reason.find("ACCESS_REFUSED") != std::string::npos
+      || r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION)
+    return "the broker refused the user '" + uri.user
+           + "' of --amqp-url (" + (reason.empty() ? "login failed" : reason)
+           + ")";
+  return "login to the broker failed" + (reason.empty() ? "" : ": " + reason);
 }
 
 } // namespace
@@ -95,23 +121,23 @@ amqp_connection::amqp_connection(const std::string& url,
                                  std::chrono::milliseconds timeout)
   : impl_(std::make_unique<impl>()) {
   impl_->topology = topology;
-  std::string copy = url; // amqp_parse_url writes into its argument
-  amqp_connection_info info;
-  amqp_default_connection_info(&info);
-  if (amqp_parse_url(copy.data(), &info) != AMQP_STATUS_OK)
-    throw amqp_error{"invalid AMQP URL"};
+  std::string error;
+  auto uri = parse_amqp_uri(url, error);
+  if (!uri)
+    throw amqp_error{"--amqp-url: " + error};
   auto socket = amqp_tcp_socket_new(impl_->conn);
   if (socket == nullptr)
     throw amqp_error{"cannot create a socket"};
   auto tv = to_timeval(timeout);
-  impl_->check_status(amqp_socket_open_noblock(socket, info.host, info.port,
-                                               &tv),
+  impl_->check_status(amqp_socket_open_noblock(socket, uri->host.c_str(),
+                                               uri->port, &tv),
                       "connect");
   impl_->check_status(amqp_set_rpc_timeout(impl_->conn, &tv), "rpc timeout");
-  auto login = amqp_login(impl_->conn, info.vhost, 0, 131072, 10,
-                          AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+  auto login = amqp_login(impl_->conn, uri->vhost.c_str(), 0, 131072, 10,
+                          AMQP_SASL_METHOD_PLAIN, uri->user.c_str(),
+                          uri->password.c_str());
   if (login.reply_type != AMQP_RESPONSE_NORMAL)
-    throw amqp_error{"login to the broker failed"};
+    throw amqp_error{login_failure(login, *uri)};
   amqp_channel_open(impl_->conn, channel);
   impl_->check_rpc("channel.open");
   amqp_confirm_select(impl_->conn, channel);

@@ -7,7 +7,9 @@
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <memory>
+#include <mutex>
 
 namespace chime {
 
@@ -41,17 +43,52 @@ std::optional<delivery_record> from_body(const std::string& body) {
   }
 }
 
-/// Connects, or logs why not; null when the broker cannot be reached.
+/// Paces one connection's attempts to reach the broker: 1 s after the
+/// first failure, doubling to 30 s. A broker that stays away is reported
+/// once per back-off period for the whole node, not once per connection.
+struct reconnect_backoff {
+  std::chrono::milliseconds delay{0};
+
+  std::chrono::milliseconds failed() {
+    delay = std::clamp(delay * 2, std::chrono::milliseconds{1000},
+                       std::chrono::milliseconds{30000});
+    return delay;
+  }
+  void succeeded() { delay = std::chrono::milliseconds{0}; }
+};
+
+/// True when this failure is news: another error, or the same one last
+/// said longer ago than the back-off that follows it.
+std::mutex last_error_mtx;
+std::string last_error;
+
+bool worth_reporting(const std::string& error, std::chrono::milliseconds retry) {
+  static auto last_at = std::chrono::steady_clock::time_point{};
+  std::lock_guard<std::mutex> guard{last_error_mtx};
+  auto now = std::chrono::steady_clock::now();
+  if (error == last_error && now - last_at < retry)
+    return false;
+  last_error = error;
+  last_at = now;
+  return true;
+}
+
+/// Connects, or reports why not; null when the broker cannot be reached.
 std::unique_ptr<amqp_connection> connect(const amqp_options& opts,
-                                         const char* who) {
+                                         const char* who,
+                                         reconnect_backoff& backoff) {
   try {
     auto conn = std::make_unique<amqp_connection>(opts.url, opts.topology,
                                                   opts.timeout);
     log(log_level::info, who, "connected to RabbitMQ");
+    backoff.succeeded();
     return conn;
   } catch (const amqp_error& e) {
-    log(log_level::warn, who, "RabbitMQ unreachable",
-        {{"error", std::string{e.what()}}});
+    auto retry = backoff.failed();
+    if (worth_reporting(e.what(), retry))
+      log(log_level::warn, who, "RabbitMQ unreachable",
+          {{"error", std::string{e.what()}},
+           {"retry_in_s", std::to_string(retry.count() / 1000)}});
     return nullptr;
   }
 }
@@ -62,6 +99,7 @@ struct publisher_state {
   context_ptr ctx;
   amqp_options opts;
   std::unique_ptr<amqp_connection> conn;
+  reconnect_backoff backoff;
   std::vector<delivery_record> buffer;
   bool flush_pending = false;
   static inline const char* name = "chime.publisher";
@@ -85,8 +123,8 @@ void publish(publisher_actor* self) {
   st.flush_pending = false;
   if (st.buffer.empty())
     return;
-  if (!st.conn && !(st.conn = connect(st.opts, "publisher"))) {
-    schedule_flush(self, std::chrono::seconds{1});
+  if (!st.conn && !(st.conn = connect(st.opts, "publisher", st.backoff))) {
+    schedule_flush(self, st.backoff.delay);
     return;
   }
   auto n = std::min<size_t>(st.buffer.size(), st.opts.publish_batch_max);
@@ -137,6 +175,7 @@ caf::behavior publisher(publisher_actor* self, context_ptr ctx,
 void consume_loop(caf::blocking_actor* self, context_ptr ctx,
                   amqp_options opts, std::string queue, std::string target) {
   std::unique_ptr<amqp_connection> conn;
+  reconnect_backoff backoff;
   uint64_t connection = 0;
   bool running = true;
   auto& connected = get_metric("chime_amqp_connected", "gauge",
@@ -181,7 +220,7 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
   while (running) {
     mark_connected();
     if (!conn) {
-      conn = connect(opts, "consumer");
+      conn = connect(opts, "consumer", backoff);
       if (conn) {
         try {
           conn->consume(queue, opts.prefetch);
@@ -193,7 +232,7 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
         }
       }
       if (!conn) {
-        handlers(std::chrono::seconds{1});
+        handlers(std::max(backoff.delay, std::chrono::milliseconds{1000}));
         continue;
       }
     }
@@ -234,6 +273,11 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
 }
 
 } // namespace
+
+std::string broker_last_error() {
+  std::lock_guard<std::mutex> guard{last_error_mtx};
+  return last_error;
+}
 
 caf::actor spawn_amqp_publisher(caf::actor_system& sys, context_ptr ctx,
                                 amqp_options opts) {

@@ -35,4 +35,8 @@ caf::actor spawn_amqp_consumer(caf::actor_system& sys, context_ptr ctx,
                                amqp_options opts, std::string queue,
                                std::string target);
 
+/// Why the broker could not be reached the last time it could not (for
+/// /readyz); empty when it always could.
+std::string broker_last_error();
+
 } // namespace chime

@@ -3,6 +3,7 @@
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
 #include "actors/user_commands.hpp"
+#include "net/amqp_handoff.hpp"
 #include "net/user_json.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
@@ -230,7 +231,7 @@ struct http_api::impl {
     } else {
       reply_problem(res, {503, "Not ready",
                           !ok      ? "journal unreachable"
-                          : !broker ? "broker unreachable"
+                          : !broker ? "broker unreachable: " + broker_last_error()
                                     : "shards not started",
                           {}});
     }

@@ -35,7 +35,7 @@ fi
 rabbit_node=chime-$instance@localhost
 database_url="postgresql://postgres@127.0.0.1:$pg_port/chime"
 email_url="http://127.0.0.1:$email_port"
-amqp_url="amqp://guest:guest@127.0.0.1:$amqp_port/"
+amqp_url="amqp://guest:guest@127.0.0.1:$amqp_port/%2F"
 
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -16,7 +16,7 @@ export CHIME_AMQP_PORT=${CHIME_TEST_AMQP_PORT:-55682}
 trap '"$here/scripts/services.sh" destroy' EXIT
 "$here/scripts/services.sh" start
 export CHIME_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$CHIME_PG_PORT/chime"
-export CHIME_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$CHIME_AMQP_PORT/"
+export CHIME_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$CHIME_AMQP_PORT/%2F"
 export CHIME_TEST_SERVICES="$here/scripts/services.sh"
 export CHIME_TEST_RABBITMQ_NODE=$("$here/scripts/services.sh" env | sed -n 's/.*RABBITMQ_NODE=\([^ ]*\).*/\1/p')
 

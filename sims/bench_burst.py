@@ -114,7 +114,7 @@ def services_env():
         "db": os.environ.get("BENCH_DATABASE_URL", env.get("CHIME_DATABASE_URL",
                              "postgresql://postgres@127.0.0.1:55432/chime")),
         "amqp": os.environ.get("BENCH_AMQP_URL", env.get("CHIME_AMQP_URL",
-                               "amqp://guest:guest@127.0.0.1:55672/")),
+                               "amqp://guest:guest@127.0.0.1:55672/%2F")),
         "rabbit_node": os.environ.get("BENCH_RABBITMQ_NODE", env.get("RABBITMQ_NODE")),
     }
 

@@ -106,7 +106,7 @@ class Broker:
         self.vhost = "chime_e2e_" + uuid.uuid4().hex[:12]
         rabbitmqctl("add_vhost", self.vhost)
         rabbitmqctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
-        self.url = BASE_AMQP.rstrip("/") + "/" + self.vhost
+        self.url = BASE_AMQP.rsplit("/", 1)[0] + "/" + self.vhost
 
     def depth(self, queue):
         for line in rabbitmqctl("list_queues", "-p", self.vhost, "--no-table-headers", "name",

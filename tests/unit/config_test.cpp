@@ -321,3 +321,58 @@ TEST_CASE("a '#' inside a quoted config value is part of the value",
   REQUIRE(r);
   CHECK(r.value.api_token == "ab#cd");
 }
+
+// -- AMQP URIs (RabbitMQ's URI spec) --------------------------------------------
+
+#include "config/amqp_uri.hpp"
+
+TEST_CASE("the default --amqp-url names the default virtual host '/'") {
+  auto loaded = chime::load_settings({}, {});
+  REQUIRE(loaded);
+  std::string error;
+  auto uri = chime::parse_amqp_uri(loaded.value.amqp_url, error);
+  REQUIRE(uri);
+  CHECK(uri->vhost == "/");
+  CHECK(uri->host == "127.0.0.1");
+  CHECK(uri->port == 55672);
+}
+
+TEST_CASE("AMQP URIs are taken apart as RabbitMQ's URI spec says") {
+  std::string error;
+  auto parse = [&](const std::string& text) {
+    error.clear();
+    return chime::parse_amqp_uri(text, error);
+  };
+  auto plain = parse("amqp://h");
+  REQUIRE(plain);
+  CHECK((plain->user == "guest" && plain->password == "guest"));
+  CHECK((plain->host == "h" && plain->port == 5672 && plain->vhost == "/"));
+  auto full = parse("amqp://us%40er:p%3Ass@broker.example:5673/%2F");
+  REQUIRE(full);
+  CHECK(full->user == "us@er");
+  CHECK(full->password == "p:ss");
+  CHECK(full->host == "broker.example");
+  CHECK(full->port == 5673);
+  CHECK(full->vhost == "/");
+  auto named = parse("amqp://u:p@[::1]:5672/prod%2Feu?heartbeat=10");
+  REQUIRE(named);
+  CHECK(named->host == "::1");
+  CHECK(named->vhost == "prod/eu");
+  // The empty path names the vhost "", which no broker has: refused here,
+  // with the way to write the default one.
+  CHECK_FALSE(parse("amqp://guest:guest@127.0.0.1:55672/"));
+  CHECK(error.find("%2F") != std::string::npos);
+  CHECK_FALSE(parse("amqp://h/a/b"));
+  CHECK_FALSE(parse("amqp://h:0/x"));
+  CHECK_FALSE(parse("amqp://h:port/x"));
+  CHECK_FALSE(parse("amqp://h/%zz"));
+  CHECK_FALSE(parse("http://h/"));
+}
+
+TEST_CASE("a bad --amqp-url stops the node with a message naming it") {
+  auto loaded = chime::load_settings(
+    {"--amqp-url", "amqp://guest:guest@127.0.0.1:5672/"}, {});
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error.find("amqp-url") != std::string::npos);
+  CHECK(loaded.error.find("%2F") != std::string::npos);
+}
