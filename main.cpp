@@ -1,4 +1,5 @@
 // The chime binary: parses the sub-command and settings, then hands over.
+#include "cluster/cli.hpp"
 #include "cluster/dev.hpp"
 #include "cluster/node.hpp"
 #include "config/settings.hpp"
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -22,6 +24,7 @@ commands:
   dev          start local PostgreSQL, RabbitMQ and the fake email service,
                then serve; `dev --demo` also creates a user due 90 s after
                start on a virtual clock and shows its message arrive
+  cluster      status|leave|join a running node's cluster (--node URL)
   fake-email   run the fake email service
   help         this text and every setting
 )";
@@ -62,6 +65,28 @@ int serve(const std::vector<std::string>& args, bool announce,
   return chime::run_node(loaded.value);
 }
 
+/// Removes `--nodes N` from `args`: N (1 when absent), or nothing when N is
+/// not a number from 1 to 9.
+std::optional<int> take_nodes_flag(std::vector<std::string>& args) {
+  auto i = std::find(args.begin(), args.end(), "--nodes");
+  if (i == args.end())
+    return 1;
+  if (i + 1 == args.end())
+    return std::nullopt;
+  auto text = *(i + 1);
+  args.erase(i, i + 2);
+  if (text.size() != 1 || text[0] < '1' || text[0] > '9')
+    return std::nullopt;
+  return text[0] - '0';
+}
+
+/// The running binary, for starting more nodes of it.
+std::string self_path(const char* argv0) {
+  char buf[4096];
+  auto n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string{argv0};
+}
+
 /// Removes `--demo` from `args`; true when it was there.
 bool take_demo_flag(std::vector<std::string>& args) {
   auto i = std::find(args.begin(), args.end(), "--demo");
@@ -83,6 +108,8 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (command == "serve")
     return serve(args, false);
+  if (command == "cluster")
+    return chime::run_cluster_command(args, environment());
   if (command == "fake-email")
     return chime::run_fake_email(args);
   if (command == "dev") {
@@ -104,6 +131,20 @@ int main(int argc, char** argv) {
     if (!chime::start_dev_services(CHIME_SOURCE_DIR "/scripts/services.sh")) {
       std::cerr << "chime: dev services did not start\n";
       return 1;
+    }
+    auto nodes = take_nodes_flag(args);
+    if (!nodes) {
+      std::cerr << "chime: flag --nodes: expected a number from 1 to 9\n";
+      return 2;
+    }
+    if (*nodes > 1) {
+      auto loaded = chime::load_settings(args, environment());
+      if (!loaded) {
+        std::cerr << "chime: " << loaded.error << "\n";
+        return 2;
+      }
+      return chime::run_dev_cluster(self_path(argv[0]), *nodes, args,
+                                    loaded.value, demo);
     }
     return serve(args, true, demo);
   }

@@ -2,13 +2,17 @@
 
 #include "actors/backoff.hpp"
 #include "actors/circuit_breaker.hpp"
+#include "actors/cluster_view.hpp"
+#include "actors/errc.hpp"
 #include "actors/protocol.hpp"
 #include "actors/rate_limiter.hpp"
+#include "actors/sharding.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 
 #include <caf/all.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <random>
@@ -19,19 +23,40 @@ namespace chime {
 
 namespace {
 
-/// One delivery on its way, with the broker message it came in (if any).
+/// One delivery on its way, with the broker message it came in (if any),
+/// or the promise to the peer that forwarded it (its consumer holds the
+/// broker message and settles it by our verdict).
 struct job {
   delivery_record d;
   std::optional<receipt> from;
+  std::optional<caf::response_promise> forwarded;
 };
+
+/// A forwarding peer's verdicts on a delivery it holds the message of.
+constexpr const char* verdict_ack = "ack";
+constexpr const char* verdict_dead = "dead";
+constexpr const char* verdict_reroute = "reroute";
 
 struct delivery_state {
   context_ptr ctx;
   std::deque<job> queue;
   std::vector<caf::actor> idle_mailers;
   std::unordered_set<std::string> active; ///< queued, in flight or backing off
+  std::unordered_map<std::string, job> waiting; ///< backing off, by key
+  /// Jobs forwarded to their shard's owner, until it gives its verdict or
+  /// goes down (then they are routed again).
+  std::unordered_map<uint64_t, std::pair<caf::actor_addr, job>> forwards;
+  uint64_t forward_seq = 0;
+  std::unordered_set<caf::actor_addr> monitored;
   std::unordered_map<std::string, uint32_t> in_flight_by_user;
   std::unordered_multimap<std::string, caf::response_promise> drains;
+  std::unordered_map<uint32_t, uint32_t> in_flight_by_shard;
+  /// Waiting for the in-flight sends of some shards (or of all: empty set).
+  std::vector<std::pair<std::vector<uint32_t>, caf::response_promise>>
+    shard_drains;
+  uint32_t in_flight = 0;
+  bool draining = false; ///< the node is stopping: start nothing new
+  double rate = 0;       ///< the limiter's rate (a cluster re-splits it)
   std::mt19937_64 rng;
   std::optional<rate_limiter> limiter;
   std::optional<circuit_breaker> breaker;
@@ -47,29 +72,33 @@ struct delivery_state {
 using delivery_actor = caf::stateful_actor<delivery_state>;
 
 void pump(delivery_actor* self);
+void settle_shard_drains(delivery_actor* self);
+void route(delivery_actor* self, job j, bool later);
+void hand_over(delivery_actor* self, job j, caf::actor mailer);
 
 caf::actor journal_of(delivery_actor* self) {
   return self->state.ctx->dir->get(send_journal_name);
 }
 
-void settle(const std::optional<receipt>& from, bool dead) {
-  if (!from)
-    return;
-  if (dead)
-    caf::anon_send(from->consumer, nack_atom::value, *from, false);
-  else
-    caf::anon_send(from->consumer, ack_atom::value, *from);
+void settle(job& j, bool dead) {
+  if (j.forwarded) {
+    j.forwarded->deliver(std::string{dead ? verdict_dead : verdict_ack});
+  } else if (j.from) {
+    if (dead)
+      caf::anon_send(j.from->consumer, nack_atom::value, *j.from, false);
+    else
+      caf::anon_send(j.from->consumer, ack_atom::value, *j.from);
+  }
 }
 
 /// Returns the mailer; unless the job will be retried, forgets it and
 /// settles its broker message.
-void finish(delivery_actor* self, const job& j, caf::actor mailer,
-            bool retrying) {
+void finish(delivery_actor* self, job& j, caf::actor mailer, bool retrying) {
   auto& st = self->state;
   st.idle_mailers.push_back(std::move(mailer));
   if (!retrying) {
     st.active.erase(j.d.key);
-    settle(j.from, j.d.status == "dead");
+    settle(j, j.d.status == "dead");
   }
   if (--st.in_flight_by_user[j.d.user_id] == 0) {
     st.in_flight_by_user.erase(j.d.user_id);
@@ -78,12 +107,112 @@ void finish(delivery_actor* self, const job& j, caf::actor mailer,
       i->second.deliver(caf::ok_atom::value);
     st.drains.erase(first, last);
   }
+  --st.in_flight;
+  if (--st.in_flight_by_shard[shard_of(j.d.user_id, st.ctx->shard_count)] == 0)
+    st.in_flight_by_shard.erase(shard_of(j.d.user_id, st.ctx->shard_count));
+  settle_shard_drains(self);
   pump(self);
 }
 
+/// Outside a cluster every delivery is this node's; in one, only those of
+/// shards whose lease it holds now (checked on its own monotonic clock).
+bool ours(const delivery_state& st, const delivery_record& d) {
+  auto& cluster = st.ctx->cluster;
+  return !cluster
+         || cluster->valid_epoch(shard_of(d.user_id, st.ctx->shard_count),
+                                 st.ctx->monotonic())
+              != 0;
+}
+
+/// Sends a delivery that is not this node's to its shard's owner, which
+/// answers with its verdict once the delivery is done (or gives it back);
+/// our consumer keeps the broker message meanwhile and settles it by that
+/// verdict. With no owner reachable yet (a takeover in progress), or when
+/// the owner gives it back, it is looked at again shortly, its broker
+/// message still unacked. If the owner goes down first, its forwards are
+/// routed again.
+void route(delivery_actor* self, job j, bool later) {
+  auto& st = self->state;
+  if (j.forwarded) {
+    // A peer forwarded it to a node that does not own it (any more): the
+    // peer routes it again.
+    j.forwarded->deliver(std::string{verdict_reroute});
+    return;
+  }
+  if (st.draining)
+    return; // unacked: the broker redelivers it when our consumer closes
+  auto& cluster = *st.ctx->cluster;
+  auto owner = cluster.owner_of(shard_of(j.d.user_id, st.ctx->shard_count));
+  auto peer = owner.empty() || owner == cluster.self()
+                ? caf::actor{}
+                : cluster.peer(owner, delivery_name);
+  if (later || !peer || !j.from) {
+    self->delayed_send(self, std::chrono::milliseconds{500}, route_atom::value,
+                       std::move(j.d), j.from.value_or(receipt{}),
+                       j.from.has_value());
+    return;
+  }
+  if (st.monitored.insert(peer.address()).second)
+    self->monitor(peer);
+  auto id = ++st.forward_seq;
+  auto d = j.d;
+  st.forwards.emplace(id, std::make_pair(peer.address(), std::move(j)));
+  // Long enough for the owner's back-off between attempts.
+  auto wait = st.ctx->backoff_cap + st.ctx->email_timeout + journal_timeout;
+  self->request(peer, wait, deliver_atom::value, std::move(d))
+    .then(
+      [=](std::string& verdict) {
+        auto& st = self->state;
+        auto i = st.forwards.find(id);
+        if (i == st.forwards.end())
+          return; // routed again already (the owner went down)
+        auto fwd = std::move(i->second.second);
+        st.forwards.erase(i);
+        if (verdict == verdict_reroute)
+          route(self, std::move(fwd), true);
+        else
+          settle(fwd, verdict == verdict_dead);
+      },
+      [=](caf::error&) {
+        auto& st = self->state;
+        auto i = st.forwards.find(id);
+        if (i == st.forwards.end())
+          return;
+        auto fwd = std::move(i->second.second);
+        st.forwards.erase(i);
+        route(self, std::move(fwd), true);
+      });
+}
+
+/// The owner a job was forwarded to went down: route its jobs again.
+void owner_down(delivery_actor* self, const caf::actor_addr& owner) {
+  auto& st = self->state;
+  st.monitored.erase(owner);
+  std::vector<job> again;
+  for (auto i = st.forwards.begin(); i != st.forwards.end();) {
+    if (i->second.first == owner) {
+      again.push_back(std::move(i->second.second));
+      i = st.forwards.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  for (auto& j : again)
+    route(self, std::move(j), true);
+}
+
+/// Gives up a job this node may no longer send (its lease is gone): the
+/// mailer goes back, and the delivery to its shard's owner.
+void hand_over(delivery_actor* self, job j, caf::actor mailer) {
+  finish(self, j, std::move(mailer), true);
+  self->state.active.erase(j.d.key);
+  route(self, std::move(j), true);
+}
+
 void retry_later(delivery_actor* self, job j, millis delay) {
-  self->delayed_send(self, delay, retry_atom::value, std::move(j.d),
-                     j.from.value_or(receipt{}), j.from.has_value());
+  auto key = j.d.key;
+  self->state.waiting.insert_or_assign(key, std::move(j));
+  self->delayed_send(self, delay, retry_atom::value, std::move(key));
 }
 
 /// Journals the outcome; keeps trying while the journal is away, because the
@@ -104,9 +233,19 @@ void record(delivery_actor* self, job j, delivery_outcome o,
         if (again)
           retry_later(self, std::move(j), retry_delay);
       },
-      [=](caf::error&) {
+      [=](caf::error& err) {
+        if (is(err, journal_errc::fenced)) {
+          // Our lease went while the request was out: the new owner
+          // decides (if the service had accepted it, it is the in-flight
+          // duplicate a lost lease can cost).
+          log(log_level::warn, "delivery", "outcome fenced: lease lost",
+              {{"key", j.d.key}, {"status", o.status}});
+          get_metric("chime_deliveries_fenced_total").add();
+          hand_over(self, j, mailer);
+          return;
+        }
+        self->state.waiting.insert_or_assign(j.d.key, j);
         self->delayed_send(self, std::chrono::seconds{1}, outcome_atom::value,
-                           j.d, j.from.value_or(receipt{}), j.from.has_value(),
                            o, mailer, retry_delay.count());
       });
 }
@@ -161,6 +300,11 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
               static_cast<int64_t>(ctx.rules.catch_up.count()))
     .then(
       [=](attempt_verdict& v) mutable {
+        if (v.status == "fenced" || !ours(self->state, j.d)) {
+          self->state.breaker->abandon();
+          hand_over(self, std::move(j), std::move(mailer));
+          return;
+        }
         if (!v.proceed && !self->state.ctx->broken.no_recheck) {
           self->state.breaker->abandon();
           log(log_level::debug, "delivery", "delivery skipped",
@@ -182,7 +326,7 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
                        send_result{0, -1, self->system().render(err)}, mailer);
             });
       },
-      [=](caf::error& err) {
+      [=](caf::error& err) mutable {
         // The journal is away: nothing was attempted; try again later.
         self->state.breaker->abandon();
         log(log_level::warn, "delivery", "journal unavailable before attempt",
@@ -202,7 +346,11 @@ void wake_in(delivery_actor* self, std::chrono::microseconds delay) {
 
 void pump(delivery_actor* self) {
   auto& st = self->state;
-  while (!st.queue.empty() && !st.idle_mailers.empty()) {
+  if (st.ctx->cluster && st.ctx->cluster->rate_share() != st.rate) {
+    st.rate = st.ctx->cluster->rate_share();
+    st.limiter->set_rate(st.rate * 0.99, st.ctx->monotonic());
+  }
+  while (!st.draining && !st.queue.empty() && !st.idle_mailers.empty()) {
     auto now = st.ctx->monotonic();
     // The limiter is asked first, so that a half-open breaker's single
     // probe is never granted and then held back by the limiter.
@@ -226,6 +374,8 @@ void pump(delivery_actor* self) {
     auto mailer = std::move(st.idle_mailers.back());
     st.idle_mailers.pop_back();
     ++st.in_flight_by_user[j.d.user_id];
+    ++st.in_flight_by_shard[shard_of(j.d.user_id, st.ctx->shard_count)];
+    ++st.in_flight;
     attempt(self, std::move(j), std::move(mailer));
   }
   st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
@@ -234,14 +384,40 @@ void pump(delivery_actor* self) {
 
 void accept(delivery_actor* self, job j) {
   auto& st = self->state;
+  if (st.draining) {
+    if (j.forwarded)
+      j.forwarded->deliver(std::string{verdict_reroute});
+    return; // unacked: the broker redelivers it when our consumer closes
+  }
+  if (!ours(st, j.d))
+    return route(self, std::move(j), false);
   if (!st.active.insert(j.d.key).second) {
     // Already queued, in flight or backing off here: this copy (a republish
     // or a redelivery) adds nothing.
-    settle(j.from, false);
+    settle(j, false);
     return;
   }
   st.queue.push_back(std::move(j));
   pump(self);
+}
+
+void settle_shard_drains(delivery_actor* self) {
+  auto& st = self->state;
+  auto& drains = st.shard_drains;
+  for (auto i = drains.begin(); i != drains.end();) {
+    auto busy = i->first.empty()
+                  ? st.in_flight > 0
+                  : std::any_of(i->first.begin(), i->first.end(),
+                                [&](uint32_t s) {
+                                  return st.in_flight_by_shard.count(s) > 0;
+                                });
+    if (busy) {
+      ++i;
+      continue;
+    }
+    i->second.deliver(caf::ok_atom::value);
+    i = drains.erase(i);
+  }
 }
 
 std::optional<receipt> maybe(receipt r, bool has) {
@@ -254,9 +430,12 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
   st.rng.seed(st.ctx->seed);
   // Paced a little under the configured rate: requests reach the service
   // with some jitter, and the limit must hold in every second it counts.
-  st.limiter.emplace(st.ctx->email_rate_per_s * 0.99, st.ctx->email_burst,
-                     st.ctx->monotonic());
+  st.rate = st.ctx->cluster ? st.ctx->cluster->rate_share()
+                           : st.ctx->email_rate_per_s;
+  st.limiter.emplace(st.rate * 0.99, st.ctx->email_burst, st.ctx->monotonic());
   st.breaker.emplace(st.ctx->breaker_failures_max, st.ctx->breaker_cooldown);
+  self->set_down_handler(
+    [self](caf::down_msg& msg) { owner_down(self, msg.source); });
   for (uint32_t i = 0; i < st.ctx->delivery_concurrency_max; ++i) {
     auto mailer = st.ctx->make_mailer(self->system());
     self->link_to(mailer);
@@ -264,23 +443,54 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
   }
   return {
     [=](deliver_atom, delivery_record& d, receipt& r) {
-      accept(self, job{std::move(d), std::move(r)});
+      accept(self, job{std::move(d), std::move(r), std::nullopt});
+    },
+    [=](deliver_atom, delivery_record& d) {
+      // Forwarded by a peer whose consumer holds the broker message.
+      auto rp = self->make_response_promise();
+      accept(self, job{std::move(d), std::nullopt, rp});
+      return rp;
+    },
+    [=](route_atom, delivery_record& d, receipt& r, bool has_receipt) {
+      accept(self, job{std::move(d), maybe(r, has_receipt), std::nullopt});
     },
     [=](submit_atom, delivery_record& d) {
-      accept(self, job{std::move(d), std::nullopt});
+      accept(self, job{std::move(d), std::nullopt, std::nullopt});
     },
-    [=](retry_atom, delivery_record& d, receipt& r, bool has_receipt) {
-      self->state.queue.push_back(job{std::move(d), maybe(r, has_receipt)});
+    [=](retry_atom, const std::string& key) {
+      auto& st = self->state;
+      auto i = st.waiting.find(key);
+      if (i == st.waiting.end())
+        return;
+      st.queue.push_back(std::move(i->second));
+      st.waiting.erase(i);
       pump(self);
     },
     [=](tick_atom) {
       self->state.wake_pending = false;
       pump(self);
     },
-    [=](outcome_atom, delivery_record& d, receipt& r, bool has_receipt,
-        delivery_outcome& o, caf::actor& mailer, int64_t retry_delay_ms) {
-      record(self, job{std::move(d), maybe(r, has_receipt)}, std::move(o),
-             std::move(mailer), millis{retry_delay_ms});
+    [=](outcome_atom, delivery_outcome& o, caf::actor& mailer,
+        int64_t retry_delay_ms) {
+      auto& st = self->state;
+      auto i = st.waiting.find(o.key);
+      if (i == st.waiting.end())
+        return;
+      auto j = std::move(i->second);
+      st.waiting.erase(i);
+      record(self, std::move(j), std::move(o), std::move(mailer),
+             millis{retry_delay_ms});
+    },
+    [=](drain_atom, std::vector<uint32_t>& shards) {
+      // Shards given away: their sends in flight end first. No shards: the
+      // node stops, so nothing new starts and every send in flight ends.
+      auto& st = self->state;
+      if (shards.empty())
+        st.draining = true;
+      auto rp = self->make_response_promise();
+      st.shard_drains.emplace_back(std::move(shards), rp);
+      settle_shard_drains(self);
+      return rp;
     },
     [=](drain_atom, const std::string& user_id) {
       auto& st = self->state;

@@ -13,6 +13,7 @@ enum class journal_errc : uint8_t {
   not_found = 1, ///< no such user or delivery (404)
   conflict,      ///< email already used by a live user (409)
   unavailable,   ///< the database cannot be reached; retry later (503)
+  fenced,        ///< written for a shard whose lease this node lost
 };
 
 std::string to_string(journal_errc x);

@@ -28,11 +28,16 @@ std::vector<child_spec> logic_children(context_ptr ctx) {
   children.push_back(registered(user_commands_name, ctx, [ctx](auto& sys) {
     return spawn_user_commands(sys, ctx);
   }));
-  for (auto s : ctx->owned_shards)
-    children.push_back(registered(shard_name(s), ctx, [ctx, s](auto& sys) {
-      return spawn_shard(sys, ctx, s);
+  if (ctx->cluster)
+    children.push_back(registered(shard_host_name, ctx, [ctx](auto& sys) {
+      return spawn_shard_host(sys, ctx);
     }));
-  children.push_back(registered("due_poller", ctx, [ctx](auto& sys) {
+  else
+    for (auto s : ctx->owned_shards)
+      children.push_back(registered(shard_name(s), ctx, [ctx, s](auto& sys) {
+        return spawn_shard(sys, ctx, s);
+      }));
+  children.push_back(registered(due_poller_name, ctx, [ctx](auto& sys) {
     return spawn_due_poller(sys, ctx);
   }));
   if (!ctx->broken.no_outbox_sweeper)

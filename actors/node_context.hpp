@@ -13,6 +13,8 @@
 
 namespace chime {
 
+class cluster_view;
+
 /// What a node's actors share: the clock, where to find each other, and the
 /// settings they act on. Built once by the node before any actor starts and
 /// never changed afterwards; actors hold it by shared pointer.
@@ -23,7 +25,15 @@ struct node_context {
   millis horizon{std::chrono::hours{1}}; ///< users due within stay resident
   millis poll_interval{std::chrono::minutes{1}}; ///< Chime time between loads
   uint32_t shard_count = 256;
+  /// The shards of a node outside a cluster (the simulator): all of them,
+  /// or a fixed part, unfenced.
   std::vector<uint32_t> owned_shards;
+  /// In a cluster: the leases this node holds, the members, its peers and
+  /// its share of the email rate (mutable, thread-safe). Null outside one.
+  std::shared_ptr<cluster_view> cluster;
+  /// The shards this node acts for now: its leases in a cluster, else
+  /// owned_shards.
+  std::vector<uint32_t> shards_here() const;
   uint32_t delivery_concurrency_max = 16;
   uint32_t delivery_attempts_max = 25;
   millis backoff_base{200};
@@ -57,6 +67,9 @@ struct node_context {
 using context_ptr = std::shared_ptr<const node_context>;
 
 /// Directory names of a node's actors.
+inline constexpr const char* shard_host_name = "shards";
+inline constexpr const char* due_poller_name = "due_poller";
+inline constexpr const char* membership_name = "membership";
 inline constexpr const char* journal_name = "journal";
 /// A second journal connection for the send path (attempts, outcomes,
 /// handoffs), so that a burst's sends do not queue behind its due records.

@@ -14,6 +14,8 @@ std::string to_string(journal_errc x) {
       return "conflict";
     case journal_errc::unavailable:
       return "unavailable";
+    case journal_errc::fenced:
+      return "fenced";
   }
   return "unknown";
 }

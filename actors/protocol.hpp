@@ -43,7 +43,16 @@ using send_atom = caf::atom_constant<caf::atom("send")>;     // mailer seam: (em
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using upsert_atom = caf::atom_constant<caf::atom("upsert")>; // shard: (user_view)
 using evict_atom = caf::atom_constant<caf::atom("evict")>;   // shard: (user id)
-using drain_atom = caf::atom_constant<caf::atom("drain")>;   // delivery: (user id) -> ok once idle
+using drain_atom = caf::atom_constant<caf::atom("drain")>;   // delivery: (user id) -> ok once idle; (shards) -> ok once none in flight
+using take_atom = caf::atom_constant<caf::atom("take")>;     // shard host: (shard) starts it here
+using give_atom = caf::atom_constant<caf::atom("give")>;     // shard host: (shard) -> ok, stopped here
+using route_atom = caf::atom_constant<caf::atom("route")>;   // delivery: (record, receipt) to the shard's owner
+// -- cluster membership (cluster/membership.hpp) ----------------------------------
+using hello_atom = caf::atom_constant<caf::atom("hello")>;   // (name) -> nonce: a joiner's challenge
+using join_atom = caf::atom_constant<caf::atom("join")>;     // (name, http, addr, nonce, client nonce, mac) -> proof ("" refused); (seed) from the API
+using leave_atom = caf::atom_constant<caf::atom("leave")>;   // () -> ok once every lease is released
+using release_atom = caf::atom_constant<caf::atom("release")>; // (shards): their sends ended, release the leases
+using gone_atom = caf::atom_constant<caf::atom("gone")>;     // (peer name): its connection closed
 // Broker receipts: a consumer sends (deliver_atom, record, receipt) and gets
 // (ack_atom, receipt) or (nack_atom, receipt, requeue) back.
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;

@@ -39,6 +39,12 @@ public:
       static_cast<int64_t>((1.0 - tokens_) / rate_per_s_ * 1e6) + 1};
   }
 
+  /// Changes the rate from `now` on (a cluster re-splits its rate).
+  void set_rate(double rate_per_s, time_point now) {
+    refill(now);
+    rate_per_s_ = rate_per_s;
+  }
+
   double tokens() const {
     return tokens_;
   }

@@ -1,5 +1,6 @@
 #include "actors/shard.hpp"
 
+#include "actors/cluster_view.hpp"
 #include "actors/protocol.hpp"
 #include "actors/sharding.hpp"
 #include "actors/user.hpp"
@@ -8,6 +9,7 @@
 
 #include <caf/all.hpp>
 
+#include <map>
 #include <unordered_map>
 
 namespace chime {
@@ -82,6 +84,83 @@ caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
         self->send_exit(i->second, caf::exit_reason::user_shutdown);
     },
     [=](caf::get_atom) -> uint64_t { return self->state.users.size(); },
+    [=](load_due_atom) {
+      // A shard just taken over loads its due users at once instead of
+      // waiting for the next poll.
+      auto& ctx = self->state.ctx;
+      auto until = to_ms(ctx->clock->now() + ctx->horizon);
+      self
+        ->request(ctx->dir->get(journal_name), journal_timeout,
+                  load_due_atom::value, until,
+                  std::vector<uint32_t>{self->state.id})
+        .then(
+          [=](std::vector<user_view>& users) {
+            for (auto& v : users)
+              self->send(self, upsert_atom::value, std::move(v), true);
+          },
+          [=](caf::error&) {}); // the next poll loads them
+    },
+  };
+}
+
+struct host_state {
+  context_ptr ctx;
+  std::map<uint32_t, caf::actor> shards;
+  std::map<caf::actor_addr, uint32_t> by_addr;
+  static inline const char* name = "chime.shard_host";
+};
+
+using host_actor = caf::stateful_actor<host_state>;
+
+void host_start(host_actor* self, uint32_t id) {
+  auto& st = self->state;
+  if (st.shards.count(id) > 0)
+    return;
+  auto actor = self->spawn<caf::linked>(shard, st.ctx, id);
+  st.by_addr.emplace(actor.address(), id);
+  st.ctx->dir->put(shard_name(id), actor);
+  self->send(actor, load_due_atom::value);
+  st.shards.emplace(id, std::move(actor));
+}
+
+/// The shards of a node in a cluster, started and stopped as its leases
+/// come and go; each shard registered in the directory while it runs here.
+caf::behavior shard_host(host_actor* self, context_ptr ctx) {
+  self->state.ctx = std::move(ctx);
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    auto& st = self->state;
+    auto i = st.by_addr.find(msg.source);
+    if (i == st.by_addr.end()) {
+      self->quit(msg.reason); // from our supervisor: the shards go with us
+      return;
+    }
+    auto id = i->second;
+    st.by_addr.erase(i);
+    auto j = st.shards.find(id);
+    if (j == st.shards.end() || j->second.address() != msg.source)
+      return; // given away already
+    st.shards.erase(j);
+    st.ctx->dir->erase(shard_name(id));
+    if (st.ctx->cluster->held_epoch(id) != 0) {
+      log(log_level::warn, "shard", "shard failed; restarting it",
+          {{"shard", int64_t{id}},
+           {"reason", self->system().render(msg.reason)}});
+      host_start(self, id);
+    }
+  });
+  for (auto id : self->state.ctx->shards_here())
+    host_start(self, id);
+  return {
+    [=](take_atom, uint32_t id) { host_start(self, id); },
+    [=](give_atom, uint32_t id) {
+      auto& st = self->state;
+      auto i = st.shards.find(id);
+      if (i == st.shards.end())
+        return;
+      st.ctx->dir->erase(shard_name(id));
+      self->send_exit(i->second, caf::exit_reason::user_shutdown);
+      st.shards.erase(i);
+    },
   };
 }
 
@@ -104,7 +183,7 @@ caf::behavior due_poller(poller_actor* self, context_ptr ctx) {
       self->delayed_send(self, real_interval, tick_atom::value);
       self
         ->request(ctx->dir->get(journal_name), journal_timeout,
-                  load_due_atom::value, to_ms(until), ctx->owned_shards)
+                  load_due_atom::value, to_ms(until), ctx->shards_here())
         .then(
           [=](std::vector<user_view>& users) {
             auto& ctx = self->state.ctx;
@@ -126,6 +205,10 @@ caf::behavior due_poller(poller_actor* self, context_ptr ctx) {
 
 caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, uint32_t id) {
   return sys.spawn(shard, std::move(ctx), id);
+}
+
+caf::actor spawn_shard_host(caf::actor_system& sys, context_ptr ctx) {
+  return sys.spawn(shard_host, std::move(ctx));
 }
 
 caf::actor spawn_due_poller(caf::actor_system& sys, context_ptr ctx) {

@@ -1,6 +1,7 @@
 #include "cluster/dev.hpp"
 
 #include "config/settings.hpp"
+#include "runtime/signals.hpp"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -9,7 +10,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <random>
 #include <sstream>
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace chime {
 
@@ -129,6 +135,99 @@ bool start_dev_services(const std::string& services_script) {
       setenv(word.substr(0, eq).c_str(), word.substr(eq + 1).c_str(), 0);
   }
   return true;
+}
+
+int run_dev_cluster(const std::string& self, int nodes,
+                    const std::vector<std::string>& args, const settings& base,
+                    bool demo) {
+  auto signals = block_stop_signals();
+  auto data = std::getenv("CHIME_DATA_DIR") ? std::string{std::getenv("CHIME_DATA_DIR")}
+                                             : std::string{CHIME_SOURCE_DIR "/.data/dev"};
+  auto secret = base.cluster_secret;
+  if (secret.empty()) {
+    std::random_device rd;
+    for (int i = 0; i < 4; ++i)
+      secret += std::to_string(rd());
+  }
+  uint16_t cluster_base = base.cluster_port != 0 ? base.cluster_port : 7100;
+  auto anchor = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  std::vector<pid_t> children;
+  std::vector<settings> node_settings;
+  for (int k = 1; k <= nodes; ++k) {
+    auto name = "n" + std::to_string(k);
+    auto http_port = std::to_string(base.http_port + k - 1);
+    std::vector<std::string> argv{self, "serve"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (auto& extra : std::vector<std::string>{
+           "--node-name", name, "--http-port", http_port, "--cluster-port",
+           std::to_string(cluster_base + k - 1), "--cluster-secret", secret,
+           "--clock-anchor-ms", std::to_string(anchor)})
+      argv.push_back(extra);
+    if (k > 1) {
+      argv.push_back("--seed");
+      argv.push_back(base.cluster_host + ":" + std::to_string(cluster_base));
+    }
+    auto log_path = data + "/node-" + name + ".log";
+    pid_t pid = fork();
+    if (pid == 0) {
+      sigprocmask(SIG_UNBLOCK, &signals, nullptr);
+      if (auto fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+          fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+      }
+      std::vector<char*> cargs;
+      for (auto& a : argv)
+        cargs.push_back(a.data());
+      cargs.push_back(nullptr);
+      execv(self.c_str(), cargs.data());
+      _exit(127);
+    }
+    children.push_back(pid);
+    settings s = base;
+    s.http_port = static_cast<uint16_t>(base.http_port + k - 1);
+    node_settings.push_back(s);
+    std::cout << "node " << name << "      http://" << base.http_bind << ":"
+              << http_port << " (cluster port " << cluster_base + k - 1
+              << ", log " << log_path << ")\n";
+  }
+  std::cout << "cluster      chime cluster status --node http://"
+            << base.http_bind << ":" << base.http_port << "\n"
+            << std::flush;
+  std::unique_ptr<demo_runner> demo_run;
+  if (demo)
+    demo_run = std::make_unique<demo_runner>(node_settings.front());
+  // Runs until a signal, or until every node has exited by itself.
+  size_t alive = children.size();
+  bool all_ok = true;
+  auto reap = [&](bool block) {
+    int status = 0;
+    pid_t pid;
+    while (alive > 0 && (pid = waitpid(-1, &status, block ? 0 : WNOHANG)) > 0) {
+      --alive;
+      bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      all_ok = all_ok && ok;
+      for (size_t i = 0; i < children.size(); ++i)
+        if (children[i] == pid)
+          std::cout << "node n" << i + 1 << " exited"
+                    << (ok ? "" : " with an error") << "\n"
+                    << std::flush;
+    }
+  };
+  timespec poll{0, 200 * 1000 * 1000};
+  while (alive > 0) {
+    int sig = sigtimedwait(&signals, nullptr, &poll);
+    if (sig == SIGTERM || sig == SIGINT) {
+      for (auto pid : children)
+        kill(pid, SIGTERM);
+      reap(true);
+      break;
+    }
+    reap(false);
+  }
+  return all_ok ? 0 : 1;
 }
 
 demo_runner::demo_runner(const settings& cfg)

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace chime {
 
@@ -34,5 +35,16 @@ private:
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+/// `chime dev --nodes N`: N nodes on the same PostgreSQL and RabbitMQ, as
+/// child processes of this one (`self` is the chime binary). Node k is named
+/// nk, serves HTTP on the base port + k - 1 and its cluster port on 7100 +
+/// k - 1 (or --cluster-port + k - 1); nodes 2..N join through node 1. They
+/// share one secret (--cluster-secret, CHIME_CLUSTER_SECRET, or a random
+/// one) and one virtual clock. Their logs go to DATA/node-nk.log. SIGINT or
+/// SIGTERM stops them all gracefully; returns 0 when every node exited 0.
+int run_dev_cluster(const std::string& self, int nodes,
+                    const std::vector<std::string>& args, const settings& base,
+                    bool demo);
 
 } // namespace chime

@@ -1,5 +1,8 @@
 #include "cluster/node.hpp"
 
+#include "actors/cluster_view.hpp"
+#include "cluster/membership.hpp"
+
 #include "actors/node_children.hpp"
 #include "actors/occasion.hpp"
 #include "actors/protocol.hpp"
@@ -13,18 +16,29 @@
 #include "runtime/supervisor.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
 
 #include <atomic>
 #include <csignal>
 #include <random>
+#include <sstream>
 
 namespace chime {
 
 namespace {
 
 clock_ptr make_clock(const settings& cfg) {
-  if (cfg.clock_start_ms)
-    return make_virtual_clock(from_ms(*cfg.clock_start_ms), cfg.clock_rate);
+  if (cfg.clock_start_ms) {
+    // Several nodes share one virtual clock: it read clock_start at the
+    // anchor, however late this node starts.
+    auto start = *cfg.clock_start_ms;
+    if (cfg.clock_anchor_ms) {
+      auto wall = to_ms(make_wall_clock()->now());
+      start += static_cast<int64_t>(
+        static_cast<double>(wall - *cfg.clock_anchor_ms) * cfg.clock_rate);
+    }
+    return make_virtual_clock(from_ms(start), cfg.clock_rate);
+  }
   if (cfg.clock_rate != 1.0)
     return make_virtual_clock(make_wall_clock()->now(), cfg.clock_rate);
   return make_wall_clock();
@@ -60,8 +74,10 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   ctx->poll_interval = poll;
   ctx->horizon = std::max<millis>(std::chrono::seconds{cfg.horizon_s}, 3 * poll);
   ctx->shard_count = cfg.shard_count;
-  for (uint32_t s = 0; s < cfg.shard_count; ++s)
-    ctx->owned_shards.push_back(s);
+  // A node is always a cluster, of one without --cluster-port: its shards
+  // come with leases.
+  ctx->cluster = std::make_shared<cluster_view>(cfg.node_name, cfg.shard_count);
+  ctx->cluster->set_rate_share(cfg.email_rate_per_s);
   ctx->delivery_concurrency_max = cfg.delivery_concurrency_max;
   ctx->delivery_attempts_max = cfg.delivery_attempts_max;
   ctx->backoff_base = millis{cfg.backoff_base_ms};
@@ -72,8 +88,7 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
     return spawn_email_client(sys, url, timeout);
   };
   ctx->seed = std::random_device{}();
-  // The cluster-wide rate is split across live nodes; alone, this node has
-  // all of it.
+  // The cluster's rate; the membership actor gives this node its share.
   ctx->email_rate_per_s = cfg.email_rate_per_s;
   ctx->email_burst = cfg.email_burst;
   ctx->breaker_failures_max = cfg.breaker_failures_max;
@@ -85,10 +100,27 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
 
 namespace {
 
+membership_options membership_of(const settings& cfg, const node_context& ctx) {
+  membership_options m;
+  m.database_url = cfg.database_url;
+  m.name = cfg.node_name;
+  m.http_url = "http://" + cfg.http_bind + ":" + std::to_string(cfg.http_port);
+  if (cfg.cluster_port != 0)
+    m.cluster_address = cfg.cluster_host + ":" + std::to_string(cfg.cluster_port);
+  std::stringstream seeds{cfg.seed};
+  for (std::string seed; std::getline(seeds, seed, ',');)
+    if (!seed.empty())
+      m.seeds.push_back(seed);
+  m.secret = cfg.cluster_secret;
+  m.lease = std::chrono::seconds{cfg.lease_s};
+  m.email_rate_total = ctx.email_rate_per_s;
+  return m;
+}
+
 std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   std::vector<child_spec> children;
   pg_journal_options jopts{cfg.database_url, cfg.shard_count,
-                           cfg.journal_batch_max};
+                           cfg.journal_batch_max, ctx->cluster};
   for (auto name : {journal_name, send_journal_name})
     children.push_back(registered(name, ctx, [jopts](auto& sys) {
       return spawn_pg_journal(sys, jopts);
@@ -110,7 +142,40 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
     return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.dead_queue,
                                dead_letters_name);
   }));
+  children.push_back(registered(membership_name, ctx, [ctx, cfg](auto& sys) {
+    return spawn_membership(sys, ctx, membership_of(cfg, *ctx));
+  }));
   return children;
+}
+
+/// A graceful stop: leave the cluster (every shard given away once its sends
+/// in flight have journaled their outcomes, the leases released so the new
+/// owners take them at once), then let the last sends end. Broker messages
+/// not yet started stay unacked and go back to the queue when the consumers
+/// close.
+void drain(caf::actor_system& sys, const node_context& ctx,
+           const settings& cfg) {
+  auto budget = std::chrono::milliseconds{cfg.email_timeout_ms}
+                + std::chrono::seconds{cfg.lease_s} + std::chrono::seconds{10};
+  caf::scoped_actor self{sys};
+  if (!ctx.cluster->left()) {
+    if (auto membership = ctx.dir->get(membership_name)) {
+      self->request(membership, budget, leave_atom::value)
+        .receive([](caf::ok_atom) {},
+                 [](caf::error& err) {
+                   log(log_level::warn, "node", "leaving did not finish",
+                       {{"error", to_string(err)}});
+                 });
+    }
+  }
+  if (auto delivery = ctx.dir->get(delivery_name)) {
+    self->request(delivery, budget, drain_atom::value, std::vector<uint32_t>{})
+      .receive([](caf::ok_atom) {},
+               [](caf::error& err) {
+                 log(log_level::warn, "node", "sends in flight did not end",
+                     {{"error", to_string(err)}});
+               });
+  }
 }
 
 } // namespace
@@ -127,6 +192,14 @@ int run_node(const settings& cfg) {
   // stop-and-go load those sleeps were most of the node's context switches
   // (about a fifth of its CPU). Waiting at once costs one wake-up per job.
   sys_cfg.set("work-stealing.moderate-poll-attempts", 0);
+  if (cfg.cluster_port != 0) {
+    sys_cfg.load<caf::io::middleman>();
+    // Heartbeats are off by default: a frozen peer would never be noticed.
+    sys_cfg.set("middleman.heartbeat-interval",
+                caf::timespan{std::chrono::milliseconds{500}});
+    sys_cfg.set("middleman.connection-timeout",
+                caf::timespan{std::chrono::seconds{2}});
+  }
   caf::actor_system sys{sys_cfg};
   auto ctx = make_context(cfg);
   supervisor_options sopts;
@@ -158,12 +231,18 @@ int run_node(const settings& cfg) {
       log(log_level::info, "node", "draining", {{"signal", int64_t{sig}}});
       break;
     }
+    if (ctx->cluster->left()) {
+      log(log_level::info, "node", "draining", {{"after", "leaving"}});
+      break;
+    }
     if (root_down) {
       log(log_level::error, "node", "supervision tree gave up");
       exit_code = 1;
       break;
     }
   }
+  if (exit_code == 0)
+    drain(sys, *ctx, cfg);
   api.stop();
   caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
   {

@@ -5,6 +5,7 @@ pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 find_package(date REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(Threads REQUIRED)
+find_package(OpenSSL REQUIRED)
 
 # CAF 0.17 and librabbitmq ship neither a CMake config nor a pkg-config file
 # here: found by hand.

@@ -150,10 +150,31 @@ const std::vector<key_def>& key_defs() {
                      return v.empty() ? std::string{"expected a non-empty name"}
                                       : std::string{};
                    })},
-    {"cluster-port", "4370", "port for node-to-node traffic",
+    {"cluster-port", "(none)",
+     "node-to-node port (CAF middleman); without it the node is a cluster"
+     " of one",
      int_setter(&settings::cluster_port, 1, 65535)},
-    {"seed", "", "HOST:PORT of a cluster member to join",
-     string_setter(&settings::seed)},
+    {"cluster-host", "127.0.0.1",
+     "address the cluster port listens on and peers reach this node at",
+     string_setter(&settings::cluster_host)},
+    {"seed", "",
+     "HOST:PORT[,HOST:PORT] of existing members to join; none: found a"
+     " cluster",
+     string_setter(&settings::seed,
+                   [](const std::string& v) { return check_seeds(v); })},
+    {"cluster-secret", "",
+     "shared secret a node must prove (HMAC challenge) to be admitted;"
+     " required with --cluster-port",
+     string_setter(&settings::cluster_secret)},
+    {"lease-s", "6",
+     "shard lease length in seconds; a dead node's shards are taken over"
+     " within about lease + 1 s",
+     int_setter(&settings::lease_s, 2, 3600)},
+    {"clock-anchor-ms", "(the node's start)",
+     "Unix time (ms) at which the virtual clock reads --clock-start, so"
+     " several nodes share one virtual clock",
+     int_setter(&settings::clock_anchor_ms, 0,
+                std::numeric_limits<int64_t>::max())},
     {"shard-count", "256", "fixed number of shards (all nodes must agree)",
      int_setter(&settings::shard_count, 1, 65536)},
     {"feb29-rule", "feb28",
@@ -416,7 +437,27 @@ settings_result load_settings(const std::vector<std::string>& args,
       return r;
     }
   }
+  // Keys that only make sense together.
+  if (r.value.cluster_port != 0 && r.value.cluster_secret.empty())
+    r.error = "key 'cluster-secret': required with --cluster-port (nodes prove"
+              " it before they are admitted)";
+  else if (!r.value.seed.empty() && r.value.cluster_port == 0)
+    r.error = "key 'seed': joining a cluster needs --cluster-port";
   return r;
+}
+
+std::string check_seeds(const std::string& v) {
+  std::stringstream list{v};
+  for (std::string seed; std::getline(list, seed, ',');) {
+    auto colon = seed.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos || colon == 0
+        || std::sscanf(seed.c_str() + colon + 1, "%d", &port) != 1 || port < 1
+        || port > 65535
+        || seed.find_first_not_of("0123456789", colon + 1) != std::string::npos)
+      return "expected HOST:PORT[,HOST:PORT], e.g. 127.0.0.1:7100";
+  }
+  return {};
 }
 
 std::string settings_help() {

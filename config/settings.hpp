@@ -26,8 +26,12 @@ struct settings {
   uint32_t email_timeout_ms = 5000;
   int64_t catch_up_s = 259200;
   std::string node_name = "chime-1";
-  uint16_t cluster_port = 4370;
-  std::string seed;
+  uint16_t cluster_port = 0; ///< 0: none, a cluster of one
+  std::string cluster_host = "127.0.0.1";
+  std::string seed;          ///< HOST:PORT[,HOST:PORT]; empty: found
+  std::string cluster_secret;
+  int64_t lease_s = 6;
+  std::optional<int64_t> clock_anchor_ms; ///< when the virtual clock reads clock_start
   uint32_t shard_count = 256;
   std::string feb29_rule = "feb28"; ///< feb28 | mar1
   std::map<std::string, std::string> send_times; ///< occasion -> "HH:MM"
@@ -63,6 +67,9 @@ struct settings_result {
 /// `environ_entries` are "NAME=value" strings, normally from `environ`.
 settings_result load_settings(const std::vector<std::string>& args,
                               const std::vector<std::string>& environ_entries);
+
+/// Empty when `v` is a list HOST:PORT[,HOST:PORT]; else what is wrong.
+std::string check_seeds(const std::string& v);
 
 /// Documentation of every key: flag, environment variable, default, meaning.
 std::string settings_help();

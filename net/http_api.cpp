@@ -1,7 +1,9 @@
 #include "net/http_api.hpp"
 
 #include "actors/errc.hpp"
+#include "actors/cluster_view.hpp"
 #include "actors/protocol.hpp"
+#include "actors/sharding.hpp"
 #include "actors/user_commands.hpp"
 #include "net/amqp_handoff.hpp"
 #include "net/user_json.hpp"
@@ -102,8 +104,54 @@ struct http_api::impl {
     return false;
   }
 
-  caf::actor commands() const {
-    return ctx->dir->get(user_commands_name);
+  /// The user-command actor of the node that owns `user_id`'s shard: this
+  /// node's, or a peer's over CAF. Nothing (and `why`) when the owner is
+  /// unknown or cannot be reached.
+  caf::actor commands(const std::string& user_id, std::string& why) const {
+    auto local = ctx->dir->get(user_commands_name);
+    if (!ctx->cluster)
+      return local;
+    auto shard = shard_of(user_id, ctx->shard_count);
+    auto owner = ctx->cluster->owner_of(shard);
+    if (owner == ctx->cluster->self()
+        || ctx->cluster->held_epoch(shard) != 0)
+      return local;
+    if (owner.empty()) {
+      why = "shard " + std::to_string(shard)
+            + " has no owner right now (a takeover is in progress); retry";
+      return {};
+    }
+    if (auto peer = ctx->cluster->peer(owner, user_commands_name))
+      return peer;
+    why = "node '" + owner + "', owner of shard " + std::to_string(shard)
+          + ", cannot be reached; retry";
+    return {};
+  }
+
+  /// Asks the owner of `user_id` to run a user command: 503 naming the
+  /// owner when it cannot be reached or does not answer in time.
+  template <class T, class... Ts>
+  std::optional<T> command(httplib::Response& res, const std::string& user_id,
+                           Ts&&... xs) {
+    std::string why;
+    auto dest = commands(user_id, why);
+    if (!dest) {
+      reply_problem(res, {503, "Unavailable", why, {}});
+      return std::nullopt;
+    }
+    auto v = ask<T>(dest, std::forward<Ts>(xs)...);
+    if (v)
+      return std::move(*v);
+    if (v.error().category() != caf::atom("journal")) {
+      // The owner did not answer (it died, or the connection is gone).
+      reply_problem(res, {503, "Unavailable",
+                          "the node owning this user did not answer: "
+                            + sys.render(v.error()) + "; retry",
+                          {}});
+      return std::nullopt;
+    }
+    reply_problem(res, journal_problem(v.error()));
+    return std::nullopt;
   }
 
   void create(const httplib::Request& req, httplib::Response& res) {
@@ -113,12 +161,13 @@ struct http_api::impl {
     if (parsed.error)
       return reply_problem(res, *parsed.error);
     parsed.user.id = new_user_id();
-    auto v = ask<user_view>(commands(), create_atom::value, parsed.user);
+    auto v = command<user_view>(res, parsed.user.id, create_atom::value,
+                                parsed.user);
     if (!v)
-      return reply_problem(res, journal_problem(v.error()));
+      return;
     res.status = 201;
     res.set_header("Location", "/v1/users/" + v->user.id);
-    res.set_content(user_view_json(*v), json_type);
+    res.set_content(user_view_json(*v, ctx->shard_count), json_type);
   }
 
   void replace(const httplib::Request& req, httplib::Response& res) {
@@ -128,19 +177,19 @@ struct http_api::impl {
     if (parsed.error)
       return reply_problem(res, *parsed.error);
     parsed.user.id = req.matches[1].str();
-    auto v = ask<user_view>(commands(), replace_atom::value, parsed.user);
+    auto v = command<user_view>(res, parsed.user.id, replace_atom::value,
+                                parsed.user);
     if (!v)
-      return reply_problem(res, journal_problem(v.error()));
-    res.set_content(user_view_json(*v), json_type);
+      return;
+    res.set_content(user_view_json(*v, ctx->shard_count), json_type);
   }
 
   void remove(const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res))
       return;
-    auto ok = ask<caf::ok_atom>(commands(), remove_atom::value,
-                                req.matches[1].str());
-    if (!ok)
-      return reply_problem(res, journal_problem(ok.error()));
+    auto id = req.matches[1].str();
+    if (!command<caf::ok_atom>(res, id, remove_atom::value, id))
+      return;
     res.status = 204;
   }
 
@@ -148,7 +197,7 @@ struct http_api::impl {
     auto v = ask<user_view>(journal(), read_atom::value, req.matches[1].str());
     if (!v)
       return reply_problem(res, journal_problem(v.error()));
-    res.set_content(user_view_json(*v), json_type);
+    res.set_content(user_view_json(*v, ctx->shard_count), json_type);
   }
 
   /// Reads an optional numeric query parameter within [1, page_limit_max].
@@ -178,7 +227,8 @@ struct http_api::impl {
                                 req.get_param_value("cursor"), *limit);
     if (!page)
       return reply_problem(res, journal_problem(page.error()));
-    res.set_content(users_page_json(page->users, page->next_cursor),
+    res.set_content(users_page_json(page->users, page->next_cursor,
+                                    ctx->shard_count),
                     json_type);
   }
 
@@ -220,10 +270,36 @@ struct http_api::impl {
     res.set_content(deliveries_json({*d}), json_type);
   }
 
+  void cluster(const httplib::Request&, httplib::Response& res) {
+    res.set_content(cluster_json(*ctx->cluster), json_type);
+  }
+
+  void leave(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res))
+      return;
+    caf::anon_send(ctx->dir->get(membership_name), leave_atom::value);
+    res.status = 202;
+    res.set_content(R"({"status":"leaving"})", json_type);
+  }
+
+  void join(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res))
+      return;
+    auto seed = parse_seed(req.body);
+    if (seed.error)
+      return reply_problem(res, *seed.error);
+    caf::anon_send(ctx->dir->get(membership_name), join_atom::value,
+                   seed.seed);
+    res.status = 202;
+    res.set_content(R"({"status":"joining"})", json_type);
+  }
+
   void ready(httplib::Response& res) {
     auto ok = ask<caf::ok_atom>(journal(), ping_atom::value);
-    bool shards = true;
-    for (auto s : ctx->owned_shards)
+    // Shards owned: admitted as up, and every shard held runs here.
+    auto me = ctx->cluster->member(ctx->cluster->self());
+    bool shards = me && me->state == "up";
+    for (auto s : ctx->shards_here())
       shards = shards && ctx->dir->get(shard_name(s));
     bool broker = get_metric("chime_amqp_connected", "gauge").value() > 0;
     if (ok && shards && broker) {
@@ -232,7 +308,8 @@ struct http_api::impl {
       reply_problem(res, {503, "Not ready",
                           !ok      ? "journal unreachable"
                           : !broker ? "broker unreachable: " + broker_last_error()
-                                    : "shards not started",
+                                    : "not an up member of the cluster with"
+                                      " its shards started",
                           {}});
     }
   }
@@ -280,6 +357,9 @@ struct http_api::impl {
                     json_type);
     });
     server.Get("/readyz", [this](req_t, res_t s) { ready(s); });
+    server.Get("/v1/cluster", [this](req_t q, res_t s) { cluster(q, s); });
+    server.Post("/v1/cluster:leave", [this](req_t q, res_t s) { leave(q, s); });
+    server.Post("/v1/cluster:join", [this](req_t q, res_t s) { join(q, s); });
     server.Get("/metrics", [this](req_t, res_t s) { metrics(s); });
     server.set_error_handler([](req_t, res_t s) {
       // Our handlers answer with a body; this only shapes httplib's own

@@ -1,8 +1,11 @@
 #include "net/user_json.hpp"
 
+#include "actors/cluster_view.hpp"
 #include "actors/occasion.hpp"
 #include "actors/protocol.hpp"
 #include "actors/schedule.hpp"
+#include "actors/sharding.hpp"
+#include "config/settings.hpp"
 
 #include <date/tz.h>
 #include <nlohmann/json.hpp>
@@ -71,9 +74,10 @@ json delivery_json(const delivery_record& d) {
   };
 }
 
-json user_json(const user_view& v) {
+json user_json(const user_view& v, uint32_t shard_count) {
   auto& u = v.user;
   json out{{"id", u.id},
+           {"shard", shard_of(u.id, shard_count)},
            {"first_name", u.first_name},
            {"last_name", u.last_name},
            {"email", u.email}};
@@ -106,22 +110,67 @@ std::string problem_json(const problem& p) {
   return out.dump();
 }
 
-parsed_user parse_user(const std::string& text, instant now) {
-  parsed_user r;
-  json body;
+namespace {
+
+/// Parses a request body that must be one JSON object.
+std::optional<problem> parse_object(const std::string& text, json& body) {
   try {
     body = json::parse(text);
   } catch (const json::parse_error& e) {
-    r.error = problem{400, "Malformed JSON",
-                      "malformed JSON at byte " + std::to_string(e.byte) + ": "
-                        + e.what(),
-                      {}};
-    return r;
+    return problem{400, "Malformed JSON",
+                   "malformed JSON at byte " + std::to_string(e.byte) + ": "
+                     + e.what(),
+                   {}};
   }
-  if (!body.is_object()) {
-    r.error = problem{400, "Invalid body", "the body must be a JSON object", {}};
+  if (!body.is_object())
+    return problem{400, "Invalid body", "the body must be a JSON object", {}};
+  return std::nullopt;
+}
+
+} // namespace
+
+parsed_seed parse_seed(const std::string& text) {
+  parsed_seed r;
+  json body;
+  if ((r.error = parse_object(text, body)))
     return r;
-  }
+  for (auto& [key, value] : body.items())
+    if (key != "seed")
+      return {{}, bad_field(key, "unknown field")};
+  if ((r.error = take_string(body, "seed", r.seed)))
+    return r;
+  if (auto err = check_seeds(r.seed); !err.empty() || r.seed.empty())
+    r.error = bad_field("seed", err.empty() ? "expected HOST:PORT" : err);
+  return r;
+}
+
+std::string cluster_json(const cluster_view& view) {
+  auto members = json::array();
+  for (auto& m : view.members())
+    members.push_back({{"name", m.name},
+                       {"state", m.state},
+                       {"http_url", m.http_url},
+                       {"cluster_address", m.cluster_address.empty()
+                                             ? json(nullptr)
+                                             : json(m.cluster_address)},
+                       {"shards", m.shards}});
+  auto shards = json::array();
+  auto owners = view.shards();
+  for (size_t s = 0; s < owners.size(); ++s)
+    shards.push_back({{"shard", s},
+                      {"owner", owners[s].owner.empty()
+                                  ? json(nullptr)
+                                  : json(owners[s].owner)},
+                      {"epoch", owners[s].epoch}});
+  return json{{"self", view.self()}, {"members", members}, {"shards", shards}}
+    .dump();
+}
+
+parsed_user parse_user(const std::string& text, instant now) {
+  parsed_user r;
+  json body;
+  if ((r.error = parse_object(text, body)))
+    return r;
   for (auto& [key, value] : body.items()) {
     bool known = key == "first_name" || key == "last_name" || key == "email"
                  || key == "timezone" || find_occasion(key) != nullptr;
@@ -186,8 +235,8 @@ parsed_user parse_user(const std::string& text, instant now) {
   return r;
 }
 
-std::string user_view_json(const user_view& v) {
-  return user_json(v).dump();
+std::string user_view_json(const user_view& v, uint32_t shard_count) {
+  return user_json(v, shard_count).dump();
 }
 
 std::string deliveries_json(const std::vector<delivery_record>& list) {
@@ -198,10 +247,11 @@ std::string deliveries_json(const std::vector<delivery_record>& list) {
 }
 
 std::string users_page_json(const std::vector<user_view>& users,
-                            const std::string& next_cursor) {
+                            const std::string& next_cursor,
+                            uint32_t shard_count) {
   auto out = json::array();
   for (auto& v : users)
-    out.push_back(user_json(v));
+    out.push_back(user_json(v, shard_count));
   return json{{"users", out},
               {"next_cursor",
                next_cursor.empty() ? json(nullptr) : json(next_cursor)}}

@@ -9,6 +9,8 @@
 
 namespace chime {
 
+class cluster_view;
+
 struct user_view;
 struct delivery_record;
 
@@ -21,6 +23,17 @@ struct problem {
 };
 
 std::string problem_json(const problem& p);
+
+/// `{"seed": "HOST:PORT"}` of POST /v1/cluster:join, or the problem.
+struct parsed_seed {
+  std::string seed;
+  std::optional<problem> error;
+};
+parsed_seed parse_seed(const std::string& text);
+
+/// GET /v1/cluster: this node, the members, and every shard's owner and
+/// epoch as last read.
+std::string cluster_json(const cluster_view& view);
 
 /// A validated user, or the problem with the request body.
 struct parsed_user {
@@ -35,13 +48,14 @@ struct parsed_user {
 parsed_user parse_user(const std::string& body, instant now);
 
 /// The API's representation of a user (SPEC.md section 2).
-std::string user_view_json(const user_view& v);
+std::string user_view_json(const user_view& v, uint32_t shard_count);
 
 /// The API's representation of a list of deliveries.
 std::string deliveries_json(const std::vector<delivery_record>& list);
 
 /// A page of users with its next cursor.
 std::string users_page_json(const std::vector<user_view>& users,
-                            const std::string& next_cursor);
+                            const std::string& next_cursor,
+                            uint32_t shard_count);
 
 } // namespace chime

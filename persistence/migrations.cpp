@@ -69,6 +69,35 @@ CREATE INDEX deliveries_open ON deliveries (due_at_ms)
   WHERE status IN ('scheduled', 'handed_off', 'failed');
 CREATE INDEX deliveries_status ON deliveries (status, due_at_ms);
 )sql"},
+    // The cluster's coordination, as Orleans' SQL membership table and
+    // Temporal's shard range ids: times are the database's, so that nodes'
+    // clocks never decide who owns what.
+    {2, R"sql(
+CREATE TABLE cluster_members (
+  name text PRIMARY KEY,
+  state text NOT NULL CHECK (state IN ('joining', 'up', 'leaving', 'down')),
+  http_url text NOT NULL,
+  cluster_address text NOT NULL,
+  heartbeat_at timestamptz NOT NULL DEFAULT now(),
+  joined_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE shard_leases (
+  shard integer PRIMARY KEY,
+  owner text,
+  epoch bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
+  expires_at timestamptz NOT NULL DEFAULT '-infinity'
+);
+CREATE FUNCTION shard_epoch_never_back() RETURNS trigger AS $$
+BEGIN
+  IF NEW.epoch < OLD.epoch THEN
+    RAISE EXCEPTION 'shard % epoch went back from % to %', OLD.shard,
+      OLD.epoch, NEW.epoch;
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER shard_epoch_never_back BEFORE UPDATE ON shard_leases
+  FOR EACH ROW EXECUTE FUNCTION shard_epoch_never_back();
+)sql"},
   };
   return list;
 }
@@ -78,6 +107,9 @@ CREATE INDEX deliveries_status ON deliveries (status, due_at_ms);
 void migrate(pqxx::connection_base& conn) {
   {
     pqxx::work w{conn};
+    // Several connections of a node migrate at once: IF NOT EXISTS alone
+    // races on the table's type.
+    w.exec("SELECT pg_advisory_xact_lock(4242001)");
     w.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
            " version integer PRIMARY KEY,"
            " applied_at timestamptz NOT NULL DEFAULT now())");

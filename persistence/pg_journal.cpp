@@ -1,8 +1,10 @@
 #include "persistence/pg_journal.hpp"
 
+#include "actors/cluster_view.hpp"
+#include "actors/sharding.hpp"
+
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
-#include "actors/sharding.hpp"
 #include "persistence/migrations.hpp"
 #include "runtime/log.hpp"
 
@@ -40,8 +42,34 @@ struct queued_op {
   caf::response_promise promise;
 };
 
+/// The lease check of writes made for a shard: per row the shard and the
+/// epoch this node holds for it, and one SQL condition on them.
+struct fence {
+  std::shared_ptr<const cluster_view> view;
+  uint32_t shard_count = 256;
+
+  /// The node's name; empty when unfenced (the condition then holds).
+  std::string owner() const { return view ? view->self() : std::string{}; }
+
+  void add(std::string_view user_id, std::vector<std::string>& shards,
+           std::vector<std::string>& epochs) const {
+    auto shard = shard_of(user_id, shard_count);
+    shards.push_back(std::to_string(shard));
+    epochs.push_back(std::to_string(view ? view->held_epoch(shard) : 0));
+  }
+
+  /// True when `r.shard` and `r.epoch` name a lease this node ($owner)
+  /// holds now; always true when $owner is empty.
+  static std::string holds(int owner_param) {
+    auto p = "$" + std::to_string(owner_param);
+    return "(" + p + " = '' OR EXISTS (SELECT 1 FROM shard_leases l"
+           " WHERE l.shard = r.shard AND l.epoch = r.epoch AND l.owner = " + p
+           + "))";
+  }
+};
+
 using batch_fn = std::function<std::vector<caf::message>(
-  pqxx::transaction_base&, const std::vector<caf::message>&)>;
+  pqxx::transaction_base&, const std::vector<caf::message>&, const fence&)>;
 
 struct journal_state {
   pg_journal_options opts;
@@ -143,7 +171,8 @@ void flush(journal_actor* self) {
       std::vector<caf::message> requests;
       for (auto i : indices)
         requests.push_back(ops[i].request);
-      auto replies = batch_executors().at(kind)(tx, requests);
+      auto replies = batch_executors().at(kind)(
+        tx, requests, fence{st.opts.fence, st.opts.shard_count});
       for (size_t j = 0; j < indices.size(); ++j)
         results[indices[j]] = std::move(replies[j]);
     }
@@ -158,6 +187,8 @@ void flush(journal_actor* self) {
     fail_all(journal_errc::unavailable);
   }
   for (size_t i = 0; i < ops.size(); ++i) {
+    if (!errors[i] && results[i].match_elements<caf::error>())
+      errors[i] = results[i].get_as<caf::error>(0);
     if (errors[i])
       ops[i].promise.deliver(std::move(errors[i]));
     else
@@ -377,10 +408,13 @@ struct event_rows {
 /// every matching index row to its next instant, and only the moved ones get
 /// their delivery (idempotent by key). Replies true for recorded requests.
 std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
-                                     const std::vector<caf::message>& reqs) {
-  std::vector<std::string> users, occasions, dues, next_dues, next_dates;
+                                     const std::vector<caf::message>& reqs,
+                                     const fence& fn) {
+  std::vector<std::string> users, occasions, dues, next_dues, next_dates,
+    shards, epochs;
   for (auto& m : reqs) {
     auto& f = m.get_as<fire_request>(0);
+    fn.add(f.user_id, shards, epochs);
     users.push_back(f.user_id);
     occasions.push_back(f.due.occasion);
     dues.push_back(std::to_string(f.due.due_at_ms));
@@ -391,11 +425,14 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
   for (const auto& r : tx.exec_params(
          "UPDATE due_index d SET due_at_ms = r.next_due, local_date = r.next_date"
          " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],"
-         " $5::date[]) AS r(user_id, occasion, due, next_due, next_date)"
+         " $5::date[], $6::int[], $7::bigint[]) AS r(user_id, occasion, due,"
+         " next_due, next_date, shard, epoch)"
          " WHERE d.user_id = r.user_id AND d.occasion = r.occasion"
-         " AND d.due_at_ms = r.due RETURNING d.user_id, d.occasion",
+         " AND d.due_at_ms = r.due AND " + fence::holds(8)
+         + " RETURNING d.user_id, d.occasion",
          text_array(users), text_array(occasions), text_array(dues),
-         text_array(next_dues), text_array(next_dates)))
+         text_array(next_dues), text_array(next_dates), text_array(shards),
+         text_array(epochs), fn.owner()))
     moved.emplace(r[0].as<std::string>(), r[1].as<std::string>());
   std::vector<std::string> cols[10];
   event_rows events;
@@ -442,27 +479,33 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
 /// written with its outcome, one write per attempt instead of two.
 std::vector<caf::message>
 attempt_batch(pqxx::transaction_base& tx,
-              const std::vector<caf::message>& reqs) {
+              const std::vector<caf::message>& reqs, const fence& fn) {
   struct row {
     std::string status;
     uint32_t attempts;
     int64_t due_at_ms;
     bool user_alive;
+    bool leased;
     int64_t at_ms = 0;
     bool changed = false;
   };
-  std::vector<std::string> keys;
-  for (auto& m : reqs)
+  std::vector<std::string> keys, shards, epochs;
+  for (auto& m : reqs) {
     keys.push_back(m.get_as<std::string>(0));
+    fn.add(user_of_key(keys.back()), shards, epochs);
+  }
   std::map<std::string, row> rows;
   for (const auto& r : tx.exec_params(
-         "SELECT d.key, d.status, d.attempts, d.due_at_ms, u.id IS NOT NULL"
-         " FROM deliveries d LEFT JOIN users u ON u.id = d.user_id"
-         " WHERE d.key = ANY($1::text[])",
-         text_array(keys)))
+         "SELECT DISTINCT ON (d.key) d.key, d.status, d.attempts, d.due_at_ms,"
+         " u.id IS NOT NULL, " + fence::holds(4)
+         + " FROM unnest($1::text[], $2::int[], $3::bigint[])"
+           " AS r(key, shard, epoch) JOIN deliveries d ON d.key = r.key"
+           " LEFT JOIN users u ON u.id = d.user_id",
+         text_array(keys), text_array(shards), text_array(epochs),
+         fn.owner()))
     rows[r[0].as<std::string>()] = row{r[1].as<std::string>(),
                                        r[2].as<uint32_t>(), r[3].as<int64_t>(),
-                                       r[4].as<bool>()};
+                                       r[4].as<bool>(), r[5].as<bool>()};
   event_rows events;
   std::vector<caf::message> replies;
   for (auto& m : reqs) {
@@ -477,6 +520,12 @@ attempt_batch(pqxx::transaction_base& tx,
       continue;
     }
     auto& r = i->second;
+    if (!r.leased) {
+      // Not this node's to decide: its lease on the shard is gone.
+      v.status = "fenced";
+      replies.push_back(caf::make_message(v));
+      continue;
+    }
     bool open = r.status == "scheduled" || r.status == "handed_off"
                 || r.status == "failed";
     if (open && (!r.user_alive || now_ms - r.due_at_ms > catch_up_ms)) {
@@ -507,15 +556,48 @@ attempt_batch(pqxx::transaction_base& tx,
   return replies;
 }
 
+/// The keys among `reqs` (each request's keys as `keys_of` lists them) whose
+/// shard lease this node no longer holds under the epoch it believes.
+template <class KeysOf>
+std::set<std::string> fenced_keys(pqxx::transaction_base& tx,
+                                  const std::vector<caf::message>& reqs,
+                                  const fence& fn, KeysOf keys_of) {
+  std::set<std::string> out;
+  if (!fn.view)
+    return out;
+  std::vector<std::string> keys, shards, epochs;
+  for (auto& m : reqs)
+    for (auto& k : keys_of(m)) {
+      fn.add(user_of_key(k), shards, epochs);
+      keys.push_back(std::move(k));
+    }
+  for (const auto& r : tx.exec_params(
+         "SELECT r.key FROM unnest($1::text[], $2::int[], $3::bigint[])"
+         " AS r(key, shard, epoch) WHERE NOT " + fence::holds(4),
+         text_array(keys), text_array(shards), text_array(epochs),
+         fn.owner()))
+    out.insert(r[0].as<std::string>());
+  return out;
+}
+
 /// Records outcomes. Only an open delivery changes: a sent one never becomes
 /// open again, and of two outcomes for one key in a batch, `sent` wins.
 std::vector<caf::message>
 outcome_batch(pqxx::transaction_base& tx,
-              const std::vector<caf::message>& reqs) {
+              const std::vector<caf::message>& reqs, const fence& fn) {
+  auto fenced = fenced_keys(tx, reqs, fn, [](const caf::message& m) {
+    return std::vector<std::string>{m.get_as<delivery_outcome>(0).key};
+  });
   std::map<std::string, delivery_outcome> last;
   event_rows events;
+  std::vector<caf::message> replies;
   for (auto& m : reqs) {
     auto& o = m.get_as<delivery_outcome>(0);
+    if (fenced.count(o.key) > 0) {
+      replies.push_back(caf::make_message(make_error(journal_errc::fenced)));
+      continue;
+    }
+    replies.push_back(caf::make_message(caf::ok_atom::value));
     auto i = last.find(o.key);
     if (i == last.end() || i->second.status != "sent")
       last[o.key] = o;
@@ -542,8 +624,7 @@ outcome_batch(pqxx::transaction_base& tx,
                  text_array(k), text_array(s), text_array(e), text_array(t),
                  text_array(a));
   events.insert(tx);
-  return std::vector<caf::message>(reqs.size(),
-                                   caf::make_message(caf::ok_atom::value));
+  return replies;
 }
 
 /// Marks confirmed deliveries handed off. Only one still waiting for its
@@ -551,12 +632,16 @@ outcome_batch(pqxx::transaction_base& tx,
 /// the confirm) stays as it is.
 std::vector<caf::message>
 handed_batch(pqxx::transaction_base& tx,
-             const std::vector<caf::message>& reqs) {
+             const std::vector<caf::message>& reqs, const fence& fn) {
+  auto fenced = fenced_keys(tx, reqs, fn, [](const caf::message& m) {
+    return m.get_as<std::vector<std::string>>(0);
+  });
   std::vector<std::string> keys;
   int64_t at_ms = 0;
   for (auto& m : reqs) {
-    auto& ks = m.get_as<std::vector<std::string>>(0);
-    keys.insert(keys.end(), ks.begin(), ks.end());
+    for (auto& k : m.get_as<std::vector<std::string>>(0))
+      if (fenced.count(k) == 0)
+        keys.push_back(k);
     at_ms = std::max(at_ms, m.get_as<int64_t>(1));
   }
   // A join on unnest(), not key = ANY(...): with ANY the planner also
@@ -643,14 +728,23 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
       // Claims what it returns (touched now), so that a delivery stuck for
       // long (an email outage) is republished once per period, not at
       // every sweep.
+      // In a cluster, only the shards this node holds are its to sweep.
+      auto fn = fence{self->state.opts.fence, self->state.opts.shard_count};
+      std::vector<std::string> held;
+      if (fn.view)
+        for (auto s : fn.view->held())
+          held.push_back(std::to_string(s));
       return enqueue(self, [=](pqxx::transaction_base& tx) {
         auto out = select_deliveries(
           tx,
-          "key IN (SELECT key FROM deliveries WHERE (status = 'scheduled'"
+          "key IN (SELECT key FROM deliveries WHERE ((status = 'scheduled'"
           " AND updated_at_ms < $1) OR (status IN ('handed_off', 'failed')"
-          " AND updated_at_ms < $2) ORDER BY due_at_ms LIMIT $3"
+          " AND updated_at_ms < $2)) AND ($4 = '' OR EXISTS (SELECT 1 FROM"
+          " due_index x WHERE x.user_id = deliveries.user_id"
+          " AND x.shard = ANY($5::int[]))) ORDER BY due_at_ms LIMIT $3"
           " FOR UPDATE) ORDER BY due_at_ms",
-          scheduled_before_ms, open_before_ms, limit);
+          scheduled_before_ms, open_before_ms, limit, fn.owner(),
+          text_array(held));
         std::vector<std::string> keys;
         for (auto& d : out)
           keys.push_back(d.key);

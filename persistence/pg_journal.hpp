@@ -3,14 +3,22 @@
 #include <caf/fwd.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace chime {
+
+class cluster_view;
 
 struct pg_journal_options {
   std::string url;
   uint32_t shard_count = 256;
   uint32_t batch_max = 512; ///< writes committed in one transaction at most
+  /// The node's leases: every write made for a shard (fire, hand-off,
+  /// attempt, outcome) carries the epoch this node holds for it and is
+  /// refused (journal_errc::fenced) unless the lease table still has that
+  /// epoch with this node as owner. Null: unfenced (tests of the journal).
+  std::shared_ptr<const cluster_view> fence;
 };
 
 /// Spawns the PostgreSQL journal: a detached actor (its own thread, since

@@ -28,6 +28,11 @@ public:
     return i == actors_.end() ? caf::actor{} : i->second;
   }
 
+  void erase(const std::string& name) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    actors_.erase(name);
+  }
+
   void clear() {
     std::lock_guard<std::mutex> guard{mtx_};
     actors_.clear();

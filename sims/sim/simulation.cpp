@@ -139,6 +139,9 @@ void simulation::start_node(uint32_t i) {
   ctx->dir = std::make_shared<directory>();
   ctx->monotonic = [e = &e_] { return e->monotonic(); };
   ctx->seed = e_.rng();
+  // A static split of the shards, unfenced: the simulator has no
+  // membership or leases yet.
+  ctx->cluster = nullptr;
   ctx->owned_shards.clear();
   for (uint32_t s = 0; s < ctx->shard_count; ++s)
     if (s % opts_.nodes == i)
