@@ -1,5 +1,7 @@
 #pragma once
 
+#include "actors/protocol.hpp"
+
 #include <caf/actor.hpp>
 
 #include <chrono>
@@ -11,21 +13,6 @@
 #include <vector>
 
 namespace chime {
-
-/// One member of the cluster as the membership table shows it.
-struct member_info {
-  std::string name;
-  std::string state; ///< joining | up | leaving | down
-  std::string http_url;
-  std::string cluster_address; ///< host:port of its middleman
-  uint32_t shards = 0;
-};
-
-/// One shard's lease as the lease table shows it.
-struct shard_owner {
-  std::string owner; ///< empty: free
-  uint64_t epoch = 0;
-};
 
 /// What this node knows of its cluster: the leases it holds (epoch and the
 /// deadline on its own monotonic clock before which it may act for the

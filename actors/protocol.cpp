@@ -37,6 +37,13 @@ void add_chime_types(caf::actor_system_config& cfg) {
     .add_message_type<receipt>("receipt")
     .add_message_type<std::vector<std::string>>("std::vector<std::string>")
     .add_message_type<journal_stats>("journal_stats")
+    .add_message_type<member_info>("member_info")
+    .add_message_type<std::vector<member_info>>("std::vector<member_info>")
+    .add_message_type<shard_owner>("shard_owner")
+    .add_message_type<std::vector<shard_owner>>("std::vector<shard_owner>")
+    .add_message_type<shard_lease>("shard_lease")
+    .add_message_type<std::vector<shard_lease>>("std::vector<shard_lease>")
+    .add_message_type<std::vector<uint32_t>>("std::vector<uint32_t>")
     .add_error_category(caf::atom("journal"),
                         [](uint8_t code, caf::atom_value, const caf::message&) {
                           return "journal: "

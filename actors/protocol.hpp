@@ -52,7 +52,54 @@ using hello_atom = caf::atom_constant<caf::atom("hello")>;   // (name) -> nonce:
 using join_atom = caf::atom_constant<caf::atom("join")>;     // (name, http, addr, nonce, client nonce, mac) -> proof ("" refused); (seed) from the API
 using leave_atom = caf::atom_constant<caf::atom("leave")>;   // () -> ok once every lease is released
 using release_atom = caf::atom_constant<caf::atom("release")>; // (shards): their sends ended, release the leases
-using gone_atom = caf::atom_constant<caf::atom("gone")>;     // (peer name): its connection closed
+using connect_atom = caf::atom_constant<caf::atom("connect")>; // transport: (address) -> caf::actor, the peer's membership actor
+// -- coordination seam (membership and leases; PostgreSQL or in memory) ----------
+// Every request names the requesting node (a partition refuses it). Times
+// (heartbeats, lease expiries) are the store's own.
+using member_atom = caf::atom_constant<caf::atom("member")>;   // (member_info) -> ok: insert or update, heartbeat now
+using beat_atom = caf::atom_constant<caf::atom("beat")>;       // (name, state) -> bool: heartbeat, false when no row
+using members_atom = caf::atom_constant<caf::atom("members")>; // (name, lease_ms) -> vector<member_info>, stale ones marked down first
+using renew_atom = caf::atom_constant<caf::atom("renew")>;     // (name, vector<shard_lease>, lease_ms) -> vector<shard_lease> renewed
+using acquire_atom = caf::atom_constant<caf::atom("acquire")>; // (name, shards, lease_ms) -> vector<shard_lease> taken (epoch + 1)
+using leases_atom = caf::atom_constant<caf::atom("leases")>;   // (name, shard_count) -> vector<shard_owner> (owner empty: free or expired)
+// (release_atom, name, vector<shard_lease>) -> ok: owner cleared where the epoch still matches
+
+/// One member of the cluster as the membership table shows it.
+struct member_info {
+  std::string name;
+  std::string state; ///< joining | up | leaving | down
+  std::string http_url;
+  std::string cluster_address; ///< host:port of its middleman
+  uint32_t shards = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_info& x) {
+  return f(caf::meta::type_name("member_info"), x.name, x.state, x.http_url,
+           x.cluster_address, x.shards);
+}
+
+/// One shard's lease as the lease table shows it.
+struct shard_owner {
+  std::string owner; ///< empty: free
+  uint64_t epoch = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_owner& x) {
+  return f(caf::meta::type_name("shard_owner"), x.owner, x.epoch);
+}
+
+/// A lease a node holds: the shard and its epoch.
+struct shard_lease {
+  uint32_t shard = 0;
+  uint64_t epoch = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_lease& x) {
+  return f(caf::meta::type_name("shard_lease"), x.shard, x.epoch);
+}
 // Broker receipts: a consumer sends (deliver_atom, record, receipt) and gets
 // (ack_atom, receipt) or (nack_atom, receipt, requeue) back.
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;

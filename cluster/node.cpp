@@ -10,6 +10,7 @@
 #include "net/amqp_handoff.hpp"
 #include "net/email_client.hpp"
 #include "net/http_api.hpp"
+#include "persistence/pg_coordination.hpp"
 #include "persistence/pg_journal.hpp"
 #include "runtime/log.hpp"
 #include "runtime/signals.hpp"
@@ -102,7 +103,6 @@ namespace {
 
 membership_options membership_of(const settings& cfg, const node_context& ctx) {
   membership_options m;
-  m.database_url = cfg.database_url;
   m.name = cfg.node_name;
   m.http_url = "http://" + cfg.http_bind + ":" + std::to_string(cfg.http_port);
   if (cfg.cluster_port != 0)
@@ -142,6 +142,13 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
     return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.dead_queue,
                                dead_letters_name);
   }));
+  children.push_back(registered(coordination_name, ctx, [cfg](auto& sys) {
+    return spawn_pg_coordination(sys, cfg.database_url, cfg.shard_count);
+  }));
+  if (cfg.cluster_port != 0)
+    children.push_back(registered(transport_name, ctx, [](auto& sys) {
+      return spawn_middleman_transport(sys);
+    }));
   children.push_back(registered(membership_name, ctx, [ctx, cfg](auto& sys) {
     return spawn_membership(sys, ctx, membership_of(cfg, *ctx));
   }));
