@@ -161,9 +161,9 @@ std::string rendezvous_owner(uint32_t shard,
   std::string best;
   uint64_t best_score = 0;
   for (auto& m : members) {
-    // A final mix over FNV-1a, so that similar names ("n1", "n2") do
-    // not score alike.
-    uint64_t h = fnv1a(m + ":" + std::to_string(shard));
+    // The member's FNV-1a and the shard through a final mix (splitmix64),
+    // so that similar names ("n1", "n2") do not score alike.
+    uint64_t h = fnv1a(m) ^ ((uint64_t{shard} + 1) * 0x9e3779b97f4a7c15ull);
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;

@@ -72,7 +72,7 @@ public:
   // -- rate and lifecycle -------------------------------------------------------
 
   /// This node's share of the cluster's email rate (per second; 0: none
-  /// configured, unlimited).
+  /// configured, unlimited; negative: none yet, send nothing).
   void set_rate_share(double rate);
   double rate_share() const;
 

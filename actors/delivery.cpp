@@ -30,6 +30,7 @@ struct job {
   delivery_record d;
   std::optional<receipt> from;
   std::optional<caf::response_promise> forwarded;
+  uint32_t reroutes = 0; ///< times it found no owner to go to
 };
 
 /// A forwarding peer's verdicts on a delivery it holds the message of.
@@ -118,10 +119,12 @@ void finish(delivery_actor* self, job& j, caf::actor mailer, bool retrying) {
 /// shards whose lease it holds now (checked on its own monotonic clock).
 bool ours(const delivery_state& st, const delivery_record& d) {
   auto& cluster = st.ctx->cluster;
-  return !cluster
-         || cluster->valid_epoch(shard_of(d.user_id, st.ctx->shard_count),
-                                 st.ctx->monotonic())
-              != 0;
+  if (!cluster)
+    return true;
+  auto shard = shard_of(d.user_id, st.ctx->shard_count);
+  if (st.ctx->broken.no_fencing)
+    return cluster->held_epoch(shard) != 0;
+  return cluster->valid_epoch(shard, st.ctx->monotonic()) != 0;
 }
 
 /// Sends a delivery that is not this node's to its shard's owner, which
@@ -147,9 +150,13 @@ void route(delivery_actor* self, job j, bool later) {
                 ? caf::actor{}
                 : cluster.peer(owner, delivery_name);
   if (later || !peer || !j.from) {
-    self->delayed_send(self, std::chrono::milliseconds{500}, route_atom::value,
-                       std::move(j.d), j.from.value_or(receipt{}),
-                       j.from.has_value());
+    // Backing off to about a membership round: an owner may be away for a
+    // lease or longer, and a new one shows up at a round.
+    auto delay = std::min<millis>(millis{int64_t{100} << std::min(j.reroutes, 10u)},
+                                  st.ctx->reroute_max);
+    self->delayed_send(self, delay, route_atom::value, std::move(j.d),
+                       j.from.value_or(receipt{}), j.from.has_value(),
+                       j.reroutes + 1);
     return;
   }
   if (st.monitored.insert(peer.address()).second)
@@ -348,7 +355,14 @@ void pump(delivery_actor* self) {
   auto& st = self->state;
   if (st.ctx->cluster && st.ctx->cluster->rate_share() != st.rate) {
     st.rate = st.ctx->cluster->rate_share();
-    st.limiter->set_rate(st.rate * 0.99, st.ctx->monotonic());
+    st.limiter->set_rate(std::max(st.rate, 0.0) * 0.99, st.ctx->monotonic());
+  }
+  if (st.rate < 0 && !st.queue.empty()) {
+    // Just up in a cluster under a rate limit: the others have not yet
+    // given this node its share of the limit.
+    wake_in(self, std::chrono::milliseconds{200});
+    st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
+    return;
   }
   while (!st.draining && !st.queue.empty() && !st.idle_mailers.empty()) {
     auto now = st.ctx->monotonic();
@@ -432,7 +446,8 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
   // with some jitter, and the limit must hold in every second it counts.
   st.rate = st.ctx->cluster ? st.ctx->cluster->rate_share()
                            : st.ctx->email_rate_per_s;
-  st.limiter.emplace(st.rate * 0.99, st.ctx->email_burst, st.ctx->monotonic());
+  st.limiter.emplace(std::max(st.rate, 0.0) * 0.99, st.ctx->email_burst,
+                     st.ctx->monotonic());
   st.breaker.emplace(st.ctx->breaker_failures_max, st.ctx->breaker_cooldown);
   self->set_down_handler(
     [self](caf::down_msg& msg) { owner_down(self, msg.source); });
@@ -451,8 +466,10 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
       accept(self, job{std::move(d), std::nullopt, rp});
       return rp;
     },
-    [=](route_atom, delivery_record& d, receipt& r, bool has_receipt) {
-      accept(self, job{std::move(d), maybe(r, has_receipt), std::nullopt});
+    [=](route_atom, delivery_record& d, receipt& r, bool has_receipt,
+        uint32_t reroutes) {
+      accept(self, job{std::move(d), maybe(r, has_receipt), std::nullopt,
+                       reroutes});
     },
     [=](submit_atom, delivery_record& d) {
       accept(self, job{std::move(d), std::nullopt, std::nullopt});

@@ -56,11 +56,15 @@ struct node_context {
   /// republished by the outbox sweeper, which runs every sweep interval.
   millis outbox_grace{10000};
   std::chrono::milliseconds outbox_sweep_interval{2000}; ///< real time
+  /// The longest wait before a delivery with no owner to go to (a takeover
+  /// in progress) is looked at again: about a membership round.
+  std::chrono::milliseconds reroute_max{1000};
   /// Test-only: each switch breaks one guarantee on purpose, so that the
   /// simulator's checker can be shown to catch it. Never set by a node.
   struct {
     bool no_outbox_sweeper = false; ///< lost handoffs are never republished
     bool no_recheck = false; ///< send without asking the journal if owed
+    bool no_fencing = false; ///< send for any shard held, whatever its lease
   } broken;
 };
 

@@ -1,5 +1,8 @@
 #include "actors/user_commands.hpp"
 
+#include "actors/cluster_view.hpp"
+#include "actors/errc.hpp"
+
 #include "actors/protocol.hpp"
 #include "actors/sharding.hpp"
 #include "runtime/metrics.hpp"
@@ -65,6 +68,16 @@ user_view replaced(const node_context& ctx, const user_view& old,
   return v;
 }
 
+/// In a cluster, only the owner of a user's shard changes the user: a
+/// command that reached another node (routed on a stale view) is refused,
+/// and the caller routes it again.
+bool owner_here(const node_context& ctx, const std::string& user_id) {
+  return !ctx.cluster
+         || ctx.cluster->valid_epoch(shard_of(user_id, ctx.shard_count),
+                                     ctx.monotonic())
+              != 0;
+}
+
 caf::actor shard_for(const node_context& ctx, const std::string& user_id) {
   return ctx.dir->get(shard_name(shard_of(user_id, ctx.shard_count)));
 }
@@ -89,6 +102,10 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
   return {
     [=](create_atom, user_record& u) {
       auto rp = self->make_response_promise<user_view>();
+      if (!owner_here(*self->state.ctx, u.id)) {
+        rp.deliver(make_error(journal_errc::fenced));
+        return rp;
+      }
       auto now = self->state.ctx->clock->now();
       user_view v;
       v.user = std::move(u);
@@ -102,6 +119,10 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
     [=](replace_atom, user_record& u) {
       auto rp = self->make_response_promise<user_view>();
       auto& ctx = *self->state.ctx;
+      if (!owner_here(ctx, u.id)) {
+        rp.deliver(make_error(journal_errc::fenced));
+        return rp;
+      }
       self->request(ctx.dir->get(journal_name), journal_timeout,
                     read_atom::value, u.id)
         .then(
@@ -116,6 +137,10 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
     [=](remove_atom, const std::string& id) {
       auto rp = self->make_response_promise<caf::ok_atom>();
       auto& ctx = *self->state.ctx;
+      if (!owner_here(ctx, id)) {
+        rp.deliver(make_error(journal_errc::fenced));
+        return rp;
+      }
       self->request(ctx.dir->get(journal_name), journal_timeout,
                     remove_atom::value, id, to_ms(ctx.clock->now()))
         .then(

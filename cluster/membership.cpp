@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -55,6 +56,9 @@ struct membership_state {
   std::map<std::string, std::string> challenges;
   std::map<uint32_t, uint64_t> releasing; ///< shard -> epoch given away
   std::set<std::string> watching;
+  /// When this node first saw itself up; it sends under a rate limit only a
+  /// round later, once the others have seen it and lowered their shares.
+  std::optional<steady::time_point> up_since;
   std::map<caf::actor_addr, std::string> peer_of;
   std::vector<caf::response_promise> leaves;
   std::string problem;
@@ -64,9 +68,8 @@ struct membership_state {
   caf::actor store() const { return ctx->dir->get(coordination_name); }
   caf::actor transport() const { return ctx->dir->get(transport_name); }
   std::chrono::milliseconds tick() const {
-    return std::clamp<std::chrono::milliseconds>(
-      opts.lease / 6, std::chrono::milliseconds{200},
-      std::chrono::milliseconds{2000});
+    return std::max<std::chrono::milliseconds>(opts.lease / 6,
+                                               std::chrono::milliseconds{200});
   }
   std::chrono::milliseconds wait() const { return opts.lease / 3; }
   int64_t lease_ms() const { return opts.lease.count(); }
@@ -303,9 +306,19 @@ void balance(membership_actor* self, std::vector<member_info> members) {
   for (auto& m : members)
     if (m.state == "up")
       up.push_back(m.name);
-  if (st.opts.email_rate_total > 0)
-    st.view().set_rate_share(st.opts.email_rate_total
-                             / static_cast<double>(std::max<size_t>(1, up.size())));
+  bool self_up_now = std::count(up.begin(), up.end(), st.opts.name) > 0;
+  if (!self_up_now)
+    st.up_since.reset();
+  else if (!st.up_since)
+    st.up_since = st.ctx->monotonic();
+  if (st.opts.email_rate_total > 0) {
+    bool settled = st.up_since
+                   && st.ctx->monotonic() - *st.up_since >= st.tick();
+    st.view().set_rate_share(
+      settled ? st.opts.email_rate_total
+                  / static_cast<double>(std::max<size_t>(1, up.size()))
+              : -1);
+  }
   std::vector<shard_lease> leases;
   for (auto& [s, e] : st.view().leases())
     leases.push_back({s, e});
@@ -425,6 +438,8 @@ void members_and_balance(membership_actor* self) {
 
 void round(membership_actor* self) {
   auto& st = self->state;
+  if (st.view().left())
+    return; // gone: no heartbeat may bring the row back
   if (st.in_round) {
     st.round_again = true;
     return;

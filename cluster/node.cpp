@@ -79,6 +79,8 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   // come with leases.
   ctx->cluster = std::make_shared<cluster_view>(cfg.node_name, cfg.shard_count);
   ctx->cluster->set_rate_share(cfg.email_rate_per_s);
+  ctx->reroute_max = std::max<millis>(std::chrono::seconds{cfg.lease_s} / 6,
+                                      millis{500});
   ctx->delivery_concurrency_max = cfg.delivery_concurrency_max;
   ctx->delivery_attempts_max = cfg.delivery_attempts_max;
   ctx->backoff_base = millis{cfg.backoff_base_ms};

@@ -39,6 +39,11 @@ problem journal_problem(const caf::error& err) {
   if (is(err, journal_errc::conflict))
     return {409, "Conflict", "field 'email': already used by another user",
             "email"};
+  if (is(err, journal_errc::fenced))
+    return {503, "Unavailable",
+            "the node that owned this user's shard no longer does (shards"
+            " are moving); retry",
+            {}};
   return {503, "Unavailable", "the journal is unavailable; retry later", {}};
 }
 

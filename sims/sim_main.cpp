@@ -24,7 +24,7 @@ constexpr const char* usage = R"(usage: chime-sim [flags]
   --nodes N         nodes sharing the journal and broker (default 1)
   --traffic F       creates, updates and deletes per user per day (default 0.004)
   --rate N          email requests per second, cluster-wide (default 50)
-  --break X         test only: no-outbox-sweeper | no-recheck
+  --break X         test only: no-outbox-sweeper | no-recheck | no-fencing
   --fail-fast       with --seeds or --soak-s: stop at the first failing seed
   --trace           print every trace event
 )";
@@ -115,8 +115,9 @@ int main(int argc, char** argv) {
         return bad("none, default or harsh");
       opts.faults = value;
     } else if (flag == "--break") {
-      if (value != "no-outbox-sweeper" && value != "no-recheck")
-        return bad("no-outbox-sweeper or no-recheck");
+      if (value != "no-outbox-sweeper" && value != "no-recheck"
+          && value != "no-fencing")
+        return bad("no-outbox-sweeper, no-recheck or no-fencing");
       opts.broken = value;
     } else if (flag == "--traffic") {
       try {
@@ -143,7 +144,9 @@ int main(int argc, char** argv) {
               << "\noccurrences_checked " << r.occurrences_checked
               << "\nexpired " << r.expired << "\ntrace_events "
               << r.trace_events << "\nduplicates_in_crash_window "
-              << r.duplicates_in_crash_window << "\nviolations " << r.violations
+              << r.duplicates_in_crash_window << "\nduplicates_in_fence_window "
+              << r.duplicates_in_fence_window << "\ntakeover_checks "
+              << r.takeover_checks << "\nviolations " << r.violations
               << "\ntrace_hash " << hex(r.trace_hash) << "\nelapsed_s "
               << r.elapsed_s << "\n";
     if (r.violations > 0)
@@ -154,7 +157,7 @@ int main(int argc, char** argv) {
   auto first = range ? range->first : opts.seed;
   auto last = range ? range->second : UINT64_MAX;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{soak_s};
-  uint64_t runs = 0, failed = 0, dups = 0;
+  uint64_t runs = 0, failed = 0, dups = 0, fence_dups = 0;
   for (auto seed = first; seed <= last; ++seed) {
     if (soak_s > 0 && std::chrono::steady_clock::now() >= deadline)
       break;
@@ -162,9 +165,11 @@ int main(int argc, char** argv) {
     auto r = chime::sim::run_simulation(opts);
     ++runs;
     dups += r.duplicates_in_crash_window;
+    fence_dups += r.duplicates_in_fence_window;
     std::cout << "seed " << seed << " trace_hash " << hex(r.trace_hash)
               << " violations " << r.violations << " duplicates_in_crash_window "
-              << r.duplicates_in_crash_window << " delivered " << r.delivered
+              << r.duplicates_in_crash_window << " duplicates_in_fence_window "
+              << r.duplicates_in_fence_window << " delivered " << r.delivered
               << " checked " << r.occurrences_checked << "\n";
     if (r.violations > 0) {
       ++failed;
@@ -174,7 +179,8 @@ int main(int argc, char** argv) {
     }
   }
   std::cout << "runs " << runs << "\nfailed_runs " << failed
-            << "\nduplicates_in_crash_window " << dups << "\nviolations "
+            << "\nduplicates_in_crash_window " << dups
+            << "\nduplicates_in_fence_window " << fence_dups << "\nviolations "
             << (failed > 0 ? "some" : "0") << "\n";
   return failed > 0 ? 1 : 0;
 }

@@ -7,7 +7,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <algorithm>
 #include <functional>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -86,6 +88,22 @@ struct env {
   int64_t journal_slow_until_ms = 0;
   int64_t broker_down_until_ms = 0;
   int64_t email_down_until_ms = 0;
+  /// Partitions: a node cut off from the database (journal and
+  /// coordination store), and two nodes cut off from each other, until then.
+  std::map<std::string, int64_t> db_cut_until_ms;
+  std::map<std::pair<std::string, std::string>, int64_t> link_cut_until_ms;
+
+  bool db_reachable(const std::string& node) const {
+    auto now = now_ms();
+    if (now < journal_down_until_ms)
+      return false;
+    auto i = db_cut_until_ms.find(node);
+    return i == db_cut_until_ms.end() || now >= i->second;
+  }
+  bool linked(const std::string& a, const std::string& b) const {
+    auto i = link_cut_until_ms.find(std::minmax(a, b));
+    return i == link_cut_until_ms.end() || now_ms() >= i->second;
+  }
 
   /// Chime's time: `start` plus the virtual time elapsed.
   instant now() const;

@@ -64,11 +64,14 @@ caf::actor spawn_email_service(caf::actor_system& sys,
 }
 
 caf::actor spawn_memory_mailer(caf::actor_system& sys, caf::actor service,
-                               std::string owner) {
-  return sys.spawn([service, owner](caf::event_based_actor* self) {
+                               std::string owner,
+                               std::function<void(const std::string&)> on_send) {
+  return sys.spawn([service, owner, on_send](caf::event_based_actor* self) {
     return caf::behavior{
       [=](send_atom a, std::string& email, std::string& message,
           std::string& key) {
+        if (on_send)
+          on_send(key);
         return self->delegate(service, a, std::move(email),
                               std::move(message), std::move(key), owner);
       },

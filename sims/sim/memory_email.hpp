@@ -3,6 +3,7 @@
 #include <caf/fwd.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,8 +37,11 @@ caf::actor spawn_email_service(caf::actor_system& sys,
                                std::shared_ptr<email_ledger> ledger, env* e);
 
 /// Spawns one mailer (the seam) of the node incarnation `owner`: it passes
-/// each request on to `service`, which answers the sender directly.
+/// each request on to `service`, which answers the sender directly, after
+/// showing its key to `on_send` (the checker's look at who sends).
 caf::actor spawn_memory_mailer(caf::actor_system& sys, caf::actor service,
-                               std::string owner);
+                               std::string owner,
+                               std::function<void(const std::string&)> on_send
+                               = nullptr);
 
 } // namespace chime::sim

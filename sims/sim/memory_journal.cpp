@@ -1,5 +1,8 @@
 #include "sims/sim/memory_journal.hpp"
 
+#include "actors/cluster_view.hpp"
+#include "sims/sim/memory_coordination.hpp"
+
 #include "actors/errc.hpp"
 #include "actors/sharding.hpp"
 #include "sims/sim/env.hpp"
@@ -17,6 +20,16 @@ namespace {
 struct journal_state {
   std::shared_ptr<journal_store> store;
   env* e = nullptr;
+  journal_fence fence;
+
+  /// True when a write for `user_id`'s shard must be refused.
+  bool fenced(std::string_view user_id) const {
+    if (!fence.view || !fence.leases)
+      return false;
+    auto shard = shard_of(user_id, store->shard_count);
+    return !fence.leases->holds(shard, fence.view->held_epoch(shard),
+                                fence.view->self());
+  }
   deferred_replies later;
   static inline const char* name = "chime.sim.journal";
 };
@@ -90,7 +103,8 @@ template <class T>
 caf::result<T> answer(journal_actor* self, std::function<caf::expected<T>()> op) {
   auto& e = *self->state.e;
   auto now = e.now_ms();
-  if (now < e.journal_down_until_ms)
+  auto& view = self->state.fence.view;
+  if (now < e.journal_down_until_ms || (view && !e.db_reachable(view->self())))
     return make_error(journal_errc::unavailable);
   auto result = op();
   millis delay{0};
@@ -214,9 +228,11 @@ void outcome(journal_store& s, const delivery_outcome& o) {
 }
 
 caf::behavior memory_journal(journal_actor* self,
-                             std::shared_ptr<journal_store> store, env* e) {
+                             std::shared_ptr<journal_store> store, env* e,
+                             journal_fence fence) {
   self->state.store = std::move(store);
   self->state.e = e;
+  self->state.fence = std::move(fence);
   auto trace = [self](std::string_view op, std::string_view detail) {
     auto& e = *self->state.e;
     e.trace.add(e.now_ms(), op, detail);
@@ -297,20 +313,27 @@ caf::behavior memory_journal(journal_actor* self,
     },
     [=](fire_atom, fire_request& f) {
       return answer<bool>(self, [=]() -> caf::expected<bool> {
-        bool recorded = fire(*self->state.store, f);
+        bool recorded = !self->state.fenced(f.user_id)
+                        && fire(*self->state.store, f);
         trace("journal.fire", f.delivery.key + (recorded ? " recorded" : " stale"));
         return recorded;
       });
     },
     [=](attempt_atom, std::string& key, int64_t now_ms, int64_t catch_up_ms) {
       return answer<attempt_verdict>(self, [=]() -> caf::expected<attempt_verdict> {
-        auto v = attempt(*self->state.store, key, now_ms, catch_up_ms);
+        auto v = self->state.fenced(user_of_key(key))
+                   ? attempt_verdict{false, 0, "fenced"}
+                   : attempt(*self->state.store, key, now_ms, catch_up_ms);
         trace("journal.attempt", key + " " + v.status);
         return v;
       });
     },
     [=](outcome_atom, delivery_outcome& o) {
       return answer<caf::ok_atom>(self, [=]() -> caf::expected<caf::ok_atom> {
+        if (self->state.fenced(user_of_key(o.key))) {
+          trace("journal.outcome", o.key + " fenced");
+          return make_error(journal_errc::fenced);
+        }
         outcome(*self->state.store, o);
         trace("journal.outcome", o.key + " " + o.status);
         return caf::ok_atom::value;
@@ -321,7 +344,8 @@ caf::behavior memory_journal(journal_actor* self,
         auto& s = *self->state.store;
         for (auto& key : keys) {
           auto i = s.deliveries.find(key);
-          if (i != s.deliveries.end() && i->second.rec.status == "scheduled") {
+          if (i != s.deliveries.end() && i->second.rec.status == "scheduled"
+              && !self->state.fenced(user_of_key(key))) {
             i->second.rec.status = "handed_off";
             i->second.updated_at_ms = at_ms;
           }
@@ -336,8 +360,15 @@ caf::behavior memory_journal(journal_actor* self,
         self, [=]() -> caf::expected<std::vector<delivery_record>> {
           std::vector<delivery_record> out;
           auto& s = *self->state.store;
+          auto& fence = self->state.fence;
+          std::vector<bool> held(s.shard_count, false);
+          if (fence.view)
+            for (auto shard : fence.view->held())
+              held[shard] = true;
           for (auto& key : s.open) {
             auto& d = s.deliveries.at(key);
+            if (fence.view && !held[shard_of(d.rec.user_id, s.shard_count)])
+              continue; // in a cluster, a node sweeps only its own shards
             auto& st = d.rec.status;
             if ((st == "scheduled" && d.updated_at_ms < scheduled_before_ms)
                 || ((st == "handed_off" || st == "failed")
@@ -404,8 +435,9 @@ caf::behavior memory_journal(journal_actor* self,
 } // namespace
 
 caf::actor spawn_memory_journal(caf::actor_system& sys,
-                                std::shared_ptr<journal_store> store, env* e) {
-  return sys.spawn(memory_journal, std::move(store), e);
+                                std::shared_ptr<journal_store> store, env* e,
+                                journal_fence fence) {
+  return sys.spawn(memory_journal, std::move(store), e, std::move(fence));
 }
 
 } // namespace chime::sim

@@ -9,9 +9,21 @@
 #include <unordered_map>
 #include <vector>
 
+namespace chime {
+class cluster_view;
+}
+
 namespace chime::sim {
 
 struct env;
+struct lease_store;
+
+/// A node's fence on its journal writes (as pg_journal's): the leases it
+/// holds, checked against the lease table. Empty: unfenced.
+struct journal_fence {
+  std::shared_ptr<const cluster_view> view;
+  std::shared_ptr<const lease_store> leases;
+};
 
 struct stored_delivery {
   delivery_record rec;
@@ -38,7 +50,13 @@ struct journal_store {
 /// fails with journal_errc::unavailable and changes nothing; while it is
 /// slow, replies come late (after the change is made, like a commit whose
 /// acknowledgement is delayed).
+///
+/// With a fence (a node of a cluster), a node cut off from the database is
+/// refused like a database that is down, and every write made for a shard
+/// (fire, hand-off, attempt, outcome) is refused unless the lease table
+/// still shows the node holding the shard under the epoch it believes.
 caf::actor spawn_memory_journal(caf::actor_system& sys,
-                                std::shared_ptr<journal_store> store, env* e);
+                                std::shared_ptr<journal_store> store, env* e,
+                                journal_fence fence = {});
 
 } // namespace chime::sim

@@ -4,11 +4,15 @@
 #include "actors/occasion.hpp"
 #include "actors/protocol.hpp"
 #include "actors/user_commands.hpp"
+#include "actors/cluster_view.hpp"
+#include "actors/sharding.hpp"
+#include "cluster/membership.hpp"
 #include "cluster/node.hpp"
 #include "config/settings.hpp"
 #include "runtime/log.hpp"
 #include "sims/sim/env.hpp"
 #include "sims/sim/memory_broker.hpp"
+#include "sims/sim/memory_coordination.hpp"
 #include "sims/sim/memory_email.hpp"
 #include "sims/sim/memory_journal.hpp"
 
@@ -59,9 +63,16 @@ struct user_track {
 struct node_slot {
   std::shared_ptr<node_context> ctx;
   caf::actor root;
+  caf::actor journal; ///< its own journal connection, in a cluster
   uint32_t incarnation = 0;
   std::string owner;
+  std::string name; ///< its name in the cluster, "n0"
+  int64_t down_since_ms = -1;
 };
+
+/// The lease of the simulated cluster: long against the simulator's step,
+/// so that rounds (a sixth of it) stay few over a simulated year.
+constexpr auto sim_lease = std::chrono::minutes{10};
 
 class simulation {
 public:
@@ -86,7 +97,7 @@ private:
   void issue_create(const std::string& id);
   void issue_update();
   void issue_delete();
-  caf::actor live_commands();
+  caf::actor live_commands(const std::string& user_id);
   void check(sim_report& r);
   void violation(sim_report& r, std::string what) {
     ++r.violations;
@@ -110,6 +121,21 @@ private:
   settings base_;
   std::shared_ptr<journal_store> store_ = std::make_shared<journal_store>();
   std::shared_ptr<email_ledger> ledger_ = std::make_shared<email_ledger>();
+  std::shared_ptr<lease_store> leases_;
+  std::shared_ptr<address_book> book_ = std::make_shared<address_book>();
+  caf::actor coordination_;
+  /// Sends a node made for a shard it did not hold in the lease table.
+  std::vector<std::string> fenced_sends_;
+  /// Keys sent again under a newer lease after their first sender lost
+  /// its lease before journaling the outcome: the fence's window.
+  std::set<std::string> fence_window_;
+  std::map<std::string, std::pair<std::string, uint64_t>> first_send_;
+  std::map<std::pair<uint32_t, uint64_t>, std::string> epoch_sender_;
+  int64_t disrupted_until_ms_ = 0; ///< the last partition or outage ends
+  uint64_t takeover_checks_ = 0;
+  bool cluster_mode() const { return opts_.nodes > 1; }
+  void on_send(uint32_t i, const std::string& key);
+  void check_takeover(uint32_t i, int64_t crashed_ms);
   caf::actor journal_;
   caf::actor broker_;
   caf::actor email_;
@@ -139,16 +165,26 @@ void simulation::start_node(uint32_t i) {
   ctx->dir = std::make_shared<directory>();
   ctx->monotonic = [e = &e_] { return e->monotonic(); };
   ctx->seed = e_.rng();
-  // A static split of the shards, unfenced: the simulator has no
-  // membership or leases yet.
-  ctx->cluster = nullptr;
   ctx->owned_shards.clear();
-  for (uint32_t s = 0; s < ctx->shard_count; ++s)
-    if (s % opts_.nodes == i)
+  slot.name = "n" + std::to_string(i);
+  slot.down_since_ms = -1;
+  if (cluster_mode()) {
+    // The real membership, leases and fencing, over in-memory seams.
+    ctx->cluster = std::make_shared<cluster_view>(slot.name, ctx->shard_count);
+    ctx->email_rate_per_s = opts_.email_rate_per_s;
+    ctx->cluster->set_rate_share(-1);
+    ctx->reroute_max = std::chrono::seconds{30};
+  } else {
+    // One node: every shard, unfenced.
+    ctx->cluster = nullptr;
+    for (uint32_t s = 0; s < ctx->shard_count; ++s)
       ctx->owned_shards.push_back(s);
-  ctx->email_rate_per_s = opts_.email_rate_per_s / opts_.nodes;
-  ctx->make_mailer = [email = email_, owner = slot.owner](caf::actor_system& sys) {
-    return spawn_memory_mailer(sys, email, owner);
+    ctx->email_rate_per_s = opts_.email_rate_per_s;
+  }
+  ctx->make_mailer = [this, i, email = email_, owner = slot.owner](caf::actor_system& sys) {
+    return spawn_memory_mailer(sys, email, owner, [this, i](const std::string& key) {
+      on_send(i, key);
+    });
   };
   // Sweeping once per grace period instead of every 2 s delays a lost
   // handoff's republish by at most one more grace period and cuts a third of
@@ -156,10 +192,20 @@ void simulation::start_node(uint32_t i) {
   ctx->outbox_sweep_interval = ctx->outbox_grace;
   ctx->broken.no_outbox_sweeper = opts_.broken == "no-outbox-sweeper";
   ctx->broken.no_recheck = opts_.broken == "no-recheck";
+  ctx->broken.no_fencing = opts_.broken == "no-fencing";
   // The journal and the broker outlive nodes: they are not the node's
-  // children.
-  ctx->dir->put(journal_name, journal_);
-  ctx->dir->put(send_journal_name, journal_);
+  // children. In a cluster each node has its own journal connection, fenced
+  // by its leases.
+  auto journal = journal_;
+  if (cluster_mode()) {
+    slot.journal = spawn_memory_journal(
+      sys_, store_, &e_,
+      journal_fence{ctx->cluster, ctx->broken.no_fencing ? nullptr : leases_});
+    journal = slot.journal;
+    ctx->dir->put(coordination_name, coordination_);
+  }
+  ctx->dir->put(journal_name, journal);
+  ctx->dir->put(send_journal_name, journal);
   std::vector<child_spec> children;
   auto broker = broker_;
   children.push_back(registered(handoff_name, ctx, [ctx, broker](auto& sys) {
@@ -174,6 +220,26 @@ void simulation::start_node(uint32_t i) {
     return spawn_memory_consumer(sys, ctx, broker, dead_queue,
                                  dead_letters_name);
   }));
+  if (cluster_mode()) {
+    membership_options m;
+    m.name = slot.name;
+    m.cluster_address = slot.name;
+    for (uint32_t k = 0; k < opts_.nodes; ++k)
+      if (k != i && i != 0)
+        m.seeds.push_back("n" + std::to_string(k));
+    m.secret = "sim";
+    m.lease = sim_lease;
+    m.email_rate_total = opts_.email_rate_per_s;
+    auto book = book_;
+    auto env = &e_;
+    auto name = slot.name;
+    children.push_back(registered(transport_name, ctx, [book, env, name](auto& sys) {
+      return spawn_memory_transport(sys, book, env, name);
+    }));
+    children.push_back(registered(membership_name, ctx, [ctx, m](auto& sys) {
+      return spawn_membership(sys, ctx, m);
+    }));
+  }
   supervisor_options sopts;
   sopts.now = [e = &e_] { return e->monotonic(); };
   slot.root = spawn_supervisor(sys_, "node", sopts, std::move(children));
@@ -188,7 +254,21 @@ void simulation::crash_node(uint32_t i) {
   ++crashes_;
   e_.trace.add(e_.now_ms(), "node.crash", slot.owner);
   caf::anon_send_exit(slot.root, caf::exit_reason::kill);
+  if (slot.journal)
+    caf::anon_send_exit(slot.journal, caf::exit_reason::kill);
+  slot.journal = nullptr;
   slot.root = nullptr;
+  slot.down_since_ms = e_.now_ms();
+  if (cluster_mode()) {
+    auto crashed = e_.now_ms();
+    auto window = to_ms(instant{} + sim_lease) + 4 * to_ms(instant{} + sim_lease) / 6;
+    auto incarnation = slot.incarnation;
+    schedule(crashed + window, [this, i, crashed, incarnation] {
+      // Restarted meanwhile: it took its own shards back; nothing to see.
+      if (nodes_[i].incarnation == incarnation)
+        check_takeover(i, crashed);
+    });
+  }
   slot.ctx->dir->clear();
   slot.ctx = nullptr;
   // What this incarnation sent and had not journaled as sent is the crash
@@ -206,7 +286,21 @@ void simulation::crash_node(uint32_t i) {
   delivered_by_owner_.erase(slot.owner);
 }
 
-caf::actor simulation::live_commands() {
+caf::actor simulation::live_commands(const std::string& user_id) {
+  if (cluster_mode()) {
+    // As the HTTP API: to the owner of the user's shard, as a live node sees
+    // it; nobody (a 503) when no live node knows an owner.
+    auto shard = shard_of(user_id, base_.shard_count);
+    for (auto& slot : nodes_) {
+      if (!slot.root)
+        continue;
+      auto owner = slot.ctx->cluster->owner_of(shard);
+      for (auto& target : nodes_)
+        if (target.root && target.name == owner)
+          return target.ctx->dir->get(user_commands_name);
+    }
+    return {};
+  }
   std::vector<uint32_t> up;
   for (uint32_t i = 0; i < nodes_.size(); ++i)
     if (nodes_[i].root)
@@ -232,6 +326,18 @@ user_record simulation::random_user(const std::string& id) {
     if (!kind->required() && !e_.chance(0.7))
       continue;
     auto y = static_cast<int>(e_.between(1940, 2008));
+    if (cluster_mode()) {
+      // A cluster's faults (partitions, pauses, leaves) only prove
+      // something while sends happen: every date falls inside the run.
+      auto day = date::year_month_day{date::floor<date::days>(
+        e_.now() + millis{e_.between(0, int64_t{opts_.days} * day_ms)})};
+      auto birth_year = date::year{y};
+      if (day.month() == date::February && day.day() == date::day{29})
+        birth_year = date::year{2000}; // a leap year, to keep the date real
+      u.dates[std::string{kind->name()}]
+        = format_date(birth_year / day.month() / day.day());
+      continue;
+    }
     auto m = static_cast<unsigned>(e_.between(1, 12));
     // Feb 29 comes up often enough to exercise its rule.
     auto ym = date::year{y} / date::month{m};
@@ -247,7 +353,7 @@ void simulation::issue_create(const std::string& id) {
   ++commands_;
   auto u = random_user(id);
   users_[id].created = u;
-  caf::anon_send(client_, create_atom::value, live_commands(), std::move(u));
+  caf::anon_send(client_, create_atom::value, live_commands(id), std::move(u));
 }
 
 void simulation::issue_update() {
@@ -260,7 +366,7 @@ void simulation::issue_update() {
   track.touched_ms.push_back(e_.now_ms());
   auto u = random_user(id);
   u.email = track.created.email;
-  caf::anon_send(client_, replace_atom::value, live_commands(), std::move(u));
+  caf::anon_send(client_, replace_atom::value, live_commands(id), std::move(u));
 }
 
 void simulation::issue_delete() {
@@ -273,7 +379,61 @@ void simulation::issue_delete() {
   live_[pick] = live_.back();
   live_.pop_back();
   users_[id].touched_ms.push_back(e_.now_ms());
-  caf::anon_send(client_, remove_atom::value, live_commands(), id);
+  caf::anon_send(client_, remove_atom::value, live_commands(id), id);
+}
+
+void simulation::on_send(uint32_t i, const std::string& key) {
+  if (!cluster_mode())
+    return;
+  auto& slot = nodes_[i];
+  auto shard = shard_of(user_of_key(key), base_.shard_count);
+  auto& row = leases_->leases.at(shard);
+  auto now = e_.now_ms();
+  if (row.owner != slot.name || row.expires_ms <= now) {
+    fenced_sends_.push_back(key + " sent by " + slot.name + " at "
+                            + format_instant(from_ms(now)) + ", lease of shard "
+                            + std::to_string(shard) + " held by '" + row.owner
+                            + "' until " + format_instant(from_ms(row.expires_ms)));
+    return;
+  }
+  auto [sender, fresh] = epoch_sender_.emplace(std::pair{shard, row.epoch}, slot.name);
+  if (!fresh && sender->second != slot.name)
+    fenced_sends_.push_back("shard " + std::to_string(shard) + " epoch "
+                            + std::to_string(row.epoch) + " sent by "
+                            + sender->second + " and " + slot.name);
+  auto [first, was_first] = first_send_.emplace(key, std::pair{slot.name, row.epoch});
+  if (!was_first && first->second.second != row.epoch) {
+    auto d = store_->deliveries.find(key);
+    if (d != store_->deliveries.end() && d->second.rec.status != "sent")
+      fence_window_.insert(key);
+  }
+}
+
+void simulation::check_takeover(uint32_t i, int64_t crashed_ms) {
+  // Only a clean window says anything: a node alive, and no partition or
+  // outage since a lease before the crash.
+  if (nodes_[i].root || disrupted_until_ms_ >= crashed_ms - to_ms(instant{} + sim_lease))
+    return;
+  bool any_live = false;
+  for (auto& slot : nodes_)
+    any_live = any_live || slot.root;
+  if (!any_live || e_.now_ms() < e_.journal_down_until_ms)
+    return;
+  ++takeover_checks_;
+  for (uint32_t s = 0; s < leases_->leases.size(); ++s) {
+    auto& row = leases_->leases[s];
+    bool live_owner = false;
+    for (auto& slot : nodes_)
+      live_owner = live_owner || (slot.root && slot.name == row.owner);
+    if (!live_owner || row.expires_ms <= e_.now_ms()) {
+      fenced_sends_.push_back("shard " + std::to_string(s) + " not owned again "
+                              + std::to_string((e_.now_ms() - crashed_ms) / 1000)
+                              + " s after n" + std::to_string(i) + " died at "
+                              + format_instant(from_ms(crashed_ms)) + " (owner '"
+                              + row.owner + "')");
+      return;
+    }
+  }
 }
 
 void simulation::plan_workload() {
@@ -328,6 +488,7 @@ void simulation::plan_faults() {
   });
   plan(f.journal_outages_per_day, [this] {
     e_.journal_down_until_ms = e_.now_ms() + e_.up_to(e_.faults.journal_outage_max).count();
+    disrupted_until_ms_ = std::max(disrupted_until_ms_, e_.journal_down_until_ms);
     e_.trace.add(e_.now_ms(), "fault.journal_down",
                  format_instant(from_ms(e_.journal_down_until_ms)));
   });
@@ -343,6 +504,64 @@ void simulation::plan_faults() {
   plan(f.redeliveries_per_day, [this] {
     caf::anon_send(broker_, sim_reset_atom::value, false);
   });
+  if (cluster_mode()) {
+    auto lease_ms = to_ms(instant{} + sim_lease);
+    auto disrupt = [this](int64_t until) {
+      disrupted_until_ms_ = std::max(disrupted_until_ms_, until);
+    };
+    auto pick = [this] { return "n" + std::to_string(e_.between(0, opts_.nodes - 1)); };
+    // A node cut off from the database (and the lease table) for up to three
+    // leases: it must stop sending before its leases can expire.
+    plan(f.node_crashes_per_day, [this, lease_ms, disrupt, pick] {
+      auto node = pick();
+      auto until = e_.now_ms() + e_.between(1, 3 * lease_ms);
+      e_.db_cut_until_ms[node] = until;
+      disrupt(until);
+      e_.trace.add(e_.now_ms(), "fault.db_partition", node);
+    });
+    // Two nodes cut off from each other.
+    plan(f.node_crashes_per_day, [this, lease_ms, disrupt, pick] {
+      auto a = pick(), b = pick();
+      if (a == b)
+        return;
+      auto until = e_.now_ms() + e_.between(1, 3 * lease_ms);
+      e_.link_cut_until_ms[std::minmax(a, b)] = until;
+      for (auto& slot : nodes_)
+        if (slot.root && (slot.name == a || slot.name == b))
+          slot.ctx->cluster->forget_peer(slot.name == a ? b : a);
+      disrupt(until);
+      e_.trace.add(e_.now_ms(), "fault.link_partition", a + "|" + b);
+    });
+    // A pause longer than a lease: the node reaches nothing and nobody.
+    plan(f.node_crashes_per_day / 2, [this, lease_ms, disrupt, pick] {
+      auto node = pick();
+      auto until = e_.now_ms() + lease_ms + e_.between(1, lease_ms);
+      e_.db_cut_until_ms[node] = until;
+      for (auto& slot : nodes_)
+        if (slot.name != node) {
+          e_.link_cut_until_ms[std::minmax(node, slot.name)] = until;
+          if (slot.root)
+            slot.ctx->cluster->forget_peer(node);
+        }
+      disrupt(until);
+      e_.trace.add(e_.now_ms(), "fault.pause", node);
+    });
+    // A graceful leave, and a join again later.
+    plan(f.node_crashes_per_day / 2, [this, lease_ms] {
+      auto i = static_cast<uint32_t>(e_.between(0, opts_.nodes - 1));
+      if (!nodes_[i].root)
+        return;
+      e_.trace.add(e_.now_ms(), "fault.leave", nodes_[i].name);
+      caf::anon_send(nodes_[i].ctx->dir->get(membership_name), leave_atom::value);
+      schedule(e_.now_ms() + lease_ms, [this, i] {
+        if (nodes_[i].root && nodes_[i].ctx->cluster->left()) {
+          crash_node(i); // it has left: stopping it now loses nothing
+          schedule(e_.now_ms() + e_.up_to(e_.faults.node_down_max).count(),
+                   [this, i] { start_node(i); });
+        }
+      });
+    });
+  }
   plan(f.email_day_outages_per_day, [this] {
     auto days = e_.between(1, e_.faults.email_outage_days_max);
     e_.email_down_until_ms = e_.now_ms() + days * day_ms;
@@ -415,6 +634,11 @@ void simulation::check(sim_report& r) {
                      + format_instant(from_ms(q.at_ms)) + ", delete acked at "
                      + format_instant(from_ms(t->second.delete_acked_ms)));
   }
+  // Nothing sent by a node that did not hold the shard's lease; one sender
+  // per shard and epoch; every shard owned again after its owner died.
+  for (auto& what : fenced_sends_)
+    violation(r, "fencing: " + what);
+  r.takeover_checks = takeover_checks_;
   // At most one delivery per key, but for the crash window.
   for (auto& [key, list] : by_key) {
     const email_request* first = nullptr;
@@ -427,6 +651,10 @@ void simulation::check(sim_report& r) {
       }
       if (crash_window_.count(key)) {
         ++r.duplicates_in_crash_window;
+        continue;
+      }
+      if (fence_window_.count(key)) {
+        ++r.duplicates_in_fence_window;
         continue;
       }
       violation(r, "duplicate: " + key + " delivered by " + first->owner
@@ -498,6 +726,8 @@ sim_report simulation::run() {
     zones_.push_back(z.name());
   store_->shard_count = base_.shard_count;
   journal_ = spawn_memory_journal(sys_, store_, &e_);
+  leases_ = std::make_shared<lease_store>(base_.shard_count);
+  coordination_ = spawn_memory_coordination(sys_, leases_, &e_);
   broker_options bopts;
   bopts.prefetch = base_.amqp_prefetch;
   bopts.delivery_limit = base_.amqp_delivery_limit;

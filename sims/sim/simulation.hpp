@@ -12,7 +12,8 @@ struct sim_options {
   uint32_t days = 30;
   std::string faults = "default"; ///< none | default | harsh
   uint32_t nodes = 1;
-  /// Test-only: "no-outbox-sweeper" or "no-recheck" breaks one guarantee.
+  /// Test-only: "no-outbox-sweeper", "no-recheck" or "no-fencing" breaks
+  /// one guarantee.
   std::string broken;
   /// User creates, updates and deletes per user per simulated day.
   double traffic_per_user_day = 0.004;
@@ -25,6 +26,10 @@ struct sim_report {
   uint64_t trace_events = 0;
   uint64_t violations = 0;
   uint64_t duplicates_in_crash_window = 0;
+  /// Sent again under a newer lease after the first sender lost its lease
+  /// with the send in flight (a partition or pause): physics, counted.
+  uint64_t duplicates_in_fence_window = 0;
+  uint64_t takeover_checks = 0;
   std::vector<std::string> violation_samples; ///< the first few, explained
   uint64_t occurrences_checked = 0;
   uint64_t delivered = 0;

@@ -13,6 +13,11 @@ CI_SET = ["--seeds", "1..200", "--users", "300", "--days", "14",
           "--faults", "default"]
 HARSH_SET = ["--seeds", "201..300", "--users", "300", "--days", "14",
              "--faults", "harsh"]
+# Three nodes with the real membership, leases and fencing: node crashes,
+# partitions (node to node, node to database), pauses past the lease,
+# graceful leaves and joins; every user's dates fall inside the run.
+CLUSTER_SET = ["--seeds", "301..400", "--users", "300", "--days", "3",
+               "--faults", "default", "--nodes", "3"]
 
 
 def run(*args):
@@ -44,7 +49,18 @@ def seeds_harsh():
     check_set(HARSH_SET, 100)
 
 
+def seeds_cluster_a():
+    check_set(["--seeds", "301..350"] + CLUSTER_SET[2:], 50)
+
+
+def seeds_cluster_b():
+    check_set(["--seeds", "351..400"] + CLUSTER_SET[2:], 50)
+
+
 def determinism():
+    cluster = CLUSTER_SET[2:] + ["--seed", "307"]
+    assert field(run(*cluster)[1], "trace_hash") == field(run(*cluster)[1], "trace_hash"), \
+        "the same cluster seed gave different traces"
     one = ["--users", "300", "--days", "12", "--faults", "harsh"]
     _, a = run("--seed", "7", *one)
     _, b = run("--seed", "7", *one)
@@ -61,8 +77,9 @@ def determinism():
 
 
 def teeth():
-    for broken in ("no-recheck", "no-outbox-sweeper"):
-        code, out = run(*CI_SET, "--break", broken, "--fail-fast")
+    for broken, seed_set in (("no-recheck", CI_SET), ("no-outbox-sweeper", CI_SET),
+                             ("no-fencing", CLUSTER_SET)):
+        code, out = run(*seed_set, "--break", broken, "--fail-fast")
         m = re.search(r"^FAIL seed (\d+): ", out, re.M)
         assert code != 0 and m, f"--break {broken} went unnoticed:\n{out[-1500:]}"
         seed = m.group(1)
@@ -70,7 +87,7 @@ def teeth():
                                 re.M).group(1)
         print(f"--break {broken}: seed {seed} fails:")
         print("\n".join(l for l in out.splitlines() if l.startswith("  "))[:800])
-        args = CI_SET[2:] + ["--seed", seed, "--break", broken]
+        args = seed_set[2:] + ["--seed", seed, "--break", broken]
         code, replay = run(*args)
         assert code != 0, f"seed {seed} did not fail again:\n{replay}"
         assert field(replay, "trace_hash") == hash_in_set, "replay differs"
@@ -78,6 +95,7 @@ def teeth():
 
 
 if __name__ == "__main__":
-    {"seeds": seeds, "seeds_harsh": seeds_harsh, "determinism": determinism,
-     "teeth": teeth}[sys.argv[1]]()
+    {"seeds": seeds, "seeds_harsh": seeds_harsh, "seeds_cluster_a": seeds_cluster_a,
+     "seeds_cluster_b": seeds_cluster_b,
+     "determinism": determinism, "teeth": teeth}[sys.argv[1]]()
     print("ok")
