@@ -56,8 +56,8 @@ struct membership_state {
   std::map<std::string, std::string> challenges;
   std::map<uint32_t, uint64_t> releasing; ///< shard -> epoch given away
   std::set<std::string> watching;
-  /// When this node first saw itself up; it sends under a rate limit only a
-  /// round later, once the others have seen it and lowered their shares.
+  /// When this node first saw itself up; it sends under a rate limit only
+  /// two rounds later, once the others have seen it and lowered their shares.
   std::optional<steady::time_point> up_since;
   std::map<caf::actor_addr, std::string> peer_of;
   std::vector<caf::response_promise> leaves;
@@ -312,12 +312,16 @@ void balance(membership_actor* self, std::vector<member_info> members) {
   else if (!st.up_since)
     st.up_since = st.ctx->monotonic();
   if (st.opts.email_rate_total > 0) {
+    // Two rounds: every other member has had a full round to see this one.
     bool settled = st.up_since
-                   && st.ctx->monotonic() - *st.up_since >= st.tick();
-    st.view().set_rate_share(
-      settled ? st.opts.email_rate_total
-                  / static_cast<double>(std::max<size_t>(1, up.size()))
-              : -1);
+                   && st.ctx->monotonic() - *st.up_since >= 2 * st.tick();
+    // Each node's bucket may also spend its burst in any one second: with
+    // several nodes, their bursts come out of the cluster's limit too.
+    auto n = static_cast<double>(std::max<size_t>(1, up.size()));
+    auto share = st.opts.email_rate_total / n;
+    if (n > 1)
+      share = std::max(share - st.ctx->email_burst, share / 2);
+    st.view().set_rate_share(settled ? share : -1);
   }
   std::vector<shard_lease> leases;
   for (auto& [s, e] : st.view().leases())
@@ -386,6 +390,7 @@ void watch_peers(membership_actor* self) {
       continue;
     auto name = m.name;
     st.watching.insert(name);
+    auto forget = [=](caf::error&) { self->state.watching.erase(name); };
     self->request(st.transport(), std::chrono::seconds{10}, connect_atom::value,
                   m.cluster_address)
       .then(
@@ -393,14 +398,27 @@ void watch_peers(membership_actor* self) {
           auto& st = self->state;
           self->monitor(gateway);
           st.peer_of[gateway.address()] = name;
-          for (auto what : {user_commands_name, delivery_name})
-            self->request(gateway, std::chrono::seconds{5}, caf::get_atom::value,
-                          std::string{what})
-              .then(
-                [=](caf::actor& handle) {
-                  self->state.view().set_peer(name, what, handle);
-                },
-                [](caf::error&) {});
+          // The handles are given only to a member that proves the secret
+          // against the peer's nonce.
+          self->request(gateway, std::chrono::seconds{5}, hello_atom::value,
+                        st.opts.name)
+            .then(
+              [=](std::string& nonce) {
+                auto& st = self->state;
+                auto mac = hmac_hex(st.opts.secret,
+                                    "peer|" + st.opts.name + "|" + nonce);
+                self
+                  ->request(gateway, std::chrono::seconds{5},
+                            caf::get_atom::value, st.opts.name, nonce, mac)
+                  .then(
+                    [=](caf::actor& users, caf::actor& delivery) {
+                      auto& view = self->state.view();
+                      view.set_peer(name, user_commands_name, users);
+                      view.set_peer(name, delivery_name, delivery);
+                    },
+                    forget);
+              },
+              forget);
         },
         [=](caf::error&) { self->state.watching.erase(name); });
   }
@@ -524,13 +542,29 @@ caf::behavior membership(membership_actor* self, context_ptr ctx,
       st.next_admission = {};
       start_round_soon(self);
     },
-    [=](caf::get_atom, const std::string& what) -> caf::actor {
-      if (what != user_commands_name && what != delivery_name)
-        return {};
-      return self->state.ctx->dir->get(what);
+    [=](caf::get_atom, const std::string& name, const std::string& nonce,
+        const std::string& mac) -> caf::result<caf::actor, caf::actor> {
+      auto& st = self->state;
+      auto i = st.challenges.find(name);
+      bool proven = i != st.challenges.end() && i->second == nonce
+                    && same_proof(mac, hmac_hex(st.opts.secret,
+                                                "peer|" + name + "|" + nonce));
+      if (i != st.challenges.end())
+        st.challenges.erase(i);
+      if (!proven) {
+        log(log_level::warn, "cluster",
+            "refused handles to a node that could not prove the cluster secret",
+            {{"node", name}});
+        return caf::make_error(caf::sec::request_receiver_down);
+      }
+      return {st.ctx->dir->get(user_commands_name),
+              st.ctx->dir->get(delivery_name)};
     },
     [=](leave_atom) {
       auto& st = self->state;
+      // Stop sending before the others read "leaving" and raise their
+      // shares of the rate limit.
+      give_away(self, st.view().held());
       st.view().set_leaving();
       st.leaves.push_back(self->make_response_promise());
       start_round_soon(self);

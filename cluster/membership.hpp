@@ -44,8 +44,9 @@ inline constexpr const char* transport_name = "transport";
 /// seed for a challenge and proves the secret with an HMAC (and checks the
 /// seed's own proof); only then does the seed add it as `up`. A node that
 /// cannot prove it is refused, logged, and owns nothing. For peers it
-/// answers (hello_atom, name), (join_atom, ...) and (get_atom, "users" |
-/// "delivery"). (leave_atom) -> ok: gives away every shard, marks the node
+/// answers (hello_atom, name) with a nonce, (join_atom, ...) and
+/// (get_atom, name, nonce, HMAC) with its `users` and `delivery` actors,
+/// given only to a node that proves the secret against the nonce. (leave_atom) -> ok: gives away every shard, marks the node
 /// down and sets ctx->cluster->left(). (join_atom, "HOST:PORT") joins
 /// through that seed.
 caf::actor spawn_membership(caf::actor_system& sys, context_ptr ctx,

@@ -234,6 +234,9 @@ def secret(workdir, db, cleanup):
         assert all(m["name"] != "n9" for m in c["members"]), c["members"]
         assert all(s["owner"] != "n9" for s in c["shards"]), "the intruder owns a shard"
     assert "refused this node" in intruder.log_text()
+    # Nor does it get handles to the members' actors.
+    wait_until("the members to refuse it their actors",
+               lambda: "refused handles to a node" in cluster.nodes[0].log_text(), 30, 0.2)
     assert all(m["name"] != "n9" for m in cluster.nodes[0].cluster()["members"])
     assert intruder.api("GET", "/readyz")[0] == 503
 
