@@ -33,6 +33,18 @@ std::string int_array(const std::vector<Int>& xs) {
   return out + "}";
 }
 
+/// The shards and epochs of `leases` as two PostgreSQL array literals.
+std::pair<std::string, std::string>
+lease_arrays(const std::vector<shard_lease>& leases) {
+  std::vector<uint32_t> shards;
+  std::vector<uint64_t> epochs;
+  for (auto& l : leases) {
+    shards.push_back(l.shard);
+    epochs.push_back(l.epoch);
+  }
+  return {int_array(shards), int_array(epochs)};
+}
+
 double seconds(int64_t ms) {
   return static_cast<double>(ms) / 1000.0;
 }
@@ -119,18 +131,13 @@ caf::behavior coordination(coordination_actor* self, std::string url,
     [=](renew_atom, const std::string& name,
         const std::vector<shard_lease>& held, int64_t lease_ms) {
       return in_tx(self, [&](pqxx::work& tx) {
-        std::vector<uint32_t> shards;
-        std::vector<uint64_t> epochs;
-        for (auto& l : held) {
-          shards.push_back(l.shard);
-          epochs.push_back(l.epoch);
-        }
+        auto [shards, epochs] = lease_arrays(held);
         return leases_from(tx.exec_params(
           "UPDATE shard_leases l SET expires_at = now()"
           " + make_interval(secs => $4) FROM unnest($2::int[], $3::bigint[])"
           " AS r(shard, epoch) WHERE l.shard = r.shard AND l.epoch = r.epoch"
           " AND l.owner = $1 RETURNING l.shard, l.epoch",
-          name, int_array(shards), int_array(epochs), seconds(lease_ms)));
+          name, shards, epochs, seconds(lease_ms)));
       });
     },
     [=](acquire_atom, const std::string& name,
@@ -147,18 +154,13 @@ caf::behavior coordination(coordination_actor* self, std::string url,
     [=](release_atom, const std::string& name,
         const std::vector<shard_lease>& leases) {
       return in_tx(self, [&](pqxx::work& tx) {
-        std::vector<uint32_t> shards;
-        std::vector<uint64_t> epochs;
-        for (auto& l : leases) {
-          shards.push_back(l.shard);
-          epochs.push_back(l.epoch);
-        }
+        auto [shards, epochs] = lease_arrays(leases);
         tx.exec_params("UPDATE shard_leases l SET owner = NULL,"
                        " expires_at = '-infinity' FROM unnest($2::int[],"
                        " $3::bigint[]) AS r(shard, epoch) WHERE"
                        " l.shard = r.shard AND l.epoch = r.epoch"
                        " AND l.owner = $1",
-                       name, int_array(shards), int_array(epochs));
+                       name, shards, epochs);
         return caf::ok_atom::value;
       });
     },
