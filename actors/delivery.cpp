@@ -67,6 +67,10 @@ struct delivery_state {
                                     "deliveries waiting to be sent");
   metric* breaker_gauge = &get_metric("chime_circuit_breaker_state", "gauge",
                                       "0 closed, 1 open, 2 half-open");
+  metric* unsettled_resends = &get_metric(
+    "chime_email_unsettled_resends_total", "counter",
+    "sends of a delivery whose earlier attempt has no recorded outcome (its"
+    " node stopped mid-send): each a possible duplicate");
   static inline const char* name = "chime.delivery";
 };
 
@@ -322,6 +326,8 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
           return;
         }
         j.d.attempts = v.attempts;
+        if (v.unsettled)
+          self->state.unsettled_resends->add();
         auto timeout = self->state.ctx->email_timeout + std::chrono::seconds{5};
         self
           ->request(mailer, timeout, send_atom::value, j.d.email, j.d.message,

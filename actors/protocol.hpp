@@ -25,7 +25,7 @@ using read_atom = caf::atom_constant<caf::atom("read")>;         // (id) -> user
 using list_atom = caf::atom_constant<caf::atom("list")>;         // (cursor, limit) -> users_page
 using load_due_atom = caf::atom_constant<caf::atom("load_due")>; // (until_ms, shards) -> vector<user_view>
 using fire_atom = caf::atom_constant<caf::atom("fire")>;         // (fire_request) -> bool recorded
-using attempt_atom = caf::atom_constant<caf::atom("attempt")>;   // (key, now_ms, catch_up_ms) -> attempt_verdict; writes only an expiry or cancellation
+using attempt_atom = caf::atom_constant<caf::atom("attempt")>;   // (key, now_ms, catch_up_ms) -> attempt_verdict; counts the attempt as begun
 using outcome_atom = caf::atom_constant<caf::atom("outcome")>;   // (delivery_outcome) -> ok
 using deliveries_atom = caf::atom_constant<caf::atom("deliveries")>; // (user, status, limit) -> vector<delivery_record>
 using ping_atom = caf::atom_constant<caf::atom("ping")>;         // () -> ok
@@ -189,16 +189,19 @@ struct attempt_verdict {
   bool proceed = false;
   uint32_t attempts = 0;
   std::string status; ///< the delivery's status when not proceeding
+  /// An earlier attempt began and its outcome was never recorded (its node
+  /// stopped mid-send): this send may be a duplicate.
+  bool unsettled = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, attempt_verdict& x) {
   return f(caf::meta::type_name("attempt_verdict"), x.proceed, x.attempts,
-           x.status);
+           x.status, x.unsettled);
 }
 
 /// What came of an attempt (or of the broker's dead-lettering). The attempt
-/// itself writes nothing: its count is recorded here, with its outcome.
+/// counts itself as begun; its outcome settles that count here.
 struct delivery_outcome {
   std::string key;
   std::string status; ///< sent | failed | dead

@@ -48,6 +48,15 @@ bool wait_for(const std::atomic<bool>& stop, steady_clock::time_point deadline,
   return false;
 }
 
+/// Text no one guesses: a generated secret or token.
+std::string random_text() {
+  std::random_device rd;
+  std::string out;
+  for (int i = 0; i < 4; ++i)
+    out += std::to_string(rd());
+  return out;
+}
+
 void say(const std::string& text) { std::cout << "demo: " << text << std::endl; }
 
 void run_demo(const std::atomic<bool>& stop, const settings& cfg) {
@@ -143,11 +152,21 @@ int run_dev_cluster(const std::string& self, int nodes,
   auto signals = block_stop_signals();
   auto data = std::getenv("CHIME_DATA_DIR") ? std::string{std::getenv("CHIME_DATA_DIR")}
                                              : std::string{CHIME_SOURCE_DIR "/.data/dev"};
-  auto secret = base.cluster_secret;
-  if (secret.empty()) {
-    std::random_device rd;
-    for (int i = 0; i < 4; ++i)
-      secret += std::to_string(rd());
+  auto secret = base.cluster_secret.empty() ? random_text() : base.cluster_secret;
+  // A cluster always guards its mutating endpoints; the token is kept where
+  // the operator's `chime cluster ...` can read it.
+  auto token = base.api_token;
+  if (token.empty()) {
+    token = random_text();
+    auto path = data + "/api-token";
+    if (auto fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600); fd >= 0) {
+      auto ok = write(fd, token.data(), token.size()) == ssize_t(token.size());
+      close(fd);
+      if (!ok)
+        std::cerr << "could not write " << path << "\n";
+    }
+    std::cout << "api token    in " << path
+              << " (export CHIME_API_TOKEN=$(cat " << path << "))\n";
   }
   uint16_t cluster_base = base.cluster_port != 0 ? base.cluster_port : 7100;
   auto anchor = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -163,6 +182,7 @@ int run_dev_cluster(const std::string& self, int nodes,
     for (auto& extra : std::vector<std::string>{
            "--node-name", name, "--http-port", http_port, "--cluster-port",
            std::to_string(cluster_base + k - 1), "--cluster-secret", secret,
+           "--api-token", token,
            "--clock-anchor-ms", std::to_string(anchor)})
       argv.push_back(extra);
     if (k > 1) {
@@ -187,6 +207,7 @@ int run_dev_cluster(const std::string& self, int nodes,
     }
     children.push_back(pid);
     settings s = base;
+    s.api_token = token;
     s.http_port = static_cast<uint16_t>(base.http_port + k - 1);
     node_settings.push_back(s);
     std::cout << "node " << name << "      http://" << base.http_bind << ":"

@@ -441,6 +441,9 @@ settings_result load_settings(const std::vector<std::string>& args,
   if (r.value.cluster_port != 0 && r.value.cluster_secret.empty())
     r.error = "key 'cluster-secret': required with --cluster-port (nodes prove"
               " it before they are admitted)";
+  else if (r.value.cluster_port != 0 && r.value.api_token.empty())
+    r.error = "key 'api-token': required with --cluster-port (in a cluster,"
+              " any node can make every node change or leave)";
   else if (!r.value.seed.empty() && r.value.cluster_port == 0)
     r.error = "key 'seed': joining a cluster needs --cluster-port";
   return r;

@@ -98,6 +98,12 @@ END $$ LANGUAGE plpgsql;
 CREATE TRIGGER shard_epoch_never_back BEFORE UPDATE ON shard_leases
   FOR EACH ROW EXECUTE FUNCTION shard_epoch_never_back();
 )sql"},
+    // An attempt is counted when it begins, its outcome when it is known: a
+    // node that dies between the two leaves begun > attempts behind, and
+    // whoever sends next knows it may be sending a duplicate.
+    {3, R"sql(
+ALTER TABLE deliveries ADD COLUMN begun_attempts integer NOT NULL DEFAULT 0;
+)sql"},
   };
   return list;
 }

@@ -473,16 +473,18 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
   return replies;
 }
 
-/// Decides, for each attempt request, whether the delivery is still owed.
-/// Reads only, unless the answer is no because the user is gone (cancelled)
-/// or the catch-up window has passed (expired): the attempt's count is
-/// written with its outcome, one write per attempt instead of two.
+/// Decides, for each attempt request, whether the delivery is still owed,
+/// and counts the attempt as begun before anything is sent, so that the next
+/// sender knows when an attempt ended with no recorded outcome. An answer of
+/// no because the user is gone (cancelled) or the catch-up window has passed
+/// (expired) is written as the delivery's status.
 std::vector<caf::message>
 attempt_batch(pqxx::transaction_base& tx,
               const std::vector<caf::message>& reqs, const fence& fn) {
   struct row {
     std::string status;
     uint32_t attempts;
+    uint32_t begun;
     int64_t due_at_ms;
     bool user_alive;
     bool leased;
@@ -496,16 +498,16 @@ attempt_batch(pqxx::transaction_base& tx,
   }
   std::map<std::string, row> rows;
   for (const auto& r : tx.exec_params(
-         "SELECT DISTINCT ON (d.key) d.key, d.status, d.attempts, d.due_at_ms,"
-         " u.id IS NOT NULL, " + fence::holds(4)
+         "SELECT DISTINCT ON (d.key) d.key, d.status, d.attempts,"
+         " d.begun_attempts, d.due_at_ms, u.id IS NOT NULL, " + fence::holds(4)
          + " FROM unnest($1::text[], $2::int[], $3::bigint[])"
            " AS r(key, shard, epoch) JOIN deliveries d ON d.key = r.key"
            " LEFT JOIN users u ON u.id = d.user_id",
          text_array(keys), text_array(shards), text_array(epochs),
          fn.owner()))
-    rows[r[0].as<std::string>()] = row{r[1].as<std::string>(),
-                                       r[2].as<uint32_t>(), r[3].as<int64_t>(),
-                                       r[4].as<bool>(), r[5].as<bool>()};
+    rows[r[0].as<std::string>()] = row{
+      r[1].as<std::string>(), r[2].as<uint32_t>(), r[3].as<uint32_t>(),
+      r[4].as<int64_t>(),     r[5].as<bool>(),     r[6].as<bool>()};
   event_rows events;
   std::vector<caf::message> replies;
   for (auto& m : reqs) {
@@ -528,30 +530,41 @@ attempt_batch(pqxx::transaction_base& tx,
     }
     bool open = r.status == "scheduled" || r.status == "handed_off"
                 || r.status == "failed";
-    if (open && (!r.user_alive || now_ms - r.due_at_ms > catch_up_ms)) {
+    bool closes = open && (!r.user_alive || now_ms - r.due_at_ms > catch_up_ms);
+    if (closes) {
       r.status = r.user_alive ? "expired" : "cancelled";
       r.changed = true;
       r.at_ms = now_ms;
       events.add(now_ms, "delivery_" + r.status, {}, {{"key", key}});
     }
-    v.proceed = open && !r.changed;
+    v.proceed = open && !closes;
     v.status = r.status;
-    v.attempts = r.attempts + (v.proceed ? 1 : 0);
+    v.unsettled = v.proceed && r.begun > r.attempts;
+    if (v.proceed) {
+      r.begun = std::max(r.begun, r.attempts) + 1;
+      r.changed = true;
+    }
+    v.attempts = v.proceed ? r.begun : r.attempts;
     replies.push_back(caf::make_message(v));
   }
-  std::vector<std::string> k, s, t;
+  std::vector<std::string> k, s, t, b;
   for (auto& [key, r] : rows) {
     if (!r.changed)
       continue;
     k.push_back(key);
     s.push_back(r.status);
     t.push_back(std::to_string(r.at_ms));
+    b.push_back(std::to_string(r.begun));
   }
+  // A begun attempt leaves updated_at_ms alone: it records when the status
+  // last changed.
   if (!k.empty())
-    tx.exec_params("UPDATE deliveries d SET status = r.s, updated_at_ms = r.t"
-                   " FROM unnest($1::text[], $2::text[], $3::bigint[])"
-                   " AS r(k, s, t) WHERE d.key = r.k",
-                   text_array(k), text_array(s), text_array(t));
+    tx.exec_params("UPDATE deliveries d SET status = r.s, begun_attempts = r.b,"
+                   " updated_at_ms = CASE WHEN r.s = d.status"
+                   " THEN d.updated_at_ms ELSE r.t END"
+                   " FROM unnest($1::text[], $2::text[], $3::bigint[],"
+                   " $4::int[]) AS r(k, s, t, b) WHERE d.key = r.k",
+                   text_array(k), text_array(s), text_array(t), text_array(b));
   events.insert(tx);
   return replies;
 }

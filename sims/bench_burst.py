@@ -389,8 +389,7 @@ def main():
                    lambda: http_status(email_url + "/healthz") == 200, 20)
 
         http_port = free_port()
-        base_flags = ["--http-port", str(http_port), "--cluster-port", str(free_port()),
-                      "--node-name", tag, "--database-url", db_url, "--amqp-url", amqp_url,
+        base_flags = ["--http-port", str(http_port), "--node-name", tag, "--database-url", db_url, "--amqp-url", amqp_url,
                       "--email-url", email_url, "--log-level", "warn"]
 
         def start_node(name, extra):

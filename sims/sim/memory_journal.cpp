@@ -210,7 +210,10 @@ attempt_verdict attempt(journal_store& s, const std::string& key,
   if (open && !v.proceed)
     d.updated_at_ms = now_ms;
   v.status = d.rec.status;
-  v.attempts = d.rec.attempts + (v.proceed ? 1 : 0);
+  v.unsettled = v.proceed && d.begun_attempts > d.rec.attempts;
+  if (v.proceed)
+    d.begun_attempts = std::max(d.begun_attempts, d.rec.attempts) + 1;
+  v.attempts = v.proceed ? d.begun_attempts : d.rec.attempts;
   return v;
 }
 

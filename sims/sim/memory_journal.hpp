@@ -28,6 +28,7 @@ struct journal_fence {
 struct stored_delivery {
   delivery_record rec;
   int64_t updated_at_ms = 0;
+  uint32_t begun_attempts = 0; ///< as the deliveries table's column
 };
 
 /// The journal's contents, in memory: what survives a node crash in the

@@ -102,12 +102,13 @@ def bad_input_is_rejected_and_changes_nothing(workdir, db, cleanup):
     guarded = Node(workdir, db, email, "--api-token", "s3cret").start()
     cleanup.append(guarded.stop)
     before = state(db)
-    code, ctype, body = guarded.api("POST", "/v1/users", user_fields(9, "1990-01-01", "UTC"))
+    code, ctype, body = guarded.api("POST", "/v1/users", user_fields(9, "1990-01-01", "UTC"),
+                                    headers={})
     assert_problem(code, ctype, body, 401, "Bearer", "missing token")
     code, _, _ = guarded.api("DELETE", f"/v1/users/{created['id']}", headers={"Authorization": "Bearer wrong"})
     assert code == 401
     assert state(db) == before
-    code, _, _ = guarded.api("GET", f"/v1/users/{created['id']}")
+    code, _, _ = guarded.api("GET", f"/v1/users/{created['id']}", headers={})
     assert code == 200
     code, _, body = guarded.api("POST", "/v1/users", user_fields(9, "1990-01-01", "UTC"),
                                 headers={"Authorization": "Bearer s3cret"})

@@ -211,11 +211,25 @@ class Node:
         assert code == 200, body
         return body
 
+    def metric(self, name):
+        """A sample's value from /metrics (`name` with its labels, if any)."""
+        code, _, text = self.api("GET", "/metrics")
+        assert code == 200, text
+        for line in text.splitlines():
+            if line.split(" ")[0] == name:
+                return float(line.split(" ")[1])
+        raise AssertionError(f"{name} not in /metrics")
+
     def log_text(self):
         return open(self.log_path).read()
 
-    def api(self, method, path, body=None, **kw):
-        return http(method, self.url + path, body, **kw)
+    def api(self, method, path, body=None, headers=None, **kw):
+        """A request as the node's operator makes it: with the node's
+        --api-token, unless `headers` says otherwise."""
+        if headers is None and "--api-token" in self.flags:
+            token = self.flags[self.flags.index("--api-token") + 1]
+            headers = {"Authorization": f"Bearer {token}"}
+        return http(method, self.url + path, body, headers=headers, **kw)
 
     def create(self, **fields):
         status, _, body = self.api("POST", "/v1/users", fields)
@@ -248,6 +262,7 @@ class Cluster:
     (--clock-anchor-ms), node-to-node traffic on free ports."""
 
     SECRET = "e2e-cluster-secret"
+    TOKEN = "e2e-api-token"
 
     def __init__(self, workdir, db, email, n, *flags, emails=None):
         self.anchor_ms = int(time.time() * 1000)
@@ -259,7 +274,7 @@ class Cluster:
 
     def cluster_flags(self, k, secret=None):
         flags = ["--node-name", f"n{k + 1}", "--cluster-port", str(self.ports[k]),
-                 "--cluster-secret", secret or self.SECRET,
+                 "--cluster-secret", secret or self.SECRET, "--api-token", self.TOKEN,
                  "--clock-anchor-ms", str(self.anchor_ms)]
         if k > 0:
             flags += ["--seed", f"127.0.0.1:{self.ports[0]}"]

@@ -376,3 +376,20 @@ TEST_CASE("a bad --amqp-url stops the node with a message naming it") {
   CHECK(loaded.error.find("amqp-url") != std::string::npos);
   CHECK(loaded.error.find("%2F") != std::string::npos);
 }
+
+TEST_CASE("a cluster port needs a cluster secret and an API token") {
+  auto no_secret = chime::load_settings({"--cluster-port", "7100",
+                                         "--api-token", "t"}, {});
+  CHECK_FALSE(no_secret);
+  CHECK_THAT(no_secret.error, Catch::Contains("cluster-secret"));
+  auto no_token = chime::load_settings({"--cluster-port", "7100",
+                                        "--cluster-secret", "s"}, {});
+  CHECK_FALSE(no_token);
+  CHECK_THAT(no_token.error, Catch::Contains("api-token"));
+  auto both = chime::load_settings(
+    {"--cluster-port", "7100", "--cluster-secret", "s"}, {"CHIME_API_TOKEN=t"});
+  CHECK(both);
+  auto alone = chime::load_settings({}, {});
+  CHECK(alone);
+  CHECK(alone.value.api_token.empty());
+}
