@@ -104,7 +104,12 @@ std::optional<member_info> cluster_view::member(const std::string& name) const {
 void cluster_view::set_peer(const std::string& name, const std::string& what,
                             caf::actor handle) {
   std::lock_guard<std::mutex> guard{mtx_};
-  peers_[name][what] = std::move(handle);
+  peers_[name][what] = link_ ? link_(name, std::move(handle)) : std::move(handle);
+}
+
+void cluster_view::set_link(link_fn link) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  link_ = std::move(link);
 }
 
 caf::actor cluster_view::peer(const std::string& name,

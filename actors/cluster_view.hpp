@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -63,9 +64,14 @@ public:
 
   // -- peers -----------------------------------------------------------------------
 
-  /// A peer's actor registered under `what` ("users", "delivery").
+  /// A peer's actor registered under `what` ("users", "delivery"), reached
+  /// through the link when one is set.
   void set_peer(const std::string& name, const std::string& what,
                 caf::actor handle);
+  /// What stands between this node and a peer's actor (the simulator's
+  /// delaying and losing network); none: the actor itself.
+  using link_fn = std::function<caf::actor(const std::string& peer, caf::actor)>;
+  void set_link(link_fn link);
   caf::actor peer(const std::string& name, const std::string& what) const;
   void forget_peer(const std::string& name);
 
@@ -97,6 +103,7 @@ private:
   std::vector<member_info> members_;
   std::vector<shard_owner> shards_;
   std::map<std::string, std::map<std::string, caf::actor>> peers_;
+  link_fn link_;
   double rate_share_ = 0;
   bool leaving_ = false;
   bool left_ = false;

@@ -44,7 +44,12 @@ std::optional<fault_profile> find_profile(std::string_view name) {
   p.email_429 = 0.02;
   p.email_slow = 0.05;
   p.email_day_outages_per_day = 1.0 / 30;
+  p.link_loss = 0.01;
+  p.link_delay = 0.05;
   if (name == "harsh") {
+    p.link_loss = 0.05;
+    p.link_delay = 0.2;
+    p.link_delay_max = std::chrono::seconds{5};
     p.node_crashes_per_day = 6;
     p.journal_outages_per_day = 4;
     p.journal_slow_spells_per_day = 4;

@@ -63,6 +63,10 @@ struct fault_profile {
   double email_429 = 0;
   double email_slow = 0;
   double email_day_outages_per_day = 0;
+  /// Node-to-node messages (a cluster's): lost, or delayed up to the max.
+  double link_loss = 0;
+  double link_delay = 0;
+  millis link_delay_max{std::chrono::seconds{2}};
   uint32_t email_outage_days_max = 1; ///< past the catch-up window: expiries
 };
 

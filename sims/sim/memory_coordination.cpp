@@ -115,6 +115,51 @@ caf::behavior coordination(caf::event_based_actor* self,
   };
 }
 
+struct link_state {
+  deferred_replies later;
+};
+
+/// The network between node `from` and one of node `to`'s actors: each
+/// message may be lost or delayed, and one a partition meets, on its way or
+/// while delayed, is lost. A request that is lost ends in its sender's
+/// time-out; answers go straight back (a lost request covers a lost answer).
+caf::behavior link(caf::stateful_actor<link_state>* self, env* e,
+                   std::string from, std::string to, caf::actor target) {
+  // Gone with its target: nothing else ends a link.
+  self->monitor(target);
+  self->set_down_handler([=](caf::down_msg&) { self->quit(); });
+  self->set_default_handler(
+    [=](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
+      auto& me = *self->current_mailbox_element();
+      auto sender = me.sender;
+      auto mid = me.mid;
+      auto stages = me.stages;
+      auto msg = x.move_content_to_message();
+      auto lost = [=] {
+        e->trace.add(e->now_ms(), "link.lost", from + ">" + to);
+      };
+      if (!e->linked(from, to) || e->chance(e->faults.link_loss)) {
+        lost();
+        return caf::delegated<caf::message>{};
+      }
+      auto delay = e->chance(e->faults.link_delay) ? e->up_to(e->faults.link_delay_max)
+                                                   : millis{0};
+      self->state.later.run(self, delay, [=]() mutable {
+        if (!e->linked(from, to)) {
+          lost();
+          return;
+        }
+        target->enqueue(caf::make_mailbox_element(std::move(sender), mid,
+                                                  std::move(stages), std::move(msg)),
+                        self->context());
+      });
+      return caf::delegated<caf::message>{};
+    });
+  return {
+    [=](sim_reply_atom, uint64_t id) { self->state.later.fire(id); },
+  };
+}
+
 caf::behavior transport(caf::event_based_actor* self,
                         std::shared_ptr<address_book> book, env* e,
                         std::string name) {
@@ -128,7 +173,7 @@ caf::behavior transport(caf::event_based_actor* self,
       auto i = book->actors.find(address);
       if (i == book->actors.end() || !e->linked(name, book->names[address]))
         return caf::make_error(caf::sec::cannot_connect_to_node);
-      return i->second;
+      return spawn_link(self->system(), e, name, book->names[address], i->second);
     },
   };
 }
@@ -138,6 +183,11 @@ caf::behavior transport(caf::event_based_actor* self,
 caf::actor spawn_memory_coordination(caf::actor_system& sys,
                                      std::shared_ptr<lease_store> store, env* e) {
   return sys.spawn(coordination, std::move(store), e);
+}
+
+caf::actor spawn_link(caf::actor_system& sys, env* e, std::string from,
+                      std::string to, caf::actor target) {
+  return sys.spawn(link, e, std::move(from), std::move(to), std::move(target));
 }
 
 caf::actor spawn_memory_transport(caf::actor_system& sys,

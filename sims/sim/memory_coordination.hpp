@@ -55,9 +55,15 @@ struct address_book {
   std::map<std::string, std::string> names; ///< address -> node name
 };
 
+/// Spawns the network between node `from` and `target`, an actor of node
+/// `to`: it loses and delays messages as the fault profile says, and loses
+/// every message while the two are cut off from each other.
+caf::actor spawn_link(caf::actor_system& sys, env* e, std::string from,
+                      std::string to, caf::actor target);
+
 /// Spawns node `name`'s transport: (publish_atom, address, actor) enters the
-/// actor in `book`; (connect_atom, address) answers with the actor published
-/// there, unless the two nodes are cut off from each other.
+/// actor in `book`; (connect_atom, address) answers with a link to the actor
+/// published there, unless the two nodes are cut off from each other.
 caf::actor spawn_memory_transport(caf::actor_system& sys,
                                   std::shared_ptr<address_book> book, env* e,
                                   std::string name);

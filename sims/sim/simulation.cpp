@@ -171,6 +171,10 @@ void simulation::start_node(uint32_t i) {
   if (cluster_mode()) {
     // The real membership, leases and fencing, over in-memory seams.
     ctx->cluster = std::make_shared<cluster_view>(slot.name, ctx->shard_count);
+    ctx->cluster->set_link(
+      [this, from = slot.name](const std::string& to, caf::actor target) {
+        return spawn_link(sys_, &e_, from, to, std::move(target));
+      });
     ctx->email_rate_per_s = opts_.email_rate_per_s;
     ctx->cluster->set_rate_share(-1);
     ctx->reroute_max = std::chrono::seconds{30};
