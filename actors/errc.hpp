@@ -14,6 +14,7 @@ enum class journal_errc : uint8_t {
   conflict,      ///< email already used by a live user (409)
   unavailable,   ///< the database cannot be reached; retry later (503)
   fenced,        ///< written for a shard whose lease this node lost
+  refused,       ///< the database refused this write's data (400)
 };
 
 std::string to_string(journal_errc x);

@@ -16,6 +16,8 @@ std::string to_string(journal_errc x) {
       return "unavailable";
     case journal_errc::fenced:
       return "fenced";
+    case journal_errc::refused:
+      return "refused";
   }
   return "unknown";
 }

@@ -33,12 +33,19 @@ void reply_problem(httplib::Response& res, const problem& p) {
   res.set_content(problem_json(p), problem_type);
 }
 
+const problem no_such_user{404, "Not found", "no user with that id", {}};
+
 problem journal_problem(const caf::error& err) {
   if (is(err, journal_errc::not_found))
-    return {404, "Not found", "no user with that id", {}};
+    return no_such_user;
   if (is(err, journal_errc::conflict))
     return {409, "Conflict", "field 'email': already used by another user",
             "email"};
+  if (is(err, journal_errc::refused))
+    return {400, "Bad request",
+            "the database refused a field's value (a character it cannot"
+            " store?)",
+            {}};
   if (is(err, journal_errc::fenced))
     return {503, "Unavailable",
             "the node that owned this user's shard no longer does (shards"
@@ -182,6 +189,8 @@ struct http_api::impl {
     if (parsed.error)
       return reply_problem(res, *parsed.error);
     parsed.user.id = req.matches[1].str();
+    if (!is_user_id(parsed.user.id))
+      return reply_problem(res, no_such_user);
     auto v = command<user_view>(res, parsed.user.id, replace_atom::value,
                                 parsed.user);
     if (!v)
@@ -193,12 +202,16 @@ struct http_api::impl {
     if (!authorized(req, res))
       return;
     auto id = req.matches[1].str();
+    if (!is_user_id(id))
+      return reply_problem(res, no_such_user);
     if (!command<caf::ok_atom>(res, id, remove_atom::value, id))
       return;
     res.status = 204;
   }
 
   void read(const httplib::Request& req, httplib::Response& res) {
+    if (!is_user_id(req.matches[1].str()))
+      return reply_problem(res, no_such_user);
     auto v = ask<user_view>(journal(), read_atom::value, req.matches[1].str());
     if (!v)
       return reply_problem(res, journal_problem(v.error()));
@@ -228,8 +241,13 @@ struct http_api::impl {
     auto limit = limit_param(req, res, 100);
     if (!limit)
       return;
-    auto page = ask<users_page>(journal(), list_atom::value,
-                                req.get_param_value("cursor"), *limit);
+    auto cursor = req.get_param_value("cursor");
+    if (!cursor.empty() && !is_user_id(cursor))
+      return reply_problem(res, {400, "Invalid parameter",
+                                 "parameter 'cursor': not a cursor this API"
+                                 " gave (a next_cursor value)",
+                                 "cursor"});
+    auto page = ask<users_page>(journal(), list_atom::value, cursor, *limit);
     if (!page)
       return reply_problem(res, journal_problem(page.error()));
     res.set_content(users_page_json(page->users, page->next_cursor,
@@ -250,9 +268,12 @@ struct http_api::impl {
                                  "parameter 'status': unknown status '"
                                    + status + "'",
                                  "status"});
+    auto user = req.get_param_value("user");
+    if (!user.empty() && !is_user_id(user))
+      return reply_problem(res, {400, "Invalid parameter",
+                                 "parameter 'user': not a user id", "user"});
     auto list = ask<std::vector<delivery_record>>(
-      journal(), deliveries_atom::value, req.get_param_value("user"), status,
-      *limit);
+      journal(), deliveries_atom::value, user, status, *limit);
     if (!list)
       return reply_problem(res, journal_problem(list.error()));
     res.set_content(deliveries_json(*list), json_type);
@@ -262,13 +283,15 @@ struct http_api::impl {
     if (!authorized(req, res))
       return;
     auto key = req.matches[1].str();
+    problem no_such_dead{404, "Not found",
+                         "no dead delivery with key '" + key + "'", {}};
+    if (!is_delivery_key(key))
+      return reply_problem(res, no_such_dead);
     auto d = ask<delivery_record>(journal(), redrive_atom::value, key,
                                   to_ms(ctx->clock->now()));
     if (!d) {
       if (is(d.error(), journal_errc::not_found))
-        return reply_problem(res, {404, "Not found",
-                                   "no dead delivery with key '" + key + "'",
-                                   {}});
+        return reply_problem(res, no_such_dead);
       return reply_problem(res, journal_problem(d.error()));
     }
     caf::anon_send(ctx->dir->get(handoff_name), submit_atom::value, *d);

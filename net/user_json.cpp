@@ -10,6 +10,7 @@
 #include <date/tz.h>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <regex>
 
 namespace chime {
@@ -57,6 +58,10 @@ std::optional<problem> check_name(const std::string& field,
     return bad_field(field, "must not be empty");
   if (utf8_length(value) > name_length_max)
     return bad_field(field, "must be at most 200 characters");
+  // PostgreSQL stores no U+0000, and no name needs a control character.
+  for (unsigned char c : value)
+    if (c < 0x20 || c == 0x7F)
+      return bad_field(field, "must not contain control characters");
   return std::nullopt;
 }
 
@@ -107,13 +112,60 @@ std::string problem_json(const problem& p) {
            {"detail", p.detail}};
   if (!p.field.empty())
     out["field"] = p.field;
-  return out.dump();
+  // A detail may quote the request, whose bytes need not be UTF-8.
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::optional<size_t> invalid_utf8_at(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3
+                        : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size())
+      return i;
+    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (size_t k = 1; k < n; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80)
+        return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF.
+    static constexpr uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < least[n] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+      return i;
+    i += n;
+  }
+  return std::nullopt;
+}
+
+bool is_user_id(std::string_view s) {
+  if (s.size() != 36)
+    return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i])))
+      return false;
+  }
+  return true;
+}
+
+bool is_delivery_key(std::string_view s) {
+  // <user id>:<occasion>:<YYYY-MM-DD>
+  return s.size() > 37 && s.size() <= 100 && is_user_id(s.substr(0, 36))
+         && s[36] == ':' && !invalid_utf8_at(s);
 }
 
 namespace {
 
 /// Parses a request body that must be one JSON object.
 std::optional<problem> parse_object(const std::string& text, json& body) {
+  if (auto at = invalid_utf8_at(text))
+    return problem{400, "Malformed JSON",
+                   "the body is not valid UTF-8 (at byte " + std::to_string(*at)
+                     + ")",
+                   {}};
   try {
     body = json::parse(text);
   } catch (const json::parse_error& e) {

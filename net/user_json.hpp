@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace chime {
@@ -23,6 +24,13 @@ struct problem {
 };
 
 std::string problem_json(const problem& p);
+
+/// Where `s` stops being UTF-8 (byte offset), or nothing when it is.
+std::optional<size_t> invalid_utf8_at(std::string_view s);
+/// A user id as Chime makes them (a UUID); anything else names no user.
+bool is_user_id(std::string_view s);
+/// A delivery key as Chime makes them: `<user id>:<occasion>:<date>`.
+bool is_delivery_key(std::string_view s);
 
 /// `{"seed": "HOST:PORT"}` of POST /v1/cluster:join, or the problem.
 struct parsed_seed {

@@ -7,6 +7,7 @@
 #include "actors/protocol.hpp"
 #include "persistence/migrations.hpp"
 #include "runtime/log.hpp"
+#include "runtime/metrics.hpp"
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -111,6 +112,14 @@ pqxx::connection& connection(journal_actor* self) {
   return *st.conn;
 }
 
+/// A failure as logs may show it: a statement's error by its SQLSTATE only,
+/// since PostgreSQL's message quotes the row (names, emails).
+std::string failure_text(const std::exception& e) {
+  if (auto sql = dynamic_cast<const pqxx::sql_error*>(&e))
+    return "SQLSTATE " + sql->sqlstate();
+  return e.what();
+}
+
 /// Runs `fn` in a read transaction; maps failures to journal errors.
 template <class F>
 auto read(journal_actor* self, F fn) -> caf::result<decltype(fn(
@@ -125,13 +134,53 @@ auto read(journal_actor* self, F fn) -> caf::result<decltype(fn(
     return make_error(journal_errc::unavailable);
   } catch (const std::exception& e) {
     log(log_level::warn, "journal", "read failed",
-        {{"error", std::string{e.what()}}});
+        {{"error", failure_text(e)}});
     self->state.conn.reset();
     return make_error(journal_errc::unavailable);
   }
 }
 
 const std::map<batch_kind, batch_fn>& batch_executors();
+
+/// Runs `fn` on `tx` inside a savepoint that is rolled back when it throws,
+/// so that its failure is its own. (libpqxx 6.4's subtransaction leaves the
+/// whole transaction aborted when a parameterised statement fails in it.)
+template <class F>
+auto in_savepoint(pqxx::transaction_base& tx, F fn) -> decltype(fn()) {
+  tx.exec("SAVEPOINT op");
+  try {
+    auto out = fn();
+    tx.exec("RELEASE SAVEPOINT op");
+    return out;
+  } catch (const pqxx::broken_connection&) {
+    throw;
+  } catch (...) {
+    tx.exec("ROLLBACK TO SAVEPOINT op");
+    throw;
+  }
+}
+
+/// What a write that PostgreSQL refused is, by its SQLSTATE: a unique
+/// violation (the email) is a conflict, bad data (class 22) and any other
+/// constraint (class 23) are the request's fault, the rest (a deadlock, a
+/// serialization failure) is worth a retry. The message is not logged: it
+/// quotes the row, personal data included.
+journal_errc refusal_of(const pqxx::sql_error& e) {
+  auto state = e.sqlstate();
+  if (state == "23505")
+    return journal_errc::conflict;
+  if (state.rfind("22", 0) == 0 || state.rfind("23", 0) == 0)
+    return journal_errc::refused;
+  log(log_level::warn, "journal", "write refused", {{"sqlstate", state}});
+  return journal_errc::unavailable;
+}
+
+metric& commits() {
+  static auto& m = get_metric("chime_journal_commits_total", "counter",
+                              "journal transactions committed, each with a"
+                              " batch of writes");
+  return m;
+}
 
 /// Commits every queued write in one transaction: single writes each in
 /// their own savepoint, so that one failing write (say, a duplicate email)
@@ -158,30 +207,42 @@ void flush(journal_actor* self) {
         continue;
       }
       try {
-        pqxx::subtransaction sub{tx};
-        results[i] = ops[i].run(sub);
-        sub.commit();
+        results[i] = in_savepoint(tx, [&] { return ops[i].run(tx); });
       } catch (const op_failure& f) {
         errors[i] = make_error(f.code);
-      } catch (const pqxx::unique_violation&) {
-        errors[i] = make_error(journal_errc::conflict);
+      } catch (const pqxx::sql_error& e) {
+        // The savepoint is rolled back: this write fails alone.
+        errors[i] = make_error(refusal_of(e));
       }
     }
+    // Each kind in its own savepoint too: what one kind's statement runs
+    // into fails that kind, not the users' writes beside it.
     for (auto& [kind, indices] : batches) {
       std::vector<caf::message> requests;
       for (auto i : indices)
         requests.push_back(ops[i].request);
-      auto replies = batch_executors().at(kind)(
-        tx, requests, fence{st.opts.fence, st.opts.shard_count});
-      for (size_t j = 0; j < indices.size(); ++j)
-        results[indices[j]] = std::move(replies[j]);
+      try {
+        auto replies = in_savepoint(tx, [&] {
+          return batch_executors().at(kind)(
+            tx, requests, fence{st.opts.fence, st.opts.shard_count});
+        });
+        for (size_t j = 0; j < indices.size(); ++j)
+          results[indices[j]] = std::move(replies[j]);
+      } catch (const pqxx::sql_error& e) {
+        auto code = refusal_of(e);
+        for (auto i : indices)
+          errors[i] = make_error(code == journal_errc::refused
+                                   ? journal_errc::unavailable
+                                   : code);
+      }
     }
     tx.commit();
+    commits().add();
   } catch (const op_failure& f) {
     fail_all(f.code);
   } catch (const std::exception& e) {
     log(log_level::warn, "journal", "batch not committed",
-        {{"error", std::string{e.what()}},
+        {{"error", failure_text(e)},
          {"writes", static_cast<int64_t>(ops.size())}});
     st.conn.reset();
     fail_all(journal_errc::unavailable);

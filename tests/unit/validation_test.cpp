@@ -279,3 +279,44 @@ TEST_CASE("a problem renders as RFC 7807 JSON with its field",
   CHECK(out.contains("title"));
   CHECK(out.contains("type"));
 }
+
+TEST_CASE("a name with a control character is rejected naming the field",
+          "[net][validation]") {
+  for (auto bad : {std::string{"Ada\0x", 5}, std::string{"Ada\n"},
+                   std::string{"A\x7f"}}) {
+    auto body = valid_body();
+    body["last_name"] = bad;
+    require_rejected(parse(body), "last_name");
+  }
+}
+
+TEST_CASE("a body that is not UTF-8 is a 400 giving the byte, never a throw",
+          "[net][validation]") {
+  auto text = valid_body().dump();
+  auto at = text.find("Ada");
+  for (auto bad : {"\xff", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82", "\xf4\x90\x80\x80"}) {
+    auto broken = text;
+    broken.insert(at, bad);
+    auto r = chime::parse_user(broken, now_instant);
+    REQUIRE(r.error.has_value());
+    CHECK(r.error->status == 400);
+    CHECK_THAT(r.error->detail, Catch::Contains("UTF-8")
+                                  && Catch::Contains(std::to_string(at)));
+  }
+  CHECK_FALSE(chime::invalid_utf8_at("Ad\xc3\xa1 \xe2\x82\xac \xf0\x9f\x8e\x82"));
+  // A problem quoting bytes that are not UTF-8 is still a document.
+  auto doc = chime::problem_json({400, "Bad", "quoted '\xff'", "x"});
+  CHECK(json::parse(doc)["status"] == 400);
+}
+
+TEST_CASE("only ids and keys Chime makes name a user or a delivery",
+          "[net][validation]") {
+  auto id = std::string{"0f8b9c1e-3a2d-4e5f-8a9b-0c1d2e3f4a5b"};
+  CHECK(chime::is_user_id(id));
+  for (auto bad : {"", "\xff", "0f8b9c1e", "0f8b9c1e-3a2d-4e5f-8a9b-0c1d2e3f4a5bx",
+                   "0f8b9c1e_3a2d-4e5f-8a9b-0c1d2e3f4a5b", "0f8b9c1e-3a2d-4e5f-8a9b-0c1d2e3f4a5g"})
+    CHECK_FALSE(chime::is_user_id(bad));
+  CHECK(chime::is_delivery_key(id + ":birthday:2027-03-15"));
+  CHECK_FALSE(chime::is_delivery_key(id));
+  CHECK_FALSE(chime::is_delivery_key(id + ":birthday:\xff"));
+}
