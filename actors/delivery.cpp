@@ -42,6 +42,11 @@ struct delivery_state {
   context_ptr ctx;
   std::deque<job> queue;
   std::vector<caf::actor> idle_mailers;
+  /// Mailers that did not answer in time, until they are gone, with the key
+  /// of the request each may still be running; and jobs of those keys,
+  /// waiting for it.
+  std::map<caf::actor_addr, std::string> quarantined;
+  std::map<std::string, job> parked;
   std::unordered_set<std::string> active; ///< queued, in flight or backing off
   std::unordered_map<std::string, job> waiting; ///< backing off, by key
   /// Jobs forwarded to their shard's owner, until it gives its verdict or
@@ -67,6 +72,11 @@ struct delivery_state {
                                     "deliveries waiting to be sent");
   metric* breaker_gauge = &get_metric("chime_circuit_breaker_state", "gauge",
                                       "0 closed, 1 open, 2 half-open");
+  metric* ambiguous = &get_metric(
+    "chime_email_ambiguous_total", "counter",
+    "email requests whose answer never came (a time-out after the request"
+    " went out): the service may have accepted them, so their retry may be"
+    " a duplicate");
   metric* unsettled_resends = &get_metric(
     "chime_email_unsettled_resends_total", "counter",
     "sends of a delivery whose earlier attempt has no recorded outcome (its"
@@ -196,8 +206,40 @@ void route(delivery_actor* self, job j, bool later) {
 }
 
 /// The owner a job was forwarded to went down: route its jobs again.
+/// Replaces a mailer whose request for `key` may still be running: it is
+/// stopped (once its request returns) and `key` is not sent again until it
+/// is gone, so that no request is in flight twice.
+caf::actor quarantine(delivery_actor* self, caf::actor mailer,
+                      const std::string& key) {
+  auto& st = self->state;
+  self->unlink_from(mailer);
+  self->monitor(mailer);
+  st.quarantined.emplace(mailer.address(), key);
+  self->send_exit(mailer, caf::exit_reason::kill);
+  auto fresh = st.ctx->make_mailer(self->system());
+  self->link_to(fresh);
+  return fresh;
+}
+
+bool still_running(const delivery_state& st, const std::string& key) {
+  for (auto& [addr, k] : st.quarantined)
+    if (k == key)
+      return true;
+  return false;
+}
+
 void owner_down(delivery_actor* self, const caf::actor_addr& owner) {
   auto& st = self->state;
+  if (auto q = st.quarantined.find(owner); q != st.quarantined.end()) {
+    auto key = q->second;
+    st.quarantined.erase(q);
+    if (auto p = st.parked.find(key); p != st.parked.end() && !still_running(st, key)) {
+      st.queue.push_back(std::move(p->second));
+      st.parked.erase(p);
+      pump(self);
+    }
+    return;
+  }
   st.monitored.erase(owner);
   std::vector<job> again;
   for (auto i = st.forwards.begin(); i != st.forwards.end();) {
@@ -282,6 +324,8 @@ void classify(delivery_actor* self, job j, const send_result& r,
                                    : std::to_string(r.http_status))
              + "\"}")
     .add();
+  if (r.ambiguous)
+    st.ambiguous->add();
   if (ok) {
     o.status = "sent";
   } else {
@@ -335,8 +379,11 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
           .then(
             [=](send_result& r) { classify(self, j, r, mailer); },
             [=](caf::error& err) {
+              // The mailer did not answer in time: its request may be
+              // running still, so the mailer is not used again.
               classify(self, j,
-                       send_result{0, -1, self->system().render(err)}, mailer);
+                       send_result{0, -1, self->system().render(err), true},
+                       quarantine(self, std::move(mailer), j.d.key));
             });
       },
       [=](caf::error& err) mutable {
@@ -371,6 +418,12 @@ void pump(delivery_actor* self) {
     return;
   }
   while (!st.draining && !st.queue.empty() && !st.idle_mailers.empty()) {
+    if (still_running(st, st.queue.front().d.key)) {
+      auto key = st.queue.front().d.key;
+      st.parked.insert_or_assign(key, std::move(st.queue.front()));
+      st.queue.pop_front();
+      continue;
+    }
     auto now = st.ctx->monotonic();
     // The limiter is asked first, so that a half-open breaker's single
     // probe is never granted and then held back by the limiter.

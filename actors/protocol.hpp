@@ -235,12 +235,15 @@ struct send_result {
   int http_status = 0;       ///< 0: no answer (connect error, time-out)
   int64_t retry_after_ms = -1; ///< from Retry-After; -1: none
   std::string error;
+  /// The request went out and its answer never came: the service may have
+  /// accepted it, and a retry may be a duplicate.
+  bool ambiguous = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, send_result& x) {
   return f(caf::meta::type_name("send_result"), x.http_status,
-           x.retry_after_ms, x.error);
+           x.retry_after_ms, x.error, x.ambiguous);
 }
 
 struct journal_stats {

@@ -47,8 +47,12 @@ caf::behavior email_client(email_client_actor* self, std::string base_url,
       httplib::Headers headers{{"Idempotency-Key", key}};
       auto res = self->state.client->Post("/send-email", headers, body.dump(),
                                           "application/json");
+      // httplib closes a connection whose request failed, so a retry never
+      // follows a request still running on the same connection.
       if (!res)
-        return send_result{0, -1, "email service: " + httplib::to_string(res.error())};
+        return send_result{0, -1,
+                           "email service: " + httplib::to_string(res.error()),
+                           res.error() == httplib::Error::Read};
       return send_result{res->status, retry_after_ms(*res), {}};
     },
   };

@@ -27,6 +27,7 @@ struct fake_knobs {
   double error_rate = 0;
   double timeout_rate = 0;
   double rate_429 = 0;
+  double accept_timeout_rate = 0; ///< accepted, but the answer never comes
   int64_t retry_after_s = 1;
   int64_t latency_ms = 0;
   int64_t timeout_ms = 10000;
@@ -69,6 +70,8 @@ std::string set_knob(fake_knobs& k, const std::string& name,
     err = number(0, 1, k.timeout_rate);
   else if (name == "rate-429")
     err = number(0, 1, k.rate_429);
+  else if (name == "accept-timeout-rate")
+    err = number(0, 1, k.accept_timeout_rate);
   else if (name == "retry-after-s")
     err = number(0, 86400, d), k.retry_after_s = static_cast<int64_t>(d);
   else if (name == "latency-ms")
@@ -132,6 +135,8 @@ void answer_send(fake_state& st, const httplib::Request& req,
     res.set_content(R"({"error":"slow down"})", "application/json");
     return;
   }
+  roll -= k.rate_429;
+  bool answer_lost = roll < k.accept_timeout_rate;
   json body;
   if (!parse_body(req, res, body))
     return;
@@ -146,11 +151,20 @@ void answer_send(fake_state& st, const httplib::Request& req,
             {"email", body["email"]},
             {"message", body["message"]},
             {"idempotency_key", req.get_header_value("Idempotency-Key")}};
+  if (answer_lost)
+    line["answer_lost"] = true;
   {
     std::lock_guard<std::mutex> guard{st.mtx};
     st.ledger << line.dump() << '\n';
     st.ledger.flush();
     ++st.accepted;
+  }
+  if (answer_lost) {
+    // Accepted, then held past the client's time-out: a real provider that
+    // loses its answer.
+    std::this_thread::sleep_for(std::chrono::milliseconds{k.timeout_ms});
+    res.status = 504;
+    return;
   }
   res.set_content(json{{"status", "sent"}, {"sentTime", received}}.dump(),
                   "application/json");

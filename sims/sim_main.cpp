@@ -145,7 +145,8 @@ int main(int argc, char** argv) {
               << "\nexpired " << r.expired << "\ntrace_events "
               << r.trace_events << "\nduplicates_in_crash_window "
               << r.duplicates_in_crash_window << "\nduplicates_in_fence_window "
-              << r.duplicates_in_fence_window << "\ntakeover_checks "
+              << r.duplicates_in_fence_window << "\nduplicates_ambiguous "
+              << r.duplicates_ambiguous << "\ntakeover_checks "
               << r.takeover_checks << "\nviolations " << r.violations
               << "\ntrace_hash " << hex(r.trace_hash) << "\nelapsed_s "
               << r.elapsed_s << "\n";
@@ -157,7 +158,7 @@ int main(int argc, char** argv) {
   auto first = range ? range->first : opts.seed;
   auto last = range ? range->second : UINT64_MAX;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{soak_s};
-  uint64_t runs = 0, failed = 0, dups = 0, fence_dups = 0;
+  uint64_t runs = 0, failed = 0, dups = 0, fence_dups = 0, ambiguous_dups = 0;
   for (auto seed = first; seed <= last; ++seed) {
     if (soak_s > 0 && std::chrono::steady_clock::now() >= deadline)
       break;
@@ -166,10 +167,12 @@ int main(int argc, char** argv) {
     ++runs;
     dups += r.duplicates_in_crash_window;
     fence_dups += r.duplicates_in_fence_window;
+    ambiguous_dups += r.duplicates_ambiguous;
     std::cout << "seed " << seed << " trace_hash " << hex(r.trace_hash)
               << " violations " << r.violations << " duplicates_in_crash_window "
               << r.duplicates_in_crash_window << " duplicates_in_fence_window "
-              << r.duplicates_in_fence_window << " delivered " << r.delivered
+              << r.duplicates_in_fence_window << " duplicates_ambiguous "
+              << r.duplicates_ambiguous << " delivered " << r.delivered
               << " checked " << r.occurrences_checked << "\n";
     if (r.violations > 0) {
       ++failed;
@@ -180,7 +183,8 @@ int main(int argc, char** argv) {
   }
   std::cout << "runs " << runs << "\nfailed_runs " << failed
             << "\nduplicates_in_crash_window " << dups
-            << "\nduplicates_in_fence_window " << fence_dups << "\nviolations "
+            << "\nduplicates_in_fence_window " << fence_dups
+            << "\nduplicates_ambiguous " << ambiguous_dups << "\nviolations "
             << (failed > 0 ? "some" : "0") << "\n";
   return failed > 0 ? 1 : 0;
 }

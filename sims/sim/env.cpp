@@ -41,6 +41,7 @@ std::optional<fault_profile> find_profile(std::string_view name) {
   p.confirm_lost = 0.01;
   p.email_5xx = 0.05;
   p.email_timeout = 0.02;
+  p.email_accept_timeout = 0.01;
   p.email_429 = 0.02;
   p.email_slow = 0.05;
   p.email_day_outages_per_day = 1.0 / 30;
@@ -58,6 +59,7 @@ std::optional<fault_profile> find_profile(std::string_view name) {
     p.confirm_lost = 0.05;
     p.email_5xx = 0.15;
     p.email_timeout = 0.05;
+    p.email_accept_timeout = 0.03;
     p.email_429 = 0.05;
     p.email_slow = 0.1;
     p.email_day_outages_per_day = 1.0 / 10;

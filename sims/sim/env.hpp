@@ -60,6 +60,7 @@ struct fault_profile {
   double confirm_lost = 0;
   double email_5xx = 0;
   double email_timeout = 0;
+  double email_accept_timeout = 0; ///< accepted, but the answer never comes
   double email_429 = 0;
   double email_slow = 0;
   double email_day_outages_per_day = 0;

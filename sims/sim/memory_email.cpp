@@ -36,9 +36,14 @@ caf::behavior email_service(service_actor* self,
       }
       send_result r{200, -1, {}};
       millis delay{e.between(5, 100)};
+      bool answer_lost = false;
       if (e.chance(f.email_timeout)) {
-        r = send_result{0, -1, "timed out"};
+        r = send_result{0, -1, "timed out", true};
         delay = e.email_timeout;
+      } else if (e.chance(f.email_accept_timeout)) {
+        r = send_result{0, -1, "timed out", true};
+        delay = e.email_timeout;
+        answer_lost = true;
       } else if (e.chance(f.email_5xx)) {
         r.http_status = 503;
       } else if (e.chance(f.email_429)) {
@@ -47,7 +52,8 @@ caf::behavior email_service(service_actor* self,
       } else if (e.chance(f.email_slow)) {
         delay = millis{e.between(1000, e.email_timeout.count() - 1)};
       }
-      st.ledger->requests.push_back({key, owner, e.now_ms(), r.http_status});
+      st.ledger->requests.push_back(
+        {key, owner, e.now_ms(), r.http_status, answer_lost});
       e.trace.add(e.now_ms(), "email." + std::to_string(r.http_status),
                   key + " " + owner);
       st.later.run(self, delay, [rp, r]() mutable { rp.deliver(r); });

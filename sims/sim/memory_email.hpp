@@ -18,8 +18,9 @@ struct email_request {
   std::string owner; ///< the node incarnation that sent it, "n0.3"
   int64_t at_ms = 0;
   int status = 0; ///< 0: never answered (time-out)
+  bool answer_lost = false; ///< accepted, yet answered with a time-out
   bool delivered() const {
-    return status >= 200 && status < 300;
+    return answer_lost || (status >= 200 && status < 300);
   }
 };
 

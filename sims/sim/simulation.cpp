@@ -646,11 +646,20 @@ void simulation::check(sim_report& r) {
   // At most one delivery per key, but for the crash window.
   for (auto& [key, list] : by_key) {
     const email_request* first = nullptr;
+    bool answer_lost_before = false;
     for (auto* q : list) {
       if (!q->delivered())
         continue;
+      bool after_lost_answer = answer_lost_before;
+      answer_lost_before = answer_lost_before || q->answer_lost;
       if (!first) {
         first = q;
+        continue;
+      }
+      // Its own class: the service accepted an earlier copy and its answer
+      // was lost, which no crash excuses and no node could know.
+      if (after_lost_answer) {
+        ++r.duplicates_ambiguous;
         continue;
       }
       if (crash_window_.count(key)) {

@@ -29,6 +29,9 @@ struct sim_report {
   /// Sent again under a newer lease after the first sender lost its lease
   /// with the send in flight (a partition or pause): physics, counted.
   uint64_t duplicates_in_fence_window = 0;
+  /// Sent again after the service accepted a copy and its answer was lost
+  /// (an ambiguous time-out).
+  uint64_t duplicates_ambiguous = 0;
   uint64_t takeover_checks = 0;
   std::vector<std::string> violation_samples; ///< the first few, explained
   uint64_t occurrences_checked = 0;
