@@ -46,6 +46,12 @@ due_instant next_due(date::year_month_day d, const date::time_zone* zone,
 }
 
 const date::time_zone* find_zone(const std::string& name) {
+  // The zoneinfo folder also holds the machine's own setting and copies
+  // under other rules; only IANA's names of places are time zones here.
+  if (name == "localtime" || name == "posixrules" || name == "Factory"
+      || name.rfind("posix/", 0) == 0 || name.rfind("right/", 0) == 0
+      || name.find("..") != std::string::npos || name.rfind('/', 0) == 0)
+    return nullptr;
   try {
     return date::locate_zone(name);
   } catch (const std::exception&) {

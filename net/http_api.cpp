@@ -13,7 +13,10 @@
 #include <caf/all.hpp>
 #include <httplib.h>
 
+#include <openssl/crypto.h>
+
 #include <random>
+#include <regex>
 #include <thread>
 
 namespace chime {
@@ -30,10 +33,15 @@ const std::vector<std::string> delivery_statuses
 
 void reply_problem(httplib::Response& res, const problem& p) {
   res.status = p.status;
+  // Every 503 is a "not now": say when to come back.
+  if (p.status == 503)
+    res.set_header("Retry-After", "1");
   res.set_content(problem_json(p), problem_type);
 }
 
 const problem no_such_user{404, "Not found", "no user with that id", {}};
+const problem too_large{413, "Payload too large",
+                        "the request body exceeds 64 KiB", {}};
 
 problem journal_problem(const caf::error& err) {
   if (is(err, journal_errc::not_found))
@@ -104,9 +112,14 @@ struct http_api::impl {
   }
 
   bool authorized(const httplib::Request& req, httplib::Response& res) const {
-    if (opts.api_token.empty()
-        || req.get_header_value("Authorization")
-             == "Bearer " + opts.api_token)
+    if (opts.api_token.empty())
+      return true;
+    // Compared in constant time: how long a refusal takes says nothing of
+    // how much of the token was right.
+    auto given = req.get_header_value("Authorization");
+    auto wanted = "Bearer " + opts.api_token;
+    if (given.size() == wanted.size()
+        && CRYPTO_memcmp(given.data(), wanted.data(), wanted.size()) == 0)
       return true;
     res.set_header("WWW-Authenticate", "Bearer");
     reply_problem(res, {401, "Unauthorized",
@@ -156,9 +169,11 @@ struct http_api::impl {
       return std::move(*v);
     if (v.error().category() != caf::atom("journal")) {
       // The owner did not answer (it died, or the connection is gone).
+      log(log_level::warn, "http", "user command unanswered",
+          {{"user_id", user_id}, {"error", sys.render(v.error())}});
       reply_problem(res, {503, "Unavailable",
-                          "the node owning this user did not answer: "
-                            + sys.render(v.error()) + "; retry",
+                          "the node owning this user did not answer in time;"
+                          " retry",
                           {}});
       return std::nullopt;
     }
@@ -166,10 +181,49 @@ struct http_api::impl {
     return std::nullopt;
   }
 
-  void create(const httplib::Request& req, httplib::Response& res) {
+  /// A JSON request body, read up to the size limit whether it comes with
+  /// a length or in chunks; nothing (and the problem sent) otherwise.
+  std::optional<std::string> json_body(const httplib::Request& req,
+                                       httplib::Response& res,
+                                       const httplib::ContentReader* reader) {
+    auto type = req.get_header_value("Content-Type");
+    auto base = type.substr(0, type.find(';'));
+    while (!base.empty() && base.back() == ' ')
+      base.pop_back();
+    if (base != "application/json") {
+      reply_problem(res, {415, "Unsupported media type",
+                          "the body must be JSON, sent as 'Content-Type:"
+                          " application/json'",
+                          {}});
+      return std::nullopt;
+    }
+    if (!reader)
+      return req.body;
+    std::string body;
+    bool over = false;
+    bool whole = (*reader)([&](const char* data, size_t n) {
+      over = body.size() + n > opts.body_size_max;
+      if (!over)
+        body.append(data, n);
+      return !over;
+    });
+    // httplib stops reading a body whose length is past the limit before
+    // any of it arrives here.
+    if (over || !whole) {
+      reply_problem(res, too_large);
+      return std::nullopt;
+    }
+    return body;
+  }
+
+  void create(const httplib::Request& req, httplib::Response& res,
+              const httplib::ContentReader& reader) {
     if (!authorized(req, res))
       return;
-    auto parsed = parse_user(req.body, ctx->clock->now());
+    auto body = json_body(req, res, &reader);
+    if (!body)
+      return;
+    auto parsed = parse_user(*body, ctx->clock->now());
     if (parsed.error)
       return reply_problem(res, *parsed.error);
     parsed.user.id = new_user_id();
@@ -182,15 +236,21 @@ struct http_api::impl {
     res.set_content(user_view_json(*v, ctx->shard_count), json_type);
   }
 
-  void replace(const httplib::Request& req, httplib::Response& res) {
+  void replace(const httplib::Request& req, httplib::Response& res,
+               const httplib::ContentReader& reader) {
     if (!authorized(req, res))
       return;
-    auto parsed = parse_user(req.body, ctx->clock->now());
+    auto id = req.matches[1].str();
+    if (!is_user_id(id))
+      return reply_problem(res, no_such_user);
+    auto body = json_body(req, res, &reader);
+    if (!body)
+      return;
+    auto parsed = parse_user_update(*body, ctx->clock->now(), id,
+                                    ctx->shard_count);
     if (parsed.error)
       return reply_problem(res, *parsed.error);
-    parsed.user.id = req.matches[1].str();
-    if (!is_user_id(parsed.user.id))
-      return reply_problem(res, no_such_user);
+    parsed.user.id = id;
     auto v = command<user_view>(res, parsed.user.id, replace_atom::value,
                                 parsed.user);
     if (!v)
@@ -313,7 +373,10 @@ struct http_api::impl {
   void join(const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res))
       return;
-    auto seed = parse_seed(req.body);
+    auto body = json_body(req, res, nullptr);
+    if (!body)
+      return;
+    auto seed = parse_seed(*body);
     if (seed.error)
       return reply_problem(res, *seed.error);
     caf::anon_send(ctx->dir->get(membership_name), join_atom::value,
@@ -358,6 +421,20 @@ struct http_api::impl {
     res.set_content(render_metrics(), "text/plain; version=0.0.4");
   }
 
+  /// The methods of each route, for a 405's Allow header.
+  std::vector<std::pair<std::regex, std::string>> methods;
+
+  void route(const char* allow, const char* pattern) {
+    methods.emplace_back(std::regex{pattern}, allow);
+  }
+
+  std::string allowed(const std::string& path) const {
+    for (auto& [pattern, allow] : methods)
+      if (std::regex_match(path, pattern))
+        return allow;
+    return {};
+  }
+
   void routes() {
     using req_t = const httplib::Request&;
     using res_t = httplib::Response&;
@@ -366,17 +443,25 @@ struct http_api::impl {
     server.new_task_queue = [n = opts.threads] {
       return new httplib::ThreadPool(n);
     };
-    server.Post("/v1/users", [this](req_t q, res_t s) { create(q, s); });
+    using reader_t = const httplib::ContentReader&;
+    route("GET, POST", "/v1/users");
+    server.Post("/v1/users", [this](req_t q, res_t s, reader_t r) { create(q, s, r); });
     server.Get("/v1/users", [this](req_t q, res_t s) { list(q, s); });
-    server.Get(R"(/v1/users/([^/:]+))", [this](req_t q, res_t s) { read(q, s); });
-    server.Put(R"(/v1/users/([^/:]+))",
-               [this](req_t q, res_t s) { replace(q, s); });
-    server.Delete(R"(/v1/users/([^/:]+))",
-                  [this](req_t q, res_t s) { remove(q, s); });
+    auto user_path = R"(/v1/users/([^/:]+))";
+    route("GET, PUT, DELETE", user_path);
+    server.Get(user_path, [this](req_t q, res_t s) { read(q, s); });
+    server.Put(user_path, [this](req_t q, res_t s, reader_t r) { replace(q, s, r); });
+    server.Delete(user_path, [this](req_t q, res_t s) { remove(q, s); });
+    route("GET", "/v1/deliveries");
     server.Get("/v1/deliveries",
                [this](req_t q, res_t s) { deliveries(q, s); });
+    route("POST", R"(/v1/deliveries/(.+):retry)");
     server.Post(R"(/v1/deliveries/(.+):retry)",
                 [this](req_t q, res_t s) { redrive(q, s); });
+    for (auto path : {"/healthz", "/readyz", "/v1/cluster", "/metrics"})
+      route("GET", path);
+    for (auto path : {"/v1/cluster:leave", "/v1/cluster:join"})
+      route("POST", path);
     server.Get("/healthz", [this](req_t, res_t s) {
       // The node's clock is part of its health: black-box tests on a
       // virtual clock synchronise on it.
@@ -389,15 +474,20 @@ struct http_api::impl {
     server.Post("/v1/cluster:leave", [this](req_t q, res_t s) { leave(q, s); });
     server.Post("/v1/cluster:join", [this](req_t q, res_t s) { join(q, s); });
     server.Get("/metrics", [this](req_t, res_t s) { metrics(s); });
-    server.set_error_handler([](req_t, res_t s) {
+    server.set_error_handler([this](req_t q, res_t s) {
       // Our handlers answer with a body; this only shapes httplib's own
       // errors (body too large, no such route, unreadable request).
       if (!s.body.empty())
         return;
       if (s.status == 413)
-        reply_problem(s, {413, "Payload too large",
-                          "the request body exceeds 64 KiB", {}});
-      else if (s.status == 404)
+        reply_problem(s, too_large);
+      else if (s.status == 404 && !allowed(q.path).empty()) {
+        s.set_header("Allow", allowed(q.path));
+        reply_problem(s, {405, "Method not allowed",
+                          q.method + " is not a method of this resource; it"
+                                     " allows " + allowed(q.path),
+                          {}});
+      } else if (s.status == 404)
         reply_problem(s, {404, "Not found", "no such resource", {}});
       else
         reply_problem(s, {s.status, "Error", "the request failed", {}});

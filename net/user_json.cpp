@@ -170,9 +170,7 @@ std::optional<problem> parse_object(const std::string& text, json& body) {
     body = json::parse(text);
   } catch (const json::parse_error& e) {
     return problem{400, "Malformed JSON",
-                   "malformed JSON at byte " + std::to_string(e.byte) + ": "
-                     + e.what(),
-                   {}};
+                   "malformed JSON at byte " + std::to_string(e.byte), {}};
   }
   if (!body.is_object())
     return problem{400, "Invalid body", "the body must be a JSON object", {}};
@@ -218,11 +216,10 @@ std::string cluster_json(const cluster_view& view) {
     .dump();
 }
 
-parsed_user parse_user(const std::string& text, instant now) {
+namespace {
+
+parsed_user parse_user_object(const json& body, instant now) {
   parsed_user r;
-  json body;
-  if ((r.error = parse_object(text, body)))
-    return r;
   for (auto& [key, value] : body.items()) {
     bool known = key == "first_name" || key == "last_name" || key == "email"
                  || key == "timezone" || find_occasion(key) != nullptr;
@@ -285,6 +282,37 @@ parsed_user parse_user(const std::string& text, instant now) {
     u.dates[field] = text;
   }
   return r;
+}
+
+} // namespace
+
+parsed_user parse_user(const std::string& text, instant now) {
+  json body;
+  if (auto err = parse_object(text, body))
+    return {{}, err};
+  return parse_user_object(body, now);
+}
+
+parsed_user parse_user_update(const std::string& text, instant now,
+                              const std::string& id, uint32_t shard_count) {
+  json body;
+  if (auto err = parse_object(text, body))
+    return {{}, err};
+  // What a GET returned may come back whole: the read-only fields are
+  // ignored, as long as they do not claim to be another user.
+  if (auto i = body.find("id"); i != body.end()) {
+    if (*i != id)
+      return {{}, bad_field("id", "is read-only and names another user")};
+    body.erase(i);
+  }
+  if (auto i = body.find("shard"); i != body.end()) {
+    if (*i != shard_of(id, shard_count))
+      return {{}, bad_field("shard", "is read-only and is not this user's")};
+    body.erase(i);
+  }
+  body.erase("next_due");
+  body.erase("deliveries");
+  return parse_user_object(body, now);
 }
 
 std::string user_view_json(const user_view& v, uint32_t shard_count) {

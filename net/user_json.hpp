@@ -55,6 +55,12 @@ struct parsed_user {
 /// "today" is.
 parsed_user parse_user(const std::string& body, instant now);
 
+/// A PUT body: as parse_user, but the read-only fields a GET answers with
+/// (`id`, `shard`, `next_due`, `deliveries`) are ignored, unless `id` or
+/// `shard` is not user `id`'s.
+parsed_user parse_user_update(const std::string& body, instant now,
+                              const std::string& id, uint32_t shard_count);
+
 /// The API's representation of a user (SPEC.md section 2).
 std::string user_view_json(const user_view& v, uint32_t shard_count);
 
