@@ -11,6 +11,7 @@
 #include "net/email_client.hpp"
 #include "net/http_api.hpp"
 #include "persistence/pg_coordination.hpp"
+#include "persistence/pg_deadline.hpp"
 #include "persistence/pg_journal.hpp"
 #include "runtime/log.hpp"
 #include "runtime/signals.hpp"
@@ -121,7 +122,7 @@ membership_options membership_of(const settings& cfg, const node_context& ctx) {
 
 std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   std::vector<child_spec> children;
-  pg_journal_options jopts{cfg.database_url, cfg.shard_count,
+  pg_journal_options jopts{pg_url_with_timeouts(cfg.database_url), cfg.shard_count,
                            cfg.journal_batch_max, ctx->cluster};
   for (auto name : {journal_name, send_journal_name})
     children.push_back(registered(name, ctx, [jopts](auto& sys) {
@@ -145,7 +146,8 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
                                dead_letters_name);
   }));
   children.push_back(registered(coordination_name, ctx, [cfg](auto& sys) {
-    return spawn_pg_coordination(sys, cfg.database_url, cfg.shard_count);
+    return spawn_pg_coordination(sys, pg_url_with_timeouts(cfg.database_url),
+                                 cfg.shard_count);
   }));
   if (cfg.cluster_port != 0)
     children.push_back(registered(transport_name, ctx, [](auto& sys) {

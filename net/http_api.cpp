@@ -93,18 +93,25 @@ struct http_api::impl {
     : sys(s), ctx(std::move(c)), opts(std::move(o)) {
   }
 
-  /// Sends a request to `dest` and waits (on this HTTP thread) for the reply.
+  /// Sends a request to `dest` and waits (on this HTTP thread) for the reply
+  /// until `timeout`.
   template <class T, class... Ts>
-  caf::expected<T> ask(const caf::actor& dest, Ts&&... xs) {
+  caf::expected<T> ask_within(std::chrono::milliseconds timeout,
+                              const caf::actor& dest, Ts&&... xs) {
     if (!dest)
       return make_error(journal_errc::unavailable);
     caf::scoped_actor self{sys};
     caf::expected<T> result{caf::error{}};
-    // Commands chain a few journal requests, each with its own time-out.
-    self->request(dest, 3 * journal_timeout, std::forward<Ts>(xs)...)
+    self->request(dest, timeout, std::forward<Ts>(xs)...)
       .receive([&](T& x) { result = std::move(x); },
                [&](caf::error& err) { result = std::move(err); });
     return result;
+  }
+
+  /// Commands chain a few journal requests, each with its own time-out.
+  template <class T, class... Ts>
+  caf::expected<T> ask(const caf::actor& dest, Ts&&... xs) {
+    return ask_within<T>(3 * journal_timeout, dest, std::forward<Ts>(xs)...);
   }
 
   caf::actor journal() const {
@@ -386,7 +393,10 @@ struct http_api::impl {
   }
 
   void ready(httplib::Response& res) {
-    auto ok = ask<caf::ok_atom>(journal(), ping_atom::value);
+    // Ready means answering now: a journal that cannot say so within two
+    // seconds (a frozen database) is not.
+    auto ok = ask_within<caf::ok_atom>(std::chrono::seconds{2}, journal(),
+                                       ping_atom::value);
     // Shards owned: admitted as up, and every shard held runs here.
     auto me = ctx->cluster->member(ctx->cluster->self());
     bool shards = me && me->state == "up";

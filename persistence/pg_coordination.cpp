@@ -3,6 +3,7 @@
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/pg_deadline.hpp"
 #include "runtime/log.hpp"
 
 #include <caf/all.hpp>
@@ -58,6 +59,7 @@ auto in_tx(coordination_actor* self, F fn)
   try {
     if (!st.conn) {
       st.conn = std::make_unique<pqxx::connection>(st.url);
+      pg_deadline deadline{*st.conn, pg_call_limit};
       migrate(*st.conn);
       pqxx::work tx{*st.conn};
       tx.exec_params("INSERT INTO shard_leases (shard) SELECT"
@@ -65,6 +67,7 @@ auto in_tx(coordination_actor* self, F fn)
                      static_cast<int64_t>(st.shard_count));
       tx.commit();
     }
+    pg_deadline deadline{*st.conn, pg_call_limit};
     pqxx::work tx{*st.conn};
     auto out = fn(tx);
     tx.commit();

@@ -6,6 +6,7 @@
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/pg_deadline.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 
@@ -75,6 +76,9 @@ using batch_fn = std::function<std::vector<caf::message>(
 struct journal_state {
   pg_journal_options opts;
   std::unique_ptr<pqxx::connection> conn;
+  /// After a failed connect, calls fail at once until then rather than each
+  /// waiting out a connect time-out of its own.
+  std::chrono::steady_clock::time_point reconnect_at{};
   std::vector<queued_op> queue;
   bool flush_pending = false;
   static inline const char* name = "chime.journal";
@@ -89,8 +93,11 @@ pqxx::connection& connection(journal_actor* self) {
   if (st.conn && st.conn->is_open())
     return *st.conn;
   st.conn.reset();
+  if (std::chrono::steady_clock::now() < st.reconnect_at)
+    throw op_failure{journal_errc::unavailable};
   try {
     auto conn = std::make_unique<pqxx::connection>(st.opts.url);
+    pg_deadline deadline{*conn, pg_call_limit};
     migrate(*conn);
     // Every journal statement is driven by keys (a batch of at most
     // batch_max of them, or one due range). The planner, seeing a few hundred
@@ -107,6 +114,7 @@ pqxx::connection& connection(journal_actor* self) {
   } catch (const std::exception& e) {
     log(log_level::warn, "journal", "PostgreSQL unreachable",
         {{"error", std::string{e.what()}}});
+    st.reconnect_at = std::chrono::steady_clock::now() + std::chrono::seconds{1};
     throw op_failure{journal_errc::unavailable};
   }
   return *st.conn;
@@ -125,7 +133,9 @@ template <class F>
 auto read(journal_actor* self, F fn) -> caf::result<decltype(fn(
   std::declval<pqxx::transaction_base&>()))> {
   try {
-    pqxx::read_transaction tx{connection(self)};
+    auto& conn = connection(self);
+    pg_deadline deadline{conn, pg_call_limit};
+    pqxx::read_transaction tx{conn};
     return fn(tx);
   } catch (const op_failure& f) {
     return make_error(f.code);
@@ -199,7 +209,9 @@ void flush(journal_actor* self) {
       err = make_error(code);
   };
   try {
-    pqxx::work tx{connection(self)};
+    auto& conn = connection(self);
+    pg_deadline deadline{conn, pg_call_limit};
+    pqxx::work tx{conn};
     std::map<batch_kind, std::vector<size_t>> batches;
     for (size_t i = 0; i < ops.size(); ++i) {
       if (ops[i].kind != batch_kind::single) {

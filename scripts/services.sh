@@ -5,6 +5,7 @@
 # Idempotent: what already runs is left running.
 #
 #   scripts/services.sh start|stop|destroy|env|restart-rabbitmq|restart-postgres
+#                       |freeze-postgres|thaw-postgres
 #
 # CHIME_DATA_DIR (default .data/dev), CHIME_PG_PORT (55432), CHIME_AMQP_PORT
 # (55672; its Erlang distribution port is one higher) and CHIME_FAKE_EMAIL_PORT
@@ -188,6 +189,13 @@ EOT
   restart-postgres)
     stop_pg
     start_pg
+    ;;
+  freeze-postgres|thaw-postgres)
+    # Every process of the server (the postmaster and each backend), as a
+    # machine that stops answering without closing a connection.
+    [ "$1" = freeze-postgres ] && sig=STOP || sig=CONT
+    postmaster=$(head -1 "$pg_data/postmaster.pid")
+    kill -s "$sig" "$postmaster" $(pgrep -P "$postmaster")
     ;;
   env)
     echo "export CHIME_DATABASE_URL=$database_url CHIME_AMQP_URL=$amqp_url CHIME_EMAIL_URL=$email_url RABBITMQ_NODE=$rabbit_node"
