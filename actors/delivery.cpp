@@ -4,8 +4,10 @@
 #include "actors/circuit_breaker.hpp"
 #include "actors/cluster_view.hpp"
 #include "actors/errc.hpp"
+#include "actors/occasion.hpp"
 #include "actors/protocol.hpp"
 #include "actors/rate_limiter.hpp"
+#include "actors/schedule.hpp"
 #include "actors/sharding.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
@@ -368,6 +370,26 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
           j.d.status = v.status;
           finish(self, j, mailer, false);
           return;
+        }
+        // What is sent is what the user is now: a removed or moved
+        // occasion is owed no more, and a new name or address is used.
+        auto kind = find_occasion(j.d.occasion);
+        if (v.proceed
+            && (!kind
+                || !still_owed(*kind, v.user, j.d.local_date,
+                               self->state.ctx->rules.feb29))) {
+          self->state.breaker->abandon();
+          delivery_outcome o{j.d.key, "cancelled",
+                             "the user removed or moved this occasion",
+                             to_ms(self->state.ctx->clock->now()),
+                             v.attempts - 1};
+          j.d.status = o.status;
+          record(self, std::move(j), std::move(o), std::move(mailer), millis{0});
+          return;
+        }
+        if (v.proceed) {
+          j.d.email = v.user.email;
+          j.d.message = kind->message(v.user);
         }
         j.d.attempts = v.attempts;
         if (v.unsettled)

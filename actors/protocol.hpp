@@ -192,12 +192,15 @@ struct attempt_verdict {
   /// An earlier attempt began and its outcome was never recorded (its node
   /// stopped mid-send): this send may be a duplicate.
   bool unsettled = false;
+  /// The user as they are now (when proceeding): what is sent is rendered
+  /// from them, not from what they were when the message was due.
+  user_record user;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, attempt_verdict& x) {
   return f(caf::meta::type_name("attempt_verdict"), x.proceed, x.attempts,
-           x.status, x.unsettled);
+           x.status, x.unsettled, x.user);
 }
 
 /// What came of an attempt (or of the broker's dead-lettering). The attempt

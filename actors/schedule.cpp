@@ -18,6 +18,13 @@ date::year_month_day occurrence_in(date::year_month_day d, date::year year,
   return date::year_month_day{year, d.month(), d.day()};
 }
 
+bool still_owed(const occasion& kind, const user_record& user,
+                const std::string& local_date, feb29_rule rule) {
+  auto date = kind.date_of(user);
+  auto on = parse_date(local_date);
+  return date && on && occurrence_in(*date, on->year(), rule) == *on;
+}
+
 instant local_instant(const date::time_zone* zone,
                       date::year_month_day local_date,
                       std::chrono::minutes send_time) {

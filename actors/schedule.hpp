@@ -39,6 +39,12 @@ struct schedule_rules {
 date::year_month_day occurrence_in(date::year_month_day date, date::year year,
                                    feb29_rule rule);
 
+/// Whether the occurrence on `local_date` (YYYY-MM-DD) is still one of
+/// `kind`'s for `user` as they are now: false once the user removed the
+/// occasion or moved its date.
+bool still_owed(const occasion& kind, const user_record& user,
+                const std::string& local_date, feb29_rule rule);
+
 /// The instant of `send_time` local time on `local_date` in `zone`. A time in
 /// a DST gap resolves to the first instant after the gap; a time that occurs
 /// twice resolves to its first occurrence.

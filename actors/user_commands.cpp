@@ -2,6 +2,7 @@
 
 #include "actors/cluster_view.hpp"
 #include "actors/errc.hpp"
+#include "actors/occasion.hpp"
 
 #include "actors/protocol.hpp"
 #include "actors/sharding.hpp"
@@ -40,10 +41,18 @@ user_view replaced(const node_context& ctx, const user_view& old,
   v.at_ms = to_ms(now);
   v.deliveries = old.deliveries;
   // A year already delivered (or expired) for an occasion is never owed
-  // again, whatever the update.
+  // again, whatever the update. A message still waiting for an occasion the
+  // update removes or moves is not: it is cancelled at its send, and the
+  // corrected date is owed this year if it is still ahead.
   std::map<std::string, int> done;
   for (auto& d : old.deliveries) {
     if (d.status == "cancelled")
+      continue;
+    bool open = d.status == "scheduled" || d.status == "handed_off"
+                || d.status == "failed";
+    auto kind = find_occasion(d.occasion);
+    if (open
+        && (!kind || !still_owed(*kind, v.user, d.local_date, ctx.rules.feb29)))
       continue;
     auto year = std::stoi(d.local_date.substr(0, 4));
     auto& y = done[d.occasion];

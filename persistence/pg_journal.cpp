@@ -561,6 +561,7 @@ attempt_batch(pqxx::transaction_base& tx,
     int64_t due_at_ms;
     bool user_alive;
     bool leased;
+    user_record user;
     int64_t at_ms = 0;
     bool changed = false;
   };
@@ -573,6 +574,7 @@ attempt_batch(pqxx::transaction_base& tx,
   for (const auto& r : tx.exec_params(
          "SELECT DISTINCT ON (d.key) d.key, d.status, d.attempts,"
          " d.begun_attempts, d.due_at_ms, u.id IS NOT NULL, " + fence::holds(4)
+         + ", " + user_columns
          + " FROM unnest($1::text[], $2::int[], $3::bigint[])"
            " AS r(key, shard, epoch) JOIN deliveries d ON d.key = r.key"
            " LEFT JOIN users u ON u.id = d.user_id",
@@ -580,7 +582,8 @@ attempt_batch(pqxx::transaction_base& tx,
          fn.owner()))
     rows[r[0].as<std::string>()] = row{
       r[1].as<std::string>(), r[2].as<uint32_t>(), r[3].as<uint32_t>(),
-      r[4].as<int64_t>(),     r[5].as<bool>(),     r[6].as<bool>()};
+      r[4].as<int64_t>(),     r[5].as<bool>(),     r[6].as<bool>(),
+      r[5].as<bool>() ? user_from(r, 7) : user_record{}};
   event_rows events;
   std::vector<caf::message> replies;
   for (auto& m : reqs) {
@@ -618,6 +621,8 @@ attempt_batch(pqxx::transaction_base& tx,
       r.changed = true;
     }
     v.attempts = v.proceed ? r.begun : r.attempts;
+    if (v.proceed)
+      v.user = r.user;
     replies.push_back(caf::make_message(v));
   }
   std::vector<std::string> k, s, t, b;

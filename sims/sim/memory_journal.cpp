@@ -214,6 +214,8 @@ attempt_verdict attempt(journal_store& s, const std::string& key,
   if (v.proceed)
     d.begun_attempts = std::max(d.begun_attempts, d.rec.attempts) + 1;
   v.attempts = v.proceed ? d.begun_attempts : d.rec.attempts;
+  if (v.proceed)
+    v.user = s.users.at(d.rec.user_id);
   return v;
 }
 
