@@ -15,6 +15,7 @@ enum class journal_errc : uint8_t {
   unavailable,   ///< the database cannot be reached; retry later (503)
   fenced,        ///< written for a shard whose lease this node lost
   refused,       ///< the database refused this write's data (400)
+  stale,         ///< an update read deliveries that have changed since
 };
 
 std::string to_string(journal_errc x);

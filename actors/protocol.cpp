@@ -18,6 +18,8 @@ std::string to_string(journal_errc x) {
       return "fenced";
     case journal_errc::refused:
       return "refused";
+    case journal_errc::stale:
+      return "stale";
   }
   return "unknown";
 }

@@ -148,12 +148,16 @@ struct user_view {
   std::vector<due_entry> due;
   std::vector<delivery_record> deliveries;
   int64_t at_ms = 0; ///< when the change happened, on Chime's clock
+  /// The user's deliveries as read ("rows/closed"): an update computed from
+  /// that read is written only if they are still so, so that a message
+  /// recorded or sent in between is never missed.
+  std::string deliveries_version;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, user_view& x) {
   return f(caf::meta::type_name("user_view"), x.user, x.due, x.deliveries,
-           x.at_ms);
+           x.at_ms, x.deliveries_version);
 }
 
 struct users_page {

@@ -40,6 +40,7 @@ user_view replaced(const node_context& ctx, const user_view& old,
   v.user.created_at_ms = old.user.created_at_ms;
   v.at_ms = to_ms(now);
   v.deliveries = old.deliveries;
+  v.deliveries_version = old.deliveries_version;
   // A year already delivered (or expired) for an occasion is never owed
   // again, whatever the update. A message still waiting for an occasion the
   // update removes or moves is not: it is cancelled at its send, and the
@@ -91,10 +92,11 @@ caf::actor shard_for(const node_context& ctx, const std::string& user_id) {
   return ctx.dir->get(shard_name(shard_of(user_id, ctx.shard_count)));
 }
 
-/// Journals `v` with `op`, then upserts it into its shard and replies it.
-template <class Atom>
+/// Journals `v` with `op`, then upserts it into its shard and replies it;
+/// `on_error` decides what a refusal means.
+template <class Atom, class OnError>
 void store(commands_actor* self, Atom op, user_view v,
-           caf::typed_response_promise<user_view> rp) {
+           caf::typed_response_promise<user_view> rp, OnError on_error) {
   auto& ctx = *self->state.ctx;
   self->request(ctx.dir->get(journal_name), journal_timeout, op, v)
     .then(
@@ -102,6 +104,30 @@ void store(commands_actor* self, Atom op, user_view v,
         auto& ctx = *self->state.ctx;
         self->send(shard_for(ctx, v.user.id), upsert_atom::value, v, false);
         rp.deliver(std::move(v));
+      },
+      on_error);
+}
+
+/// Reads the user, computes the update from what was read and writes it
+/// only if the user's deliveries are still as read; else reads again (a
+/// message was recorded or sent in between), a few times.
+void replace(commands_actor* self, user_record u,
+             caf::typed_response_promise<user_view> rp, int tries_left) {
+  auto& ctx = *self->state.ctx;
+  self->request(ctx.dir->get(journal_name), journal_timeout, read_atom::value, u.id)
+    .then(
+      [=](user_view& old) mutable {
+        auto& ctx = *self->state.ctx;
+        store(self, replace_atom::value,
+              replaced(ctx, old, u, ctx.clock->now()), rp,
+              [=](caf::error& err) mutable {
+                if (is(err, journal_errc::stale) && tries_left > 1)
+                  replace(self, std::move(u), rp, tries_left - 1);
+                else
+                  rp.deliver(is(err, journal_errc::stale)
+                               ? make_error(journal_errc::unavailable)
+                               : std::move(err));
+              });
       },
       [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
 }
@@ -121,7 +147,8 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
       v.user.created_at_ms = to_ms(now);
       v.at_ms = to_ms(now);
       v.due = due_entries(*self->state.ctx, v.user, now, {});
-      store(self, create_atom::value, std::move(v), rp);
+      store(self, create_atom::value, std::move(v), rp,
+            [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
       get_metric("chime_users_created_total").add();
       return rp;
     },
@@ -132,15 +159,7 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
         rp.deliver(make_error(journal_errc::fenced));
         return rp;
       }
-      self->request(ctx.dir->get(journal_name), journal_timeout,
-                    read_atom::value, u.id)
-        .then(
-          [=](user_view& old) mutable {
-            auto& ctx = *self->state.ctx;
-            store(self, replace_atom::value,
-                  replaced(ctx, old, std::move(u), ctx.clock->now()), rp);
-          },
-          [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      replace(self, std::move(u), rp, 3);
       return rp;
     },
     [=](remove_atom, const std::string& id) {

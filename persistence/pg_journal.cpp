@@ -424,9 +424,24 @@ caf::message create_user(pqxx::transaction_base& tx, const user_view& v,
   return caf::make_message(caf::ok_atom::value);
 }
 
+std::string deliveries_version(pqxx::transaction_base& tx,
+                               const std::string& id) {
+  return tx
+    .exec_params("SELECT count(*) || '/' || count(*) FILTER (WHERE status IN"
+                 " ('sent', 'dead', 'expired', 'cancelled')) FROM deliveries"
+                 " WHERE user_id = $1",
+                 id)[0][0]
+    .as<std::string>();
+}
+
 caf::message replace_user(pqxx::transaction_base& tx, const user_view& v,
                           uint32_t shard_count) {
   auto& u = v.user;
+  // The due rows first: a fire of this user in flight commits before this
+  // goes on (and one that comes later finds the rows changed).
+  tx.exec_params("SELECT 1 FROM due_index WHERE user_id = $1 FOR UPDATE", u.id);
+  if (deliveries_version(tx, u.id) != v.deliveries_version)
+    throw op_failure{journal_errc::stale};
   auto r = tx.exec_params("UPDATE users SET first_name = $2, last_name = $3,"
                           " email = $4, timezone = $5, dates = $6::jsonb,"
                           " updated_at_ms = $7 WHERE id = $1",
@@ -855,7 +870,8 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
         if (rows.empty())
           throw op_failure{journal_errc::not_found};
         return user_view{user_from(rows[0]), read_due(tx, id),
-                         user_deliveries(tx, id), 0};
+                         user_deliveries(tx, id), 0,
+                         deliveries_version(tx, id)};
       });
     },
     [=](list_atom, const std::string& cursor,

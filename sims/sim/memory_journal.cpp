@@ -135,11 +135,25 @@ caf::expected<caf::ok_atom> create(journal_store& s, const user_view& v) {
   return caf::ok_atom::value;
 }
 
+/// As pg_journal's: "rows/closed" of the user's deliveries.
+std::string deliveries_version(const journal_store& s, const std::string& id) {
+  size_t rows = 0, closed = 0;
+  if (auto k = s.keys_by_user.find(id); k != s.keys_by_user.end())
+    for (auto& key : k->second) {
+      ++rows;
+      auto& st = s.deliveries.at(key).rec.status;
+      closed += st == "sent" || st == "dead" || st == "expired" || st == "cancelled";
+    }
+  return std::to_string(rows) + "/" + std::to_string(closed);
+}
+
 caf::expected<caf::ok_atom> replace(journal_store& s, const user_view& v) {
   auto& u = v.user;
   auto i = s.users.find(u.id);
   if (i == s.users.end())
     return make_error(journal_errc::not_found);
+  if (deliveries_version(s, u.id) != v.deliveries_version)
+    return make_error(journal_errc::stale);
   if (auto j = s.emails.find(email_key(u.email));
       j != s.emails.end() && j->second != u.id)
     return make_error(journal_errc::conflict);
@@ -269,7 +283,7 @@ caf::behavior memory_journal(journal_actor* self,
         if (i == s.users.end())
           return make_error(journal_errc::not_found);
         return user_view{i->second, sorted_due(s, id), user_deliveries(s, id),
-                         0};
+                         0, deliveries_version(s, id)};
       });
     },
     [=](list_atom, std::string& cursor, uint32_t limit) {

@@ -477,3 +477,27 @@ TEMPLATE_TEST_CASE("a confirm hands off only what waits for it, and only a "
   CHECK(again->last_error == "HTTP 400");
   CHECK(fx.deliveries("scheduled").size() == 1);
 }
+
+TEMPLATE_TEST_CASE("an update computed from a read is refused once a message "
+                   "was recorded since, and written when read again",
+                   "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
+  REQUIRE(read);
+  REQUIRE(fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled")));
+  auto update = *read;
+  update.user.first_name = "Augusta";
+  auto refused = fx.ask<caf::ok_atom>(replace_atom::value, update);
+  REQUIRE_FALSE(refused);
+  CHECK(is(refused.error(), journal_errc::stale));
+  auto again = fx.ask<user_view>(read_atom::value, std::string{"u1"});
+  REQUIRE(again);
+  CHECK(again->user.first_name == "Ada");
+  update = *again;
+  update.user.first_name = "Augusta";
+  CHECK(fx.ask<caf::ok_atom>(replace_atom::value, update));
+  CHECK(fx.ask<user_view>(read_atom::value, std::string{"u1"})->user.first_name
+        == "Augusta");
+}
