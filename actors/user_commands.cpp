@@ -11,6 +11,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace chime {
 
@@ -102,6 +103,9 @@ void store(commands_actor* self, Atom op, user_view v,
     .then(
       [=](caf::ok_atom) mutable {
         auto& ctx = *self->state.ctx;
+        // Counted once durable: a create that failed created nothing.
+        if constexpr (std::is_same_v<Atom, create_atom>)
+          get_metric("chime_users_created_total").add();
         self->send(shard_for(ctx, v.user.id), upsert_atom::value, v, false);
         rp.deliver(std::move(v));
       },
@@ -149,7 +153,6 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
       v.due = due_entries(*self->state.ctx, v.user, now, {});
       store(self, create_atom::value, std::move(v), rp,
             [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      get_metric("chime_users_created_total").add();
       return rp;
     },
     [=](replace_atom, user_record& u) {

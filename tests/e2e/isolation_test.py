@@ -52,6 +52,7 @@ def poisoned(workdir, db, cleanup):
             assert "\u0000" in sent["first_name"], sent
             assert "first_name" in body["detail"], body
     assert db.query("SELECT count(*) FROM users") == "500"
+    assert node.metric("chime_users_created_total") == 500, "a refused create was counted"
     assert reconnects(node) == connected, "the journal lost its connection"
 
 
