@@ -70,19 +70,10 @@ struct delivery_state {
   std::optional<circuit_breaker> breaker;
   bool wake_pending = false;
   // Resolved once: pump runs for every message.
-  metric* queue_gauge = &get_metric("chime_delivery_queue", "gauge",
-                                    "deliveries waiting to be sent");
-  metric* breaker_gauge = &get_metric("chime_circuit_breaker_state", "gauge",
-                                      "0 closed, 1 open, 2 half-open");
-  metric* ambiguous = &get_metric(
-    "chime_email_ambiguous_total", "counter",
-    "email requests whose answer never came (a time-out after the request"
-    " went out): the service may have accepted them, so their retry may be"
-    " a duplicate");
-  metric* unsettled_resends = &get_metric(
-    "chime_email_unsettled_resends_total", "counter",
-    "sends of a delivery whose earlier attempt has no recorded outcome (its"
-    " node stopped mid-send): each a possible duplicate");
+  metric* queue_gauge = &get_metric("chime_delivery_queue");
+  metric* breaker_gauge = &get_metric("chime_circuit_breaker_state");
+  metric* ambiguous = &get_metric("chime_email_ambiguous_total");
+  metric* unsettled_resends = &get_metric("chime_email_unsettled_resends_total");
   static inline const char* name = "chime.delivery";
 };
 

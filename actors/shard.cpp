@@ -27,8 +27,7 @@ struct shard_state {
 using shard_actor = caf::stateful_actor<shard_state>;
 
 metric& resident_users() {
-  return get_metric("chime_resident_users", "gauge",
-                    "user actors resident in memory");
+  return get_metric("chime_resident_users");
 }
 
 bool due_within_horizon(const context_ptr& ctx, const user_view& v) {

@@ -434,8 +434,7 @@ void snapshot(membership_actor* self, std::vector<member_info> members) {
           m.shards = static_cast<uint32_t>(
             std::count_if(shards.begin(), shards.end(),
                           [&](const shard_owner& o) { return o.owner == m.name; }));
-        get_metric("chime_shards_owned", "gauge",
-                   "shards whose lease this node holds")
+        get_metric("chime_shards_owned")
           .set(static_cast<int64_t>(st.view().held().size()));
         st.view().set_snapshot(std::move(members), std::move(shards));
         watch_peers(self);

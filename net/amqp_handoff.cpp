@@ -178,8 +178,7 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
   reconnect_backoff backoff;
   uint64_t connection = 0;
   bool running = true;
-  auto& connected = get_metric("chime_amqp_connected", "gauge",
-                               "consumers connected to the broker");
+  auto& connected = get_metric("chime_amqp_connected");
   bool counted = false;
   // Keeps this consumer's share of the gauge in step with `conn`.
   auto mark_connected = [&] {
@@ -188,8 +187,7 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       connected.add(counted ? 1 : -1);
     }
   };
-  auto depth_metric = &get_metric("chime_queue_depth{queue=\"" + queue + "\"}",
-                                  "gauge", "messages ready in the queue");
+  auto depth_metric = &get_metric("chime_queue_depth{queue=\"" + queue + "\"}");
   auto next_depth = std::chrono::steady_clock::now();
   auto settle = [&](const receipt& r, bool ack, bool requeue) {
     if (!conn || r.connection != connection)

@@ -402,7 +402,7 @@ struct http_api::impl {
     bool shards = me && me->state == "up";
     for (auto s : ctx->shards_here())
       shards = shards && ctx->dir->get(shard_name(s));
-    bool broker = get_metric("chime_amqp_connected", "gauge").value() > 0;
+    bool broker = get_metric("chime_amqp_connected").value() > 0;
     if (ok && shards && broker) {
       res.set_content(R"({"status":"ready"})", json_type);
     } else {
@@ -419,15 +419,13 @@ struct http_api::impl {
     auto stats = ask<journal_stats>(journal(), stats_atom::value,
                                     to_ms(ctx->clock->now()));
     if (stats) {
-      get_metric("chime_users", "gauge", "live users").set(stats->users);
-      get_metric("chime_due_next_hour", "gauge",
-                 "occasions due within the next hour")
+      get_metric("chime_users").set(stats->users);
+      get_metric("chime_due_next_hour")
         .set(stats->due_next_hour);
-      get_metric("chime_deliveries_open", "gauge",
-                 "deliveries recorded and not yet finished")
+      get_metric("chime_deliveries_open")
         .set(stats->pending_deliveries);
     }
-    get_metric("chime_journal_up", "gauge").set(stats ? 1 : 0);
+    get_metric("chime_journal_up").set(stats ? 1 : 0);
     res.set_content(render_metrics(), "text/plain; version=0.0.4");
   }
 

@@ -186,9 +186,7 @@ journal_errc refusal_of(const pqxx::sql_error& e) {
 }
 
 metric& commits() {
-  static auto& m = get_metric("chime_journal_commits_total", "counter",
-                              "journal transactions committed, each with a"
-                              " batch of writes");
+  static auto& m = get_metric("chime_journal_commits_total");
   return m;
 }
 

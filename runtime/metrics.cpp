@@ -3,21 +3,66 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 
 namespace chime {
 
 namespace {
 
-struct entry {
-  std::string type;
-  std::string help;
-  std::unique_ptr<metric> value = std::make_unique<metric>();
+struct family_def {
+  const char* type;
+  const char* help;
 };
+
+/// Every metric family a node exposes: each is in /metrics with its HELP
+/// and TYPE from start-up, before anything is counted.
+const std::map<std::string, family_def>& families() {
+  static const std::map<std::string, family_def> all = {
+    {"chime_amqp_connected", {"gauge", "consumers connected to the broker"}},
+    {"chime_circuit_breaker_state", {"gauge", "0 closed, 1 open, 2 half-open"}},
+    {"chime_dead_letters_total",
+     {"counter", "deliveries the broker dead-lettered, journaled as dead"}},
+    {"chime_deliveries_expired_total",
+     {"counter", "occurrences past the catch-up window when they fell due"}},
+    {"chime_deliveries_fenced_total",
+     {"counter", "outcomes refused because this node lost the shard's lease"}},
+    {"chime_deliveries_open",
+     {"gauge", "deliveries recorded and not yet finished"}},
+    {"chime_deliveries_total", {"counter", "delivery outcomes journaled, by status"}},
+    {"chime_delivery_queue", {"gauge", "deliveries waiting to be sent"}},
+    {"chime_due_next_hour", {"gauge", "occasions due within the next hour"}},
+    {"chime_email_ambiguous_total",
+     {"counter", "email requests whose answer never came (a time-out after the"
+                 " request went out): the service may have accepted them, so"
+                 " their retry may be a duplicate"}},
+    {"chime_email_requests_total",
+     {"counter", "email requests, by HTTP status or no_answer"}},
+    {"chime_email_unsettled_resends_total",
+     {"counter", "sends of a delivery whose earlier attempt has no recorded"
+                 " outcome (its node stopped mid-send): each a possible"
+                 " duplicate"}},
+    {"chime_handoffs_total", {"counter", "deliveries confirmed by the broker"}},
+    {"chime_http_requests_total", {"counter", "HTTP requests answered, by status code"}},
+    {"chime_journal_commits_total",
+     {"counter", "journal transactions committed, each with a batch of writes"}},
+    {"chime_journal_up", {"gauge", "1 when the journal answered this scrape"}},
+    {"chime_outbox_republished_total",
+     {"counter", "deliveries the outbox sweeper published again"}},
+    {"chime_queue_depth", {"gauge", "messages ready in a queue, by queue"}},
+    {"chime_rate_limiter_waits_total",
+     {"counter", "times the rate limiter held sending back"}},
+    {"chime_resident_users", {"gauge", "user actors resident in memory"}},
+    {"chime_shards_owned", {"gauge", "shards whose lease this node holds"}},
+    {"chime_users", {"gauge", "live users"}},
+    {"chime_users_created_total", {"counter", "users created (made durable)"}},
+  };
+  return all;
+}
 
 std::mutex registry_mtx;
 
-std::map<std::string, entry>& registry() {
-  static std::map<std::string, entry> metrics;
+std::map<std::string, std::unique_ptr<metric>>& registry() {
+  static std::map<std::string, std::unique_ptr<metric>> metrics;
   return metrics;
 }
 
@@ -27,31 +72,26 @@ std::string family(const std::string& name) {
 
 } // namespace
 
-metric& get_metric(const std::string& name, const char* type,
-                   const char* help) {
+metric& get_metric(const std::string& name) {
+  if (families().count(family(name)) == 0)
+    throw std::logic_error{"metric family " + family(name)
+                           + " is not in runtime/metrics.cpp's list"};
   std::lock_guard<std::mutex> guard{registry_mtx};
-  auto& e = registry()[name];
-  if (e.type.empty()) {
-    e.type = type;
-    e.help = help;
-  }
-  return *e.value;
+  auto& m = registry()[name];
+  if (!m)
+    m = std::make_unique<metric>();
+  return *m;
 }
 
 std::string render_metrics() {
   std::lock_guard<std::mutex> guard{registry_mtx};
+  std::map<std::string, std::string> samples; // family -> its sample lines
+  for (auto& [name, m] : registry())
+    samples[family(name)] += name + " " + std::to_string(m->value()) + "\n";
   std::string out;
-  std::string last_family;
-  for (auto& [name, e] : registry()) {
-    auto fam = family(name);
-    if (fam != last_family) {
-      if (!e.help.empty())
-        out += "# HELP " + fam + " " + e.help + "\n";
-      out += "# TYPE " + fam + " " + e.type + "\n";
-      last_family = fam;
-    }
-    out += name + " " + std::to_string(e.value->value()) + "\n";
-  }
+  for (auto& [fam, def] : families())
+    out += "# HELP " + fam + " " + def.help + "\n# TYPE " + fam + " " + def.type
+           + "\n" + samples[fam];
   return out;
 }
 

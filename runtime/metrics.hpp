@@ -25,9 +25,9 @@ private:
 };
 
 /// The metric named `name` (with optional `{label="..."}` suffix), created on
-/// first use. `type` is "counter" or "gauge"; `help` documents it.
-metric& get_metric(const std::string& name, const char* type = "counter",
-                   const char* help = "");
+/// first use. Its family must be in the list in runtime/metrics.cpp, which
+/// gives its type and help (else std::logic_error).
+metric& get_metric(const std::string& name);
 
 /// Every metric in the Prometheus text exposition format.
 std::string render_metrics();
