@@ -198,7 +198,6 @@ void route(delivery_actor* self, job j, bool later) {
       });
 }
 
-/// The owner a job was forwarded to went down: route its jobs again.
 /// Replaces a mailer whose request for `key` may still be running: it is
 /// stopped (once its request returns) and `key` is not sent again until it
 /// is gone, so that no request is in flight twice.
@@ -221,18 +220,26 @@ bool still_running(const delivery_state& st, const std::string& key) {
   return false;
 }
 
+/// A quarantined mailer is gone: its key may be sent again. False when
+/// `who` was no quarantined mailer.
+bool mailer_gone(delivery_actor* self, const caf::actor_addr& who) {
+  auto& st = self->state;
+  auto q = st.quarantined.find(who);
+  if (q == st.quarantined.end())
+    return false;
+  auto key = q->second;
+  st.quarantined.erase(q);
+  if (auto p = st.parked.find(key); p != st.parked.end() && !still_running(st, key)) {
+    st.queue.push_back(std::move(p->second));
+    st.parked.erase(p);
+    pump(self);
+  }
+  return true;
+}
+
+/// The owner a job was forwarded to went down: route its jobs again.
 void owner_down(delivery_actor* self, const caf::actor_addr& owner) {
   auto& st = self->state;
-  if (auto q = st.quarantined.find(owner); q != st.quarantined.end()) {
-    auto key = q->second;
-    st.quarantined.erase(q);
-    if (auto p = st.parked.find(key); p != st.parked.end() && !still_running(st, key)) {
-      st.queue.push_back(std::move(p->second));
-      st.parked.erase(p);
-      pump(self);
-    }
-    return;
-  }
   st.monitored.erase(owner);
   std::vector<job> again;
   for (auto i = st.forwards.begin(); i != st.forwards.end();) {
@@ -522,7 +529,10 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
                      st.ctx->monotonic());
   st.breaker.emplace(st.ctx->breaker_failures_max, st.ctx->breaker_cooldown);
   self->set_down_handler(
-    [self](caf::down_msg& msg) { owner_down(self, msg.source); });
+    [self](caf::down_msg& msg) {
+      if (!mailer_gone(self, msg.source))
+        owner_down(self, msg.source);
+    });
   for (uint32_t i = 0; i < st.ctx->delivery_concurrency_max; ++i) {
     auto mailer = st.ctx->make_mailer(self->system());
     self->link_to(mailer);

@@ -425,9 +425,9 @@ caf::message create_user(pqxx::transaction_base& tx, const user_view& v,
 std::string deliveries_version(pqxx::transaction_base& tx,
                                const std::string& id) {
   return tx
-    .exec_params("SELECT count(*) || '/' || count(*) FILTER (WHERE status IN"
-                 " ('sent', 'dead', 'expired', 'cancelled')) FROM deliveries"
-                 " WHERE user_id = $1",
+    .exec_params(std::string{"SELECT count(*) || '/' || count(*) FILTER"
+                             " (WHERE status NOT IN "}
+                   + open_statuses + ") FROM deliveries WHERE user_id = $1",
                  id)[0][0]
     .as<std::string>();
 }

@@ -141,8 +141,7 @@ std::string deliveries_version(const journal_store& s, const std::string& id) {
   if (auto k = s.keys_by_user.find(id); k != s.keys_by_user.end())
     for (auto& key : k->second) {
       ++rows;
-      auto& st = s.deliveries.at(key).rec.status;
-      closed += st == "sent" || st == "dead" || st == "expired" || st == "cancelled";
+      closed += !is_open(s.deliveries.at(key).rec.status);
     }
   return std::to_string(rows) + "/" + std::to_string(closed);
 }
