@@ -2,6 +2,7 @@
 
 #include "actors/backoff.hpp"
 #include "actors/circuit_breaker.hpp"
+#include "actors/concurrency_limit.hpp"
 #include "actors/cluster_view.hpp"
 #include "actors/errc.hpp"
 #include "actors/occasion.hpp"
@@ -15,6 +16,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
 #include <optional>
 #include <random>
@@ -33,7 +35,20 @@ struct job {
   std::optional<receipt> from;
   std::optional<caf::response_promise> forwarded;
   uint32_t reroutes = 0; ///< times it found no owner to go to
+  /// When it last joined the queue (monotonic).
+  std::chrono::steady_clock::time_point since{};
+
+  /// Its broker message is held unacked (here or by the peer that
+  /// forwarded it) until the job is settled.
+  bool holds_message() const {
+    return from || forwarded;
+  }
 };
+
+/// Local: look for jobs held too long in the queue.
+using hold_atom = caf::atom_constant<caf::atom("hold")>;
+/// Local: a send token may be ready.
+using send_tick_atom = caf::atom_constant<caf::atom("send_tick")>;
 
 /// A forwarding peer's verdicts on a delivery it holds the message of.
 constexpr const char* verdict_ack = "ack";
@@ -43,11 +58,12 @@ constexpr const char* verdict_reroute = "reroute";
 struct delivery_state {
   context_ptr ctx;
   std::deque<job> queue;
-  std::vector<caf::actor> idle_mailers;
-  /// Mailers that did not answer in time, until they are gone, with the key
-  /// of the request each may still be running; and jobs of those keys,
-  /// waiting for it.
-  std::map<caf::actor_addr, std::string> quarantined;
+  caf::actor mailer;
+  /// Mailers replaced because one of their requests went unanswered, until
+  /// they are gone; the keys of their requests that may still be running;
+  /// and jobs of those keys, waiting for them.
+  std::set<caf::actor_addr> dying;
+  std::multimap<caf::actor_addr, std::string> quarantined;
   std::map<std::string, job> parked;
   std::unordered_set<std::string> active; ///< queued, in flight or backing off
   std::unordered_map<std::string, job> waiting; ///< backing off, by key
@@ -67,13 +83,23 @@ struct delivery_state {
   double rate = 0;       ///< the limiter's rate (a cluster re-splits it)
   std::mt19937_64 rng;
   std::optional<rate_limiter> limiter;
+  /// Paces the sends themselves: the re-check before a send takes the
+  /// journal a varying time, and after a slow spell its answers come
+  /// together; without it their sends would too, past the limit.
+  std::optional<rate_limiter> send_limiter;
+  std::deque<job> ready; ///< re-checked, waiting for a send token
+  bool send_wake_pending = false;
   std::optional<circuit_breaker> breaker;
+  std::optional<concurrency_limit> limit;
   bool wake_pending = false;
   // Resolved once: pump runs for every message.
   metric* queue_gauge = &get_metric("chime_delivery_queue");
   metric* breaker_gauge = &get_metric("chime_circuit_breaker_state");
+  metric* limit_gauge = &get_metric("chime_email_concurrency_limit");
+  metric* timeout_gauge = &get_metric("chime_email_timeout_ms");
   metric* ambiguous = &get_metric("chime_email_ambiguous_total");
   metric* unsettled_resends = &get_metric("chime_email_unsettled_resends_total");
+  metric* retries_handed_back = &get_metric("chime_retries_via_broker_total");
   static inline const char* name = "chime.delivery";
 };
 
@@ -82,7 +108,12 @@ using delivery_actor = caf::stateful_actor<delivery_state>;
 void pump(delivery_actor* self);
 void settle_shard_drains(delivery_actor* self);
 void route(delivery_actor* self, job j, bool later);
-void hand_over(delivery_actor* self, job j, caf::actor mailer);
+void hand_over(delivery_actor* self, job j);
+
+void enqueue(delivery_state& st, job j) {
+  j.since = st.ctx->monotonic();
+  st.queue.push_back(std::move(j));
+}
 
 caf::actor journal_of(delivery_actor* self) {
   return self->state.ctx->dir->get(send_journal_name);
@@ -99,11 +130,10 @@ void settle(job& j, bool dead) {
   }
 }
 
-/// Returns the mailer; unless the job will be retried, forgets it and
-/// settles its broker message.
-void finish(delivery_actor* self, job& j, caf::actor mailer, bool retrying) {
+/// Frees the job's place in flight; unless it will be retried, forgets it
+/// and settles its broker message.
+void finish(delivery_actor* self, job& j, bool retrying) {
   auto& st = self->state;
-  st.idle_mailers.push_back(std::move(mailer));
   if (!retrying) {
     st.active.erase(j.d.key);
     settle(j, j.d.status == "dead");
@@ -198,19 +228,28 @@ void route(delivery_actor* self, job j, bool later) {
       });
 }
 
-/// Replaces a mailer whose request for `key` may still be running: it is
-/// stopped (once its request returns) and `key` is not sent again until it
-/// is gone, so that no request is in flight twice.
-caf::actor quarantine(delivery_actor* self, caf::actor mailer,
-                      const std::string& key) {
+caf::actor new_mailer(delivery_actor* self) {
+  auto mailer = self->state.ctx->make_mailer(self->system());
+  self->link_to(mailer);
+  return mailer;
+}
+
+/// The mailer did not answer for `key` in time (it answers every request
+/// within the request's time-out, so it is stuck): it is replaced and
+/// stopped (which aborts its transfers), and `key` is not sent again until
+/// it is gone, so that no request is in flight twice.
+void quarantine(delivery_actor* self, const caf::actor_addr& mailer,
+                const std::string& key) {
   auto& st = self->state;
-  self->unlink_from(mailer);
-  self->monitor(mailer);
-  st.quarantined.emplace(mailer.address(), key);
-  self->send_exit(mailer, caf::exit_reason::kill);
-  auto fresh = st.ctx->make_mailer(self->system());
-  self->link_to(fresh);
-  return fresh;
+  if (mailer == st.mailer.address()) {
+    self->unlink_from(st.mailer);
+    self->monitor(st.mailer);
+    self->send_exit(st.mailer, caf::exit_reason::kill);
+    st.dying.insert(mailer);
+    st.mailer = new_mailer(self);
+  }
+  if (st.dying.count(mailer) > 0)
+    st.quarantined.emplace(mailer, key);
 }
 
 bool still_running(const delivery_state& st, const std::string& key) {
@@ -224,16 +263,20 @@ bool still_running(const delivery_state& st, const std::string& key) {
 /// `who` was no quarantined mailer.
 bool mailer_gone(delivery_actor* self, const caf::actor_addr& who) {
   auto& st = self->state;
-  auto q = st.quarantined.find(who);
-  if (q == st.quarantined.end())
+  if (st.dying.erase(who) == 0)
     return false;
-  auto key = q->second;
-  st.quarantined.erase(q);
-  if (auto p = st.parked.find(key); p != st.parked.end() && !still_running(st, key)) {
-    st.queue.push_back(std::move(p->second));
-    st.parked.erase(p);
-    pump(self);
+  auto [first, last] = st.quarantined.equal_range(who);
+  std::vector<std::string> keys;
+  for (auto q = first; q != last; ++q)
+    keys.push_back(q->second);
+  st.quarantined.erase(first, last);
+  for (auto& key : keys) {
+    if (auto p = st.parked.find(key); p != st.parked.end() && !still_running(st, key)) {
+      enqueue(st, std::move(p->second));
+      st.parked.erase(p);
+    }
   }
+  pump(self);
   return true;
 }
 
@@ -255,23 +298,48 @@ void owner_down(delivery_actor* self, const caf::actor_addr& owner) {
 }
 
 /// Gives up a job this node may no longer send (its lease is gone): the
-/// mailer goes back, and the delivery to its shard's owner.
-void hand_over(delivery_actor* self, job j, caf::actor mailer) {
-  finish(self, j, std::move(mailer), true);
+/// delivery goes to its shard's owner.
+void hand_over(delivery_actor* self, job j) {
+  finish(self, j, true);
   self->state.active.erase(j.d.key);
   route(self, std::move(j), true);
 }
 
-void retry_later(delivery_actor* self, job j, millis delay) {
+/// Waits out `delay` before the job is tried again. A job whose broker
+/// message is held waits in the broker instead (a retry queue that brings
+/// it back after the delay), and its message is acked once the broker has
+/// the retry: nothing waits in memory, and no message stays unacked long
+/// enough for the broker's consumer_timeout. Without a broker, or while it
+/// is away, the job waits here.
+void retry_later(delivery_actor* self, job j, millis delay,
+                 bool via_broker = true) {
+  auto& st = self->state;
   auto key = j.d.key;
-  self->state.waiting.insert_or_assign(key, std::move(j));
+  if (via_broker && j.holds_message()) {
+    self
+      ->request(st.ctx->dir->get(handoff_name), journal_timeout,
+                retry_atom::value, j.d, int64_t{delay.count()})
+      .then(
+        [=](caf::ok_atom) mutable {
+          self->state.active.erase(j.d.key);
+          settle(j, false);
+          self->state.retries_handed_back->add();
+        },
+        [=](caf::error&) mutable {
+          // The broker is away (and with it, likely, the connection our
+          // message came on): wait here.
+          retry_later(self, std::move(j), delay, false);
+        });
+    return;
+  }
+  st.waiting.insert_or_assign(key, std::move(j));
   self->delayed_send(self, delay, retry_atom::value, std::move(key));
 }
 
 /// Journals the outcome; keeps trying while the journal is away, because the
 /// email service already answered and must not be asked again.
 void record(delivery_actor* self, job j, delivery_outcome o,
-            caf::actor mailer, millis retry_delay) {
+            millis retry_delay) {
   self->request(journal_of(self), journal_timeout, outcome_atom::value, o)
     .then(
       [=](caf::ok_atom) mutable {
@@ -282,7 +350,7 @@ void record(delivery_actor* self, job j, delivery_outcome o,
             {{"user_id", j.d.user_id}, {"key", j.d.key},
              {"attempts", int64_t{j.d.attempts}}});
         bool again = o.status == "failed";
-        finish(self, j, mailer, again);
+        finish(self, j, again);
         if (again)
           retry_later(self, std::move(j), retry_delay);
       },
@@ -294,17 +362,16 @@ void record(delivery_actor* self, job j, delivery_outcome o,
           log(log_level::warn, "delivery", "outcome fenced: lease lost",
               {{"key", j.d.key}, {"status", o.status}});
           get_metric("chime_deliveries_fenced_total").add();
-          hand_over(self, j, mailer);
+          hand_over(self, j);
           return;
         }
         self->state.waiting.insert_or_assign(j.d.key, j);
         self->delayed_send(self, std::chrono::seconds{1}, outcome_atom::value,
-                           o, mailer, retry_delay.count());
+                           o, retry_delay.count());
       });
 }
 
-void classify(delivery_actor* self, job j, const send_result& r,
-              caf::actor mailer) {
+void classify(delivery_actor* self, job j, const send_result& r) {
   auto& st = self->state;
   auto& ctx = *st.ctx;
   delivery_outcome o;
@@ -344,10 +411,13 @@ void classify(delivery_actor* self, job j, const send_result& r,
   }
   j.d.status = o.status;
   j.d.last_error = o.error;
-  record(self, std::move(j), std::move(o), std::move(mailer), retry_delay);
+  record(self, std::move(j), std::move(o), retry_delay);
 }
 
-void attempt(delivery_actor* self, job j, caf::actor mailer) {
+void pump_sends(delivery_actor* self);
+void send_email(delivery_actor* self, job j);
+
+void attempt(delivery_actor* self, job j) {
   auto& ctx = *self->state.ctx;
   self
     ->request(journal_of(self), journal_timeout, attempt_atom::value, j.d.key,
@@ -357,7 +427,7 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
       [=](attempt_verdict& v) mutable {
         if (v.status == "fenced" || !ours(self->state, j.d)) {
           self->state.breaker->abandon();
-          hand_over(self, std::move(j), std::move(mailer));
+          hand_over(self, std::move(j));
           return;
         }
         if (!v.proceed && !self->state.ctx->broken.no_recheck) {
@@ -366,7 +436,7 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
               {{"user_id", j.d.user_id}, {"key", j.d.key},
                {"status", v.status}});
           j.d.status = v.status;
-          finish(self, j, mailer, false);
+          finish(self, j, false);
           return;
         }
         // What is sent is what the user is now: a removed or moved
@@ -382,7 +452,7 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
                              to_ms(self->state.ctx->clock->now()),
                              v.attempts - 1};
           j.d.status = o.status;
-          record(self, std::move(j), std::move(o), std::move(mailer), millis{0});
+          record(self, std::move(j), std::move(o), millis{0});
           return;
         }
         if (v.proceed) {
@@ -392,28 +462,86 @@ void attempt(delivery_actor* self, job j, caf::actor mailer) {
         j.d.attempts = v.attempts;
         if (v.unsettled)
           self->state.unsettled_resends->add();
-        auto timeout = self->state.ctx->email_timeout + std::chrono::seconds{5};
-        self
-          ->request(mailer, timeout, send_atom::value, j.d.email, j.d.message,
-                    j.d.key)
-          .then(
-            [=](send_result& r) { classify(self, j, r, mailer); },
-            [=](caf::error& err) {
-              // The mailer did not answer in time: its request may be
-              // running still, so the mailer is not used again.
-              classify(self, j,
-                       send_result{0, -1, self->system().render(err), true},
-                       quarantine(self, std::move(mailer), j.d.key));
-            });
+        self->state.ready.push_back(std::move(j));
+        pump_sends(self);
       },
       [=](caf::error& err) mutable {
         // The journal is away: nothing was attempted; try again later.
         self->state.breaker->abandon();
         log(log_level::warn, "delivery", "journal unavailable before attempt",
             {{"key", j.d.key}, {"error", self->system().render(err)}});
-        finish(self, j, mailer, true);
+        finish(self, j, true);
         retry_later(self, j, std::chrono::seconds{1});
       });
+}
+
+void pump_sends(delivery_actor* self) {
+  auto& st = self->state;
+  while (!st.ready.empty()) {
+    auto now = st.ctx->monotonic();
+    if (auto wait = st.send_limiter->wait(now); wait.count() > 0) {
+      if (!st.send_wake_pending) {
+        st.send_wake_pending = true;
+        self->delayed_send(self, wait, send_tick_atom::value);
+      }
+      return;
+    }
+    st.send_limiter->try_take(now);
+    auto j = std::move(st.ready.front());
+    st.ready.pop_front();
+    send_email(self, std::move(j));
+  }
+}
+
+void send_email(delivery_actor* self, job j) {
+  auto& st = self->state;
+  auto timeout = st.limit->timeout();
+  auto started = st.ctx->monotonic();
+  auto mailer = st.mailer;
+  self
+    ->request(mailer, timeout + std::chrono::seconds{5}, send_atom::value,
+              j.d.email, j.d.message, j.d.key, int64_t{timeout.count()})
+    .then(
+      [=](send_result& r) {
+        auto& st = self->state;
+        if (r.http_status != 0)
+          st.limit->answered(std::chrono::duration_cast<std::chrono::microseconds>(
+                               st.ctx->monotonic() - started),
+                             st.in_flight, st.ctx->monotonic());
+        classify(self, j, r);
+      },
+      [=](caf::error& err) {
+        // The mailer did not answer: its request may be running still.
+        quarantine(self, mailer.address(), j.d.key);
+        classify(self, j, send_result{0, -1, self->system().render(err), true});
+      });
+}
+
+/// Jobs that waited in the queue for hold_max (an open breaker, a rate
+/// limit below the pace of intake) go back to the broker to wait there,
+/// for about as long as the queue still needs.
+void hand_back_held(delivery_actor* self) {
+  auto& st = self->state;
+  auto now = st.ctx->monotonic();
+  auto ahead = st.rate > 0 ? millis{static_cast<int64_t>(
+                               static_cast<double>(st.queue.size()) / st.rate * 1000)}
+                           : millis{0};
+  if (st.breaker->current() == circuit_breaker::state::open)
+    ahead = std::max(ahead, std::chrono::duration_cast<millis>(
+                              st.breaker->open_until() - now));
+  auto delay = std::clamp<millis>(ahead, std::chrono::seconds{1}, hold_max);
+  std::vector<job> held;
+  for (auto i = st.queue.begin(); i != st.queue.end();) {
+    if (i->holds_message() && now - i->since >= hold_max) {
+      held.push_back(std::move(*i));
+      i = st.queue.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  for (auto& j : held)
+    retry_later(self, std::move(j), delay);
+  st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
 }
 
 void wake_in(delivery_actor* self, std::chrono::microseconds delay) {
@@ -424,11 +552,27 @@ void wake_in(delivery_actor* self, std::chrono::microseconds delay) {
   self->delayed_send(self, delay, tick_atom::value);
 }
 
+/// Sets both limiters from the node's rate. The sends are paced a little
+/// under it, and their burst fits in what is left (1 % of the rate, unless
+/// a larger burst is configured), so that no second the service counts sees
+/// more than the rate, whatever the jitter of the requests' arrival. A burst
+/// of one would waste the tokens a late wake-up misses (a token every 2 ms
+/// at 500/s). The re-checks ahead of the sends may run further ahead.
+void pace(delivery_state& st) {
+  auto rate = std::max(st.rate, 0.0);
+  auto now = st.ctx->monotonic();
+  double burst = st.ctx->email_burst;
+  st.send_limiter->set_rate(rate * 0.985, now);
+  st.send_limiter->set_burst(std::max(burst, std::floor(rate * 0.01)));
+  st.limiter->set_rate(rate * 0.985, now);
+  st.limiter->set_burst(std::max(burst, std::floor(rate * 0.05)));
+}
+
 void pump(delivery_actor* self) {
   auto& st = self->state;
   if (st.ctx->cluster && st.ctx->cluster->rate_share() != st.rate) {
     st.rate = st.ctx->cluster->rate_share();
-    st.limiter->set_rate(std::max(st.rate, 0.0) * 0.99, st.ctx->monotonic());
+    pace(st);
   }
   if (st.rate < 0 && !st.queue.empty()) {
     // Just up in a cluster under a rate limit: the others have not yet
@@ -437,7 +581,7 @@ void pump(delivery_actor* self) {
     st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
     return;
   }
-  while (!st.draining && !st.queue.empty() && !st.idle_mailers.empty()) {
+  while (!st.draining && !st.queue.empty() && st.in_flight < st.limit->limit()) {
     if (still_running(st, st.queue.front().d.key)) {
       auto key = st.queue.front().d.key;
       st.parked.insert_or_assign(key, std::move(st.queue.front()));
@@ -464,15 +608,16 @@ void pump(delivery_actor* self) {
     st.limiter->try_take(now);
     auto j = std::move(st.queue.front());
     st.queue.pop_front();
-    auto mailer = std::move(st.idle_mailers.back());
-    st.idle_mailers.pop_back();
     ++st.in_flight_by_user[j.d.user_id];
     ++st.in_flight_by_shard[shard_of(j.d.user_id, st.ctx->shard_count)];
     ++st.in_flight;
-    attempt(self, std::move(j), std::move(mailer));
+    st.limit->started(st.in_flight);
+    attempt(self, std::move(j));
   }
   st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
   st.breaker_gauge->set(static_cast<int64_t>(st.breaker->current()));
+  st.limit_gauge->set(static_cast<int64_t>(st.limit->limit()));
+  st.timeout_gauge->set(static_cast<int64_t>(st.limit->timeout().count()));
 }
 
 void accept(delivery_actor* self, job j) {
@@ -490,7 +635,7 @@ void accept(delivery_actor* self, job j) {
     settle(j, false);
     return;
   }
-  st.queue.push_back(std::move(j));
+  enqueue(st, std::move(j));
   pump(self);
 }
 
@@ -521,23 +666,25 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.rng.seed(st.ctx->seed);
-  // Paced a little under the configured rate: requests reach the service
-  // with some jitter, and the limit must hold in every second it counts.
   st.rate = st.ctx->cluster ? st.ctx->cluster->rate_share()
                            : st.ctx->email_rate_per_s;
-  st.limiter.emplace(std::max(st.rate, 0.0) * 0.99, st.ctx->email_burst,
-                     st.ctx->monotonic());
+  st.limiter.emplace(0, 1, st.ctx->monotonic());
+  st.send_limiter.emplace(0, 1, st.ctx->monotonic());
+  pace(st);
   st.breaker.emplace(st.ctx->breaker_failures_max, st.ctx->breaker_cooldown);
   self->set_down_handler(
     [self](caf::down_msg& msg) {
       if (!mailer_gone(self, msg.source))
         owner_down(self, msg.source);
     });
-  for (uint32_t i = 0; i < st.ctx->delivery_concurrency_max; ++i) {
-    auto mailer = st.ctx->make_mailer(self->system());
-    self->link_to(mailer);
-    st.idle_mailers.push_back(std::move(mailer));
-  }
+  concurrency_limit::options lo;
+  lo.max = std::max(st.ctx->delivery_concurrency_max, 1u);
+  lo.initial = std::min(lo.initial, lo.max);
+  lo.min = std::min(lo.min, lo.max);
+  lo.timeout_ceiling = st.ctx->email_timeout;
+  st.limit.emplace(lo);
+  st.mailer = new_mailer(self);
+  self->delayed_send(self, hold_max / 4, hold_atom::value);
   return {
     [=](deliver_atom, delivery_record& d, receipt& r) {
       accept(self, job{std::move(d), std::move(r), std::nullopt});
@@ -561,7 +708,7 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
       auto i = st.waiting.find(key);
       if (i == st.waiting.end())
         return;
-      st.queue.push_back(std::move(i->second));
+      enqueue(st, std::move(i->second));
       st.waiting.erase(i);
       pump(self);
     },
@@ -569,16 +716,22 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
       self->state.wake_pending = false;
       pump(self);
     },
-    [=](outcome_atom, delivery_outcome& o, caf::actor& mailer,
-        int64_t retry_delay_ms) {
+    [=](send_tick_atom) {
+      self->state.send_wake_pending = false;
+      pump_sends(self);
+    },
+    [=](hold_atom) {
+      self->delayed_send(self, hold_max / 4, hold_atom::value);
+      hand_back_held(self);
+    },
+    [=](outcome_atom, delivery_outcome& o, int64_t retry_delay_ms) {
       auto& st = self->state;
       auto i = st.waiting.find(o.key);
       if (i == st.waiting.end())
         return;
       auto j = std::move(i->second);
       st.waiting.erase(i);
-      record(self, std::move(j), std::move(o), std::move(mailer),
-             millis{retry_delay_ms});
+      record(self, std::move(j), std::move(o), millis{retry_delay_ms});
     },
     [=](drain_atom, std::vector<uint32_t>& shards) {
       // Shards given away: their sends in flight end first. No shards: the

@@ -6,16 +6,19 @@ namespace chime {
 
 /// Spawns the node's delivery actor. It takes deliveries from the broker's
 /// consumer as (deliver_atom, delivery_record, receipt), or without a broker
-/// as (submit_atom, delivery_record), and sends each through a pool of
-/// mailers (spawned by ctx->make_mailer; at most delivery_concurrency_max
-/// requests in flight), paced by a token bucket (email_rate_per_s, burst)
-/// and guarded by a circuit breaker. Before each attempt the journal checks
+/// as (submit_atom, delivery_record), and sends each through the mailer
+/// (spawned by ctx->make_mailer), with as many requests in flight as an
+/// adaptive limit allows (up to delivery_concurrency_max) and a time-out
+/// derived from the answers seen (up to email_timeout), paced by a token
+/// bucket (email_rate_per_s, burst) and guarded by a circuit breaker. Before each attempt the journal checks
 /// the delivery is still owed (not sent, not cancelled, user alive, inside
 /// the catch-up window); the outcome, with the attempt's count, is journaled
-/// before the broker message is acked. Failures are retried here with
-/// exponential backoff and full jitter, honouring Retry-After, while the
-/// message stays unacked; a dead delivery is nacked into the dead-letter
-/// queue.
+/// before the broker message is acked. Failures are retried with
+/// exponential backoff and full jitter, honouring Retry-After: the retry is
+/// published to the broker's retry queue for its delay and the message
+/// acked (only without a broker, or while it is away, does a retry wait in
+/// memory); a job that waited in the node for hold_max goes back the same
+/// way. A dead delivery is nacked into the dead-letter queue.
 caf::actor spawn_delivery(caf::actor_system& sys, context_ptr ctx);
 
 /// Spawns the outbox sweeper: every sweep interval it asks the journal for
@@ -24,10 +27,11 @@ caf::actor spawn_delivery(caf::actor_system& sys, context_ptr ctx);
 /// handoff again. Duplicates in the queue are harmless: delivery re-checks.
 caf::actor spawn_outbox_sweeper(caf::actor_system& sys, context_ptr ctx);
 
-/// Spawns the dead-letter keeper: it takes messages from the dead-letter
-/// queue (the broker's delivery limit, or nacks of dead deliveries), records
-/// them as dead in the journal when they are still open, then acks them, so
-/// that `GET /v1/deliveries?status=dead` lists every one.
+/// Spawns the dead-letter keeper: it takes the journal's copy of every dead
+/// letter (the broker's delivery limit, or nacks of dead deliveries; the
+/// dead-letter queue itself keeps its own copy for operators), records them
+/// as dead in the journal when they are still open, then acks them, so that
+/// `GET /v1/deliveries?status=dead` lists every one.
 caf::actor spawn_dead_letter_keeper(caf::actor_system& sys, context_ptr ctx);
 
 } // namespace chime

@@ -34,7 +34,7 @@ struct node_context {
   /// The shards this node acts for now: its leases in a cluster, else
   /// owned_shards.
   std::vector<uint32_t> shards_here() const;
-  uint32_t delivery_concurrency_max = 16;
+  uint32_t delivery_concurrency_max = 1024;
   uint32_t delivery_attempts_max = 25;
   millis backoff_base{200};
   millis backoff_cap{30000};
@@ -85,5 +85,11 @@ std::string shard_name(uint32_t shard);
 
 /// How long actors wait for the journal before treating it as unavailable.
 inline constexpr std::chrono::seconds journal_timeout{15};
+
+/// How long a delivery may wait in a node while its broker message is
+/// unacked before it goes back to the broker as a retry: well under
+/// RabbitMQ's consumer_timeout (30 min by default, often set lower), past
+/// which the broker closes the channel.
+inline constexpr std::chrono::seconds hold_max{20};
 
 } // namespace chime

@@ -45,6 +45,12 @@ public:
     rate_per_s_ = rate_per_s;
   }
 
+  /// Changes how many tokens the bucket holds at most.
+  void set_burst(double burst) {
+    burst_ = std::max(1.0, burst);
+    tokens_ = std::min(tokens_, burst_);
+  }
+
   double tokens() const {
     return tokens_;
   }

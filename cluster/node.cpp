@@ -88,8 +88,8 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   ctx->backoff_cap = millis{cfg.backoff_cap_ms};
   ctx->email_timeout = millis{cfg.email_timeout_ms};
   ctx->make_mailer = [url = cfg.email_url,
-                      timeout = ctx->email_timeout](caf::actor_system& sys) {
-    return spawn_email_client(sys, url, timeout);
+                      max = cfg.delivery_concurrency_max](caf::actor_system& sys) {
+    return spawn_email_client(sys, url, max);
   };
   ctx->seed = std::random_device{}();
   // The cluster's rate; the membership actor gives this node its share.
@@ -132,6 +132,8 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   aopts.url = cfg.amqp_url;
   aopts.prefetch = static_cast<uint16_t>(cfg.amqp_prefetch);
   aopts.topology.delivery_limit = cfg.amqp_delivery_limit;
+  aopts.topology.retry_delay_max = std::max<millis>(ctx->backoff_cap, hold_max);
+  aopts.publish_buffer_max = cfg.publish_buffer_max;
   children.push_back(registered(handoff_name, ctx, [ctx, aopts](auto& sys) {
     return spawn_amqp_publisher(sys, ctx, aopts);
   }));
@@ -142,7 +144,7 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
                                delivery_name);
   }));
   children.push_back(registered("dead_consumer", ctx, [ctx, aopts](auto& sys) {
-    return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.dead_queue,
+    return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.dead_audit_queue,
                                dead_letters_name);
   }));
   children.push_back(registered(coordination_name, ctx, [cfg](auto& sys) {

@@ -6,6 +6,7 @@ find_package(date REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(Threads REQUIRED)
 find_package(OpenSSL REQUIRED)
+find_package(CURL REQUIRED)
 
 # CAF 0.17 and librabbitmq ship neither a CMake config nor a pkg-config file
 # here: found by hand.

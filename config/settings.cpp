@@ -139,7 +139,9 @@ const std::vector<key_def>& key_defs() {
      "token-bucket burst size (above about 1 % of the rate, the first second"
      " after a quiet spell can exceed the per-second limit)",
      int_setter(&settings::email_burst, 1, 1000000)},
-    {"email-timeout-ms", "5000", "per-request time-out of the email client",
+    {"email-timeout-ms", "5000",
+     "longest per-request time-out of the email client (below it, four times the"
+     " answers' 99.9th percentile, at least 2 s)",
      int_setter(&settings::email_timeout_ms, 1, 600000)},
     {"catch-up-s", "259200",
      "how late a message may still be sent; older ones are expired",
@@ -205,7 +207,9 @@ const std::vector<key_def>& key_defs() {
      int_setter(&settings::horizon_s, 1, 86400 * 30)},
     {"due-poll-s", "60", "how often (virtual seconds) shards read the due index",
      int_setter(&settings::due_poll_s, 1, 86400)},
-    {"delivery-concurrency-max", "16", "email requests in flight per node",
+    {"delivery-concurrency-max", "1024",
+     "most email requests in flight per node (below it, the limit adapts to"
+     " the service's latency)",
      int_setter(&settings::delivery_concurrency_max, 1, 4096)},
     {"delivery-attempts-max", "0",
      "attempts before a delivery is dead (0: retry until the catch-up window"
@@ -219,6 +223,10 @@ const std::vector<key_def>& key_defs() {
      int_setter(&settings::breaker_cooldown_ms, 1, 3600000)},
     {"amqp-prefetch", "1000", "unacknowledged messages per consumer at most",
      int_setter(&settings::amqp_prefetch, 1, 65535)},
+    {"publish-buffer-max", "50000",
+     "hand-offs held while the broker is away; beyond, they wait in the journal"
+     " for the outbox sweeper",
+     int_setter(&settings::publish_buffer_max, 1, 10000000)},
     {"amqp-delivery-limit", "20",
      "broker redeliveries of one message before it is dead-lettered",
      int_setter(&settings::amqp_delivery_limit, 1, 1000000)},

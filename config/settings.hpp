@@ -37,11 +37,12 @@ struct settings {
   std::map<std::string, std::string> send_times; ///< occasion -> "HH:MM"
   int64_t horizon_s = 3600;  ///< users due within this stay resident
   int64_t due_poll_s = 60;   ///< how often shards look for newly close users
-  uint32_t delivery_concurrency_max = 16;
+  uint32_t delivery_concurrency_max = 1024;
   uint32_t delivery_attempts_max = 0; ///< 0: until the catch-up window ends
   uint32_t breaker_failures_max = 10;
   uint32_t breaker_cooldown_ms = 5000;
   uint32_t amqp_prefetch = 1000;
+  uint32_t publish_buffer_max = 50000;
   uint32_t amqp_delivery_limit = 20;
   int64_t outbox_grace_s = 10;
   uint32_t backoff_base_ms = 200;

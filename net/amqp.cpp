@@ -8,6 +8,7 @@
 
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -100,10 +101,12 @@ struct amqp_connection::impl {
     amqp_table_entry_t quorum{amqp_cstring_bytes("x-queue-type"), {}};
     quorum.value.kind = AMQP_FIELD_KIND_UTF8;
     quorum.value.value.bytes = amqp_cstring_bytes("quorum");
-    declare_queue(t.dead_queue, amqp_table_t{1, &quorum});
-    amqp_queue_bind(conn, channel, bytes(t.dead_queue), bytes(t.dead_exchange),
-                    amqp_empty_bytes, amqp_empty_table);
-    check_rpc("queue.bind");
+    for (auto& dead : {t.dead_queue, t.dead_audit_queue}) {
+      declare_queue(dead, amqp_table_t{1, &quorum});
+      amqp_queue_bind(conn, channel, bytes(dead), bytes(t.dead_exchange),
+                      amqp_empty_bytes, amqp_empty_table);
+      check_rpc("queue.bind");
+    }
     amqp_table_entry_t entries[3];
     entries[0] = quorum;
     entries[1].key = amqp_cstring_bytes("x-delivery-limit");
@@ -113,6 +116,31 @@ struct amqp_connection::impl {
     entries[2].value.kind = AMQP_FIELD_KIND_UTF8;
     entries[2].value.value.bytes = bytes(t.dead_exchange);
     declare_queue(t.queue, amqp_table_t{3, entries});
+    for (auto tier : t.retry_tiers())
+      declare_retry_queue(tier);
+  }
+
+  /// At-least-once dead-lettering (it needs reject-publish on overflow): a
+  /// retry must not be dropped on its way back to the main queue.
+  void declare_retry_queue(std::chrono::milliseconds tier) {
+    auto& t = topology;
+    amqp_table_entry_t e[6];
+    auto text = [](amqp_table_entry_t& entry, const char* key, const std::string& v) {
+      entry.key = amqp_cstring_bytes(key);
+      entry.value.kind = AMQP_FIELD_KIND_UTF8;
+      entry.value.value.bytes = bytes(v);
+    };
+    static const std::string quorum = "quorum", none, at_least_once = "at-least-once",
+                             reject = "reject-publish";
+    text(e[0], "x-queue-type", quorum);
+    text(e[1], "x-dead-letter-exchange", none);
+    text(e[2], "x-dead-letter-routing-key", t.queue);
+    text(e[3], "x-dead-letter-strategy", at_least_once);
+    text(e[4], "x-overflow", reject);
+    e[5].key = amqp_cstring_bytes("x-message-ttl");
+    e[5].value.kind = AMQP_FIELD_KIND_I64;
+    e[5].value.value.i64 = tier.count();
+    declare_queue(t.retry_queue(tier), amqp_table_t{6, e});
   }
 };
 
@@ -147,7 +175,22 @@ amqp_connection::amqp_connection(const std::string& url,
 
 amqp_connection::~amqp_connection() = default;
 
-bool amqp_connection::publish_confirmed(const std::vector<std::string>& bodies,
+std::vector<std::chrono::milliseconds> amqp_topology::retry_tiers() const {
+  std::vector<std::chrono::milliseconds> tiers{std::chrono::milliseconds{250}};
+  while (tiers.back() < retry_delay_max)
+    tiers.push_back(tiers.back() * 2);
+  return tiers;
+}
+
+std::string amqp_topology::retry_queue(std::chrono::milliseconds delay) const {
+  auto tiers = retry_tiers();
+  auto tier = std::lower_bound(tiers.begin(), tiers.end(), delay);
+  if (tier == tiers.end())
+    --tier;
+  return queue + ".retry." + std::to_string(tier->count()) + "ms";
+}
+
+bool amqp_connection::publish_confirmed(const std::vector<amqp_outgoing>& messages,
                                         std::chrono::milliseconds timeout) {
   auto& i = *impl_;
   amqp_basic_properties_t props;
@@ -156,10 +199,10 @@ bool amqp_connection::publish_confirmed(const std::vector<std::string>& bodies,
   props.delivery_mode = 2; // persistent
   props.content_type = amqp_cstring_bytes("application/json");
   std::set<uint64_t> unconfirmed;
-  for (auto& body : bodies) {
+  for (auto& m : messages) {
     i.check_status(amqp_basic_publish(i.conn, channel, amqp_empty_bytes,
-                                      bytes(i.topology.queue), 0, 0, &props,
-                                      bytes(body)),
+                                      bytes(m.queue), 0, 0, &props,
+                                      bytes(m.body)),
                    "basic.publish");
     unconfirmed.insert(i.next_publish_tag++);
   }

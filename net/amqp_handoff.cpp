@@ -95,13 +95,23 @@ std::unique_ptr<amqp_connection> connect(const amqp_options& opts,
 
 // -- publisher --------------------------------------------------------------------
 
+/// A delivery to publish: a hand-off into the main queue, or a retry into
+/// the retry queue of its delay, whose sender waits for the confirm.
+struct outgoing {
+  delivery_record d;
+  std::string queue;
+  std::optional<caf::response_promise> retry;
+};
+
 struct publisher_state {
   context_ptr ctx;
   amqp_options opts;
   std::unique_ptr<amqp_connection> conn;
   reconnect_backoff backoff;
-  std::vector<delivery_record> buffer;
+  std::vector<outgoing> buffer;
+  size_t handoffs = 0; ///< of them in the buffer
   bool flush_pending = false;
+  metric* buffer_full = &get_metric("chime_publish_buffer_full_total");
   static inline const char* name = "chime.publisher";
 };
 
@@ -118,40 +128,69 @@ void schedule_flush(publisher_actor* self, std::chrono::milliseconds delay) {
     self->delayed_send(self, delay, flush_atom::value);
 }
 
+/// Answers the retries among the first `n` buffered messages and drops
+/// them from the buffer. Unconfirmed retries are not tried again here: their
+/// senders still hold the broker messages and wait in memory instead.
+void answer_retries(publisher_state& st, size_t n, bool confirmed) {
+  auto first = st.buffer.begin();
+  auto last = first + static_cast<long>(n);
+  for (auto i = first; i != last; ++i) {
+    if (!i->retry)
+      continue;
+    if (confirmed)
+      i->retry->deliver(caf::ok_atom::value);
+    else
+      i->retry->deliver(caf::make_error(caf::sec::request_timeout));
+  }
+  auto kept = std::remove_if(first, last, [](auto& o) { return o.retry.has_value(); });
+  st.buffer.erase(kept, last);
+}
+
 void publish(publisher_actor* self) {
   auto& st = self->state;
   st.flush_pending = false;
   if (st.buffer.empty())
     return;
   if (!st.conn && !(st.conn = connect(st.opts, "publisher", st.backoff))) {
-    schedule_flush(self, st.backoff.delay);
+    answer_retries(st, st.buffer.size(), false);
+    if (!st.buffer.empty())
+      schedule_flush(self, st.backoff.delay);
     return;
   }
   auto n = std::min<size_t>(st.buffer.size(), st.opts.publish_batch_max);
-  std::vector<std::string> bodies;
-  std::vector<std::string> keys;
-  for (size_t i = 0; i < n; ++i) {
-    bodies.push_back(to_body(st.buffer[i]));
-    keys.push_back(st.buffer[i].key);
-  }
+  std::vector<amqp_outgoing> messages;
+  for (size_t i = 0; i < n; ++i)
+    messages.push_back({st.buffer[i].queue, to_body(st.buffer[i].d)});
   bool confirmed = false;
   try {
-    confirmed = st.conn->publish_confirmed(bodies, st.opts.timeout);
+    confirmed = st.conn->publish_confirmed(messages, st.opts.timeout);
   } catch (const amqp_error& e) {
     log(log_level::warn, "publisher", "publish failed",
         {{"error", std::string{e.what()}}});
     st.conn.reset();
   }
+  // After the retries leave, the batch's hand-offs lead the buffer.
+  n = static_cast<size_t>(std::count_if(
+    st.buffer.begin(), st.buffer.begin() + static_cast<long>(n),
+    [](auto& o) { return !o.retry; }));
+  answer_retries(st, messages.size(), confirmed);
   if (!confirmed) {
-    // Not confirmed: try the same batch again. A copy that did arrive is
-    // delivered once anyway, since delivery re-checks the journal.
-    schedule_flush(self, std::chrono::seconds{1});
+    // Not confirmed: try the same hand-offs again. A copy that did arrive
+    // is delivered once anyway, since delivery re-checks the journal.
+    if (!st.buffer.empty())
+      schedule_flush(self, std::chrono::seconds{1});
     return;
   }
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < n; ++i)
+    keys.push_back(st.buffer[i].d.key);
   st.buffer.erase(st.buffer.begin(), st.buffer.begin() + static_cast<long>(n));
-  get_metric("chime_handoffs_total").add(static_cast<int64_t>(n));
-  caf::anon_send(st.ctx->dir->get(send_journal_name), handed_atom::value,
-                 std::move(keys), to_ms(st.ctx->clock->now()));
+  st.handoffs -= n;
+  if (n > 0) {
+    get_metric("chime_handoffs_total").add(static_cast<int64_t>(n));
+    caf::anon_send(st.ctx->dir->get(send_journal_name), handed_atom::value,
+                   std::move(keys), to_ms(st.ctx->clock->now()));
+  }
   if (!st.buffer.empty())
     schedule_flush(self, std::chrono::milliseconds{0});
 }
@@ -162,9 +201,27 @@ caf::behavior publisher(publisher_actor* self, context_ptr ctx,
   self->state.opts = std::move(opts);
   return {
     [=](submit_atom, delivery_record& d) {
-      self->state.buffer.push_back(std::move(d));
+      auto& st = self->state;
+      if (st.handoffs >= st.opts.publish_buffer_max) {
+        // The broker is away and the buffer full: the delivery stays
+        // recorded but not handed off, and the outbox sweeper offers it
+        // again once the broker is back; memory stays bounded.
+        st.buffer_full->add();
+        return;
+      }
+      ++st.handoffs;
+      st.buffer.push_back({std::move(d), st.opts.topology.queue, std::nullopt});
       // Everything already in the mailbox joins this batch.
       schedule_flush(self, std::chrono::milliseconds{0});
+    },
+    [=](retry_atom, delivery_record& d, int64_t delay_ms) {
+      auto& st = self->state;
+      auto rp = self->make_response_promise();
+      st.buffer.push_back({std::move(d),
+                           st.opts.topology.retry_queue(std::chrono::milliseconds{delay_ms}),
+                           rp});
+      schedule_flush(self, std::chrono::milliseconds{0});
+      return rp;
     },
     [=](flush_atom) { publish(self); },
   };
@@ -187,7 +244,12 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       connected.add(counted ? 1 : -1);
     }
   };
-  auto depth_metric = &get_metric("chime_queue_depth{queue=\"" + queue + "\"}");
+  // The main queue's consumer also watches the dead-letter queue, which
+  // nobody consumes (operators read and re-drive it).
+  std::vector<std::pair<std::string, metric*>> depths;
+  for (auto& q : {queue, opts.topology.dead_queue})
+    if (depths.empty() || queue == opts.topology.queue)
+      depths.emplace_back(q, &get_metric("chime_queue_depth{queue=\"" + q + "\"}"));
   auto next_depth = std::chrono::steady_clock::now();
   auto settle = [&](const receipt& r, bool ack, bool requeue) {
     if (!conn || r.connection != connection)
@@ -243,7 +305,8 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       continue;
     try {
       if (auto now = std::chrono::steady_clock::now(); now >= next_depth) {
-        depth_metric->set(static_cast<int64_t>(conn->depth(queue)));
+        for (auto& [q, gauge] : depths)
+          gauge->set(static_cast<int64_t>(conn->depth(q)));
         next_depth = now + std::chrono::seconds{2};
       }
       auto m = conn->next(std::chrono::milliseconds{20});

@@ -14,6 +14,9 @@ struct amqp_options {
   amqp_topology topology;
   uint16_t prefetch = 1000;     ///< unacked messages per consumer at most
   uint32_t publish_batch_max = 1000;
+  /// Hand-offs waiting for the broker at most; beyond, the outbox sweeper
+  /// offers them again later.
+  uint32_t publish_buffer_max = 50000;
   std::chrono::milliseconds timeout{5000};
 };
 

@@ -2,17 +2,22 @@
 
 #include <caf/fwd.hpp>
 
-#include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace chime {
 
-/// Spawns one mailer on its own thread (httplib blocks): it answers
-/// (send_atom, email, message, idempotency key) with a send_result after
-/// POSTing {base_url}/send-email with the Idempotency-Key header. It keeps
-/// its connection alive between requests; `timeout` bounds connecting and
-/// reading each response.
+/// Spawns the email client: one actor that answers (send_atom, email,
+/// message, idempotency key, timeout_ms) with a send_result after POSTing
+/// {base_url}/send-email with the Idempotency-Key header. Any number of
+/// requests may be out at once: they run on one event-driven transfer
+/// thread (libcurl's multi interface) over a pool of keep-alive
+/// connections, so hundreds in flight cost sockets, not threads. Every
+/// request is answered within its time-out; a request that timed out has
+/// had its connection closed by then, so it is not running any more.
+/// At most `in_flight_max` requests are taken at once; beyond that a request
+/// is refused at once (no answer, not ambiguous).
 caf::actor spawn_email_client(caf::actor_system& sys, std::string base_url,
-                              std::chrono::milliseconds timeout);
+                              uint32_t in_flight_max);
 
 } // namespace chime

@@ -92,6 +92,11 @@ rabbit_vars=(
   RABBITMQ_NODENAME="$rabbit_node" RABBITMQ_NODE_PORT="$amqp_port"
   RABBITMQ_DIST_PORT="$((amqp_port + 1))" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
 )
+# The test suite runs its broker with a short consumer_timeout (RabbitMQ's
+# default is 30 min), so that a delivery held unacked too long shows.
+if [ -n "${CHIME_AMQP_CONSUMER_TIMEOUT_MS:-}" ]; then
+  rabbit_vars+=(RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-rabbit consumer_timeout $CHIME_AMQP_CONSUMER_TIMEOUT_MS")
+fi
 
 rabbit_running() { rabbitmqctl -n "$rabbit_node" -q ping >/dev/null 2>&1; }
 
@@ -198,7 +203,7 @@ EOT
     kill -s "$sig" "$postmaster" $(pgrep -P "$postmaster")
     ;;
   env)
-    echo "export CHIME_DATABASE_URL=$database_url CHIME_AMQP_URL=$amqp_url CHIME_EMAIL_URL=$email_url RABBITMQ_NODE=$rabbit_node"
+    echo "export CHIME_DATABASE_URL=$database_url CHIME_AMQP_URL=$amqp_url CHIME_EMAIL_URL=$email_url RABBITMQ_NODE=$rabbit_node RABBITMQ_LOG_DIR=$rabbit_data/log"
     ;;
   *)
     echo "usage: $0 start|stop|destroy|env" >&2

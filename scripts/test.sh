@@ -11,6 +11,8 @@ export CHIME_DATA_DIR=${CHIME_TEST_DATA_DIR:-$here/.data/test}
 export CHIME_PG_PORT=${CHIME_TEST_PG_PORT:-55442}
 export CHIME_FAKE_EMAIL_PORT=${CHIME_TEST_FAKE_EMAIL_PORT:-18025}
 export CHIME_AMQP_PORT=${CHIME_TEST_AMQP_PORT:-55682}
+# A strict broker: a delivery held unacked for a minute closes its channel.
+export CHIME_AMQP_CONSUMER_TIMEOUT_MS=60000
 # Every run starts from empty services and removes them afterwards.
 "$here/scripts/services.sh" destroy
 trap '"$here/scripts/services.sh" destroy' EXIT
@@ -19,6 +21,7 @@ export CHIME_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$CHIME_PG_PORT/c
 export CHIME_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$CHIME_AMQP_PORT/%2F"
 export CHIME_TEST_SERVICES="$here/scripts/services.sh"
 export CHIME_TEST_RABBITMQ_NODE=$("$here/scripts/services.sh" env | sed -n 's/.*RABBITMQ_NODE=\([^ ]*\).*/\1/p')
+export CHIME_TEST_RABBITMQ_LOG_DIR=$("$here/scripts/services.sh" env | sed -n 's/.*RABBITMQ_LOG_DIR=\([^ ]*\).*/\1/p')
 
 cd "$here/build"
 ctest --output-on-failure --timeout 600 "$@"

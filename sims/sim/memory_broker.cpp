@@ -59,13 +59,20 @@ void dispatch(broker_actor* self) {
   }
 }
 
+/// The dead-letter exchange: a copy for operators, a copy for the journal.
+void dead_letter(broker_actor* self, message m) {
+  auto& st = self->state;
+  st.queues[dead_audit_queue].push_back(m);
+  st.queues[dead_queue].push_back(std::move(m));
+}
+
 /// Puts a message back (a nack with requeue, a lost consumer), or into the
 /// dead queue once it has come back more often than the delivery limit.
 void give_back(broker_actor* self, const std::string& queue, message m) {
   auto& st = self->state;
   if (queue == main_queue && ++m.returns > st.opts.delivery_limit) {
     st.e->trace.add(st.e->now_ms(), "broker.dead_lettered", m.d.key);
-    st.queues[dead_queue].push_back(std::move(m));
+    dead_letter(self, std::move(m));
     return;
   }
   st.queues[queue].push_front(std::move(m));
@@ -116,6 +123,27 @@ caf::behavior memory_broker(broker_actor* self, broker_options opts, env* e) {
       }
       return caf::ok_atom::value;
     },
+    [=](sim_publish_atom, delivery_record& d, int64_t delay_ms)
+      -> caf::result<caf::ok_atom> {
+      auto& e = *self->state.e;
+      if (down(self))
+        return caf::make_error(caf::sec::request_receiver_down);
+      e.trace.add(e.now_ms(), "broker.retry", d.key);
+      self->delayed_send(self, millis{delay_ms}, sim_publish_atom::value,
+                         std::vector<delivery_record>{std::move(d)}, true);
+      if (e.chance(e.faults.confirm_lost)) {
+        e.trace.add(e.now_ms(), "broker.confirm_lost");
+        return caf::make_error(caf::sec::request_timeout);
+      }
+      return caf::ok_atom::value;
+    },
+    [=](sim_publish_atom, std::vector<delivery_record>& batch, bool) {
+      // A retry's time is up: back into the main queue (the broker keeps it
+      // through its own outages).
+      for (auto& d : batch)
+        self->state.queues[main_queue].push_back(message{std::move(d), 0});
+      dispatch(self);
+    },
     [=](sim_subscribe_atom, std::string& queue, caf::actor& consumer) {
       self->monitor(consumer);
       auto& sub = self->state.subs[consumer.id()];
@@ -142,7 +170,7 @@ caf::behavior memory_broker(broker_actor* self, broker_options opts, env* e) {
       if (requeue)
         give_back(self, sub->queue, std::move(m));
       else if (sub->queue == main_queue)
-        self->state.queues[dead_queue].push_back(std::move(m));
+        dead_letter(self, std::move(m));
       dispatch(self);
     },
     [=](sim_reset_atom, bool all) {
@@ -228,6 +256,10 @@ caf::behavior memory_publisher(publisher_actor* self, context_ptr ctx,
       schedule_flush(self, millis{0});
     },
     [=](flush_atom) { publish(self); },
+    [=](retry_atom, delivery_record& d, int64_t delay_ms) {
+      return self->delegate(self->state.broker, sim_publish_atom::value,
+                            std::move(d), delay_ms);
+    },
   };
 }
 

@@ -14,6 +14,7 @@ using sim_reset_atom = caf::atom_constant<caf::atom("reset")>;
 
 inline constexpr const char* main_queue = "deliveries";
 inline constexpr const char* dead_queue = "dead";
+inline constexpr const char* dead_audit_queue = "dead.audit";
 
 struct broker_options {
   uint32_t prefetch = 1000;
@@ -25,6 +26,8 @@ struct broker_options {
 ///  - (sim_publish_atom, vector<delivery_record>) -> ok: enqueued and
 ///    confirmed; an error while the broker is down (nothing enqueued) or when
 ///    the confirm is lost (enqueued all the same).
+///  - (sim_publish_atom, delivery_record, delay_ms) -> ok: a retry, kept by
+///    the broker and enqueued after the delay; errors as above.
 ///  - (sim_subscribe_atom, queue, consumer): consumes with manual acks and
 ///    bounded prefetch; the consumer gets (deliver_atom, record, receipt) and
 ///    answers (ack_atom, receipt) or (nack_atom, receipt, requeue). When a
@@ -39,7 +42,8 @@ caf::actor spawn_memory_broker(caf::actor_system& sys, broker_options opts,
 /// Spawns a node's handoff (the seam's in-memory implementation): it
 /// buffers (submit_atom, delivery_record), publishes to `broker` with
 /// confirms, and records the confirmed ones as handed off in the journal;
-/// unconfirmed batches are published again a second later.
+/// unconfirmed batches are published again a second later. A retry,
+/// (retry_atom, delivery_record, delay_ms) -> ok, is published at once.
 caf::actor spawn_memory_publisher(caf::actor_system& sys, context_ptr ctx,
                                   caf::actor broker);
 

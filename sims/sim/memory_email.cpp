@@ -25,7 +25,7 @@ caf::behavior email_service(service_actor* self,
   return {
     [=](sim_reply_atom, uint64_t id) { self->state.later.fire(id); },
     [=](send_atom, const std::string&, const std::string&,
-        const std::string& key, const std::string& owner) {
+        const std::string& key, int64_t timeout_ms, const std::string& owner) {
       auto& st = self->state;
       auto& e = *st.e;
       auto& f = e.faults;
@@ -52,6 +52,12 @@ caf::behavior email_service(service_actor* self,
       } else if (e.chance(f.email_slow)) {
         delay = millis{e.between(1000, e.email_timeout.count() - 1)};
       }
+      if (delay > millis{timeout_ms}) {
+        // The client gives up first: an answer that was coming is lost.
+        answer_lost = answer_lost || (r.http_status >= 200 && r.http_status < 300);
+        r = send_result{0, -1, "timed out", true};
+        delay = millis{timeout_ms};
+      }
       st.ledger->requests.push_back(
         {key, owner, e.now_ms(), r.http_status, answer_lost});
       e.trace.add(e.now_ms(), "email." + std::to_string(r.http_status),
@@ -75,11 +81,12 @@ caf::actor spawn_memory_mailer(caf::actor_system& sys, caf::actor service,
   return sys.spawn([service, owner, on_send](caf::event_based_actor* self) {
     return caf::behavior{
       [=](send_atom a, std::string& email, std::string& message,
-          std::string& key) {
+          std::string& key, int64_t timeout_ms) {
         if (on_send)
           on_send(key);
         return self->delegate(service, a, std::move(email),
-                              std::move(message), std::move(key), owner);
+                              std::move(message), std::move(key), timeout_ms,
+                              owner);
       },
     };
   });

@@ -221,7 +221,7 @@ void simulation::start_node(uint32_t i) {
     return spawn_memory_consumer(sys, ctx, broker, main_queue, delivery_name);
   }));
   children.push_back(registered("dead_consumer", ctx, [ctx, broker](auto& sys) {
-    return spawn_memory_consumer(sys, ctx, broker, dead_queue,
+    return spawn_memory_consumer(sys, ctx, broker, dead_audit_queue,
                                  dead_letters_name);
   }));
   if (cluster_mode()) {

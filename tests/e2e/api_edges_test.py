@@ -11,15 +11,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from harness import FakeEmail, Node, free_port, run, user_fields, wait_until
-
-
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+from harness import FakeEmail, Node, free_port, rss_mib, run, user_fields, wait_until
 
 
 def chunked_post(port, total_mib):

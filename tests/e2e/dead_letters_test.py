@@ -1,7 +1,8 @@
 """Proves the dead-letter path and deletes during delivery:
 1. a delivery that fails every attempt becomes `dead` after the configured
-   attempts, is listed by GET /v1/deliveries?status=dead, and once the email
-   service works again POST /v1/deliveries/{key}:retry sends it, once;
+   attempts, is listed by GET /v1/deliveries?status=dead, waits in the
+   broker's dead-letter queue (its depth, also in /metrics), and once the
+   email service works again POST /v1/deliveries/{key}:retry sends it, once;
 2. a user deleted after their message was handed to the broker and attempted,
    but before it was sent, gets nothing, and the queue drains. A sentinel due
    later is the synchronisation point."""
@@ -26,7 +27,11 @@ def dead_letters_redrive_and_deletes_in_flight(workdir, db, cleanup):
     dead = wait_until("the delivery to be dead", lambda: node.deliveries(status="dead"), 30)
     assert [d["key"] for d in dead] == [key], dead
     assert dead[0]["attempts"] == 2 and dead[0]["last_error"] == "HTTP 500", dead
-    wait_until("the dead-letter queue to drain", lambda: node.broker.depth("chime.deliveries.dead") == 0, 30)
+    # In the dead-letter queue, where operators look (its journal copy read).
+    wait_until("the dead letter in its queue", lambda: node.broker.depth("chime.deliveries.dead") == 1, 30)
+    wait_until("the journal's copy to be read", lambda: node.broker.depth("chime.deliveries.dead.audit") == 0, 30)
+    wait_until("the depth in /metrics",
+               lambda: node.metric('chime_queue_depth{queue="chime.deliveries.dead"}') == 1, 30, 0.2)
     assert email.ledger() == []
     email.control(**{"error-rate": 0})
     code, _, body = node.api("POST", f"/v1/deliveries/{key}:retry")

@@ -325,6 +325,15 @@ def services(command):
         fail(f"services.sh {command} failed ({done.returncode}): {done.stdout}{done.stderr}")
 
 
+def rss_mib(pid):
+    """A process's resident memory, MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
 def per_second(entries):
     """Counts of entries per wall-clock second of received_at, in order."""
     counts = {}

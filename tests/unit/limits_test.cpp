@@ -1,4 +1,5 @@
-// Proves the delivery limits in actors/rate_limiter.hpp and
+// Proves the delivery limits in actors/rate_limiter.hpp,
+// actors/concurrency_limit.hpp and
 // actors/circuit_breaker.hpp, driven by hand-made steady_clock time points:
 // the token bucket starts with one token (no cold-start burst), never grants
 // more than burst + rate * T over any span T, grants steadily at its rate once
@@ -9,6 +10,7 @@
 // failure reopens it for another cooldown.
 
 #include "actors/circuit_breaker.hpp"
+#include "actors/concurrency_limit.hpp"
 #include "actors/rate_limiter.hpp"
 
 #include <catch2/catch.hpp>
@@ -384,4 +386,82 @@ TEST_CASE("abandon does not reopen or close a breaker", "[actors][breaker]") {
   b.abandon();
   CHECK(b.current() == bstate::open);
   CHECK_FALSE(b.allow(t0 + ms{50}));
+}
+
+// ---------------------------------------------------------------- concurrency
+
+namespace {
+
+using climit = chime::concurrency_limit;
+
+/// Feeds `windows` windows of answers of `latency` each, with the limit in
+/// use (`busy`) or not; returns the time after them.
+time_point feed(climit& l, time_point t, int windows, us latency, bool busy) {
+  for (int w = 0; w < windows; ++w) {
+    for (int i = 0; i < 20; ++i) {
+      auto in_flight = busy ? l.limit() : 1u;
+      l.started(in_flight);
+      l.answered(latency, in_flight, t);
+      t += ms{6};
+    }
+  }
+  return t;
+}
+
+} // namespace
+
+TEST_CASE("a used limit grows while answers stay as fast as usual",
+          "[actors][concurrency]") {
+  climit l{{}};
+  CHECK(l.limit() == 32);
+  auto t = feed(l, t0, 10, us{2000}, true);
+  // About its square root a window: from 32 past 100 within a second.
+  CHECK(l.limit() > 100);
+  feed(l, t, 200, us{2000}, true);
+  CHECK(l.limit() == climit::options{}.max);
+}
+
+TEST_CASE("a few milliseconds of noise on a fast service do not shrink it",
+          "[actors][concurrency]") {
+  climit l{{}};
+  auto t = feed(l, t0, 20, us{1000}, true);
+  auto grown = l.limit();
+  feed(l, t, 5, us{8000}, true); // eight times slower, yet only 7 ms
+  CHECK(l.limit() >= grown);
+}
+
+TEST_CASE("an unused limit does not grow", "[actors][concurrency]") {
+  climit l{{}};
+  feed(l, t0, 50, us{2000}, false);
+  CHECK(l.limit() == 32);
+}
+
+TEST_CASE("a limit shrinks when the service queues, down to its minimum",
+          "[actors][concurrency]") {
+  climit l{{}};
+  auto t = feed(l, t0, 20, us{2000}, true);
+  auto grown = l.limit();
+  t = feed(l, t, 3, us{40000}, true); // twenty times slower: it queues
+  CHECK(l.limit() < grown);
+  feed(l, t, 60, us{40000}, true);
+  CHECK(l.limit() == climit::options{}.min);
+}
+
+TEST_CASE("the time-out follows the answers' 99.9th percentile within bounds",
+          "[actors][concurrency]") {
+  climit::options o;
+  o.timeout_floor = ms{2000};
+  o.timeout_ceiling = ms{5000};
+  climit fast{o};
+  CHECK(fast.timeout() == ms{5000}); // nothing seen yet: the ceiling
+  auto t = feed(fast, t0, 40, us{3000}, true);
+  CHECK(fast.timeout() == ms{5000}); // 800 answers: too few for the tail
+  feed(fast, t, 20, us{3000}, true);
+  CHECK(fast.timeout() == ms{2000}); // 4 x 3 ms, held at the floor
+  climit slow{o};
+  feed(slow, t0, 60, us{900000}, true);
+  CHECK(slow.timeout() == ms{3600}); // 4 x 900 ms
+  climit slower{o};
+  feed(slower, t0, 60, us{3000000}, true);
+  CHECK(slower.timeout() == ms{5000}); // never past the configured one
 }
