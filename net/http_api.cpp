@@ -6,6 +6,7 @@
 #include "actors/sharding.hpp"
 #include "actors/user_commands.hpp"
 #include "net/amqp_handoff.hpp"
+#include "net/openapi.hpp"
 #include "net/user_json.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
@@ -466,7 +467,8 @@ struct http_api::impl {
     route("POST", R"(/v1/deliveries/(.+):retry)");
     server.Post(R"(/v1/deliveries/(.+):retry)",
                 [this](req_t q, res_t s) { redrive(q, s); });
-    for (auto path : {"/healthz", "/readyz", "/v1/cluster", "/metrics"})
+    for (auto path :
+         {"/healthz", "/readyz", "/v1/cluster", "/metrics", "/openapi.json"})
       route("GET", path);
     for (auto path : {"/v1/cluster:leave", "/v1/cluster:join"})
       route("POST", path);
@@ -482,6 +484,10 @@ struct http_api::impl {
     server.Post("/v1/cluster:leave", [this](req_t q, res_t s) { leave(q, s); });
     server.Post("/v1/cluster:join", [this](req_t q, res_t s) { join(q, s); });
     server.Get("/metrics", [this](req_t, res_t s) { metrics(s); });
+    server.Get("/openapi.json", [](req_t, res_t s) {
+      auto doc = openapi_document();
+      s.set_content(doc.data(), doc.size(), json_type);
+    });
     server.set_error_handler([this](req_t q, res_t s) {
       // Our handlers answer with a body; this only shapes httplib's own
       // errors (body too large, no such route, unreadable request).

@@ -11,7 +11,7 @@ import socket
 import urllib.error
 import urllib.request
 
-from harness import FakeEmail, Node, free_port, rss_mib, run, user_fields, wait_until
+from harness import FakeEmail, Node, rss_mib, run, unreachable_broker, user_fields, wait_until
 
 
 def chunked_post(port, total_mib):
@@ -90,8 +90,8 @@ def api_edges(workdir, db, cleanup):
     assert code == 400 and body["field"] == "shard", body
 
     # A 503 says when to come back (a node whose broker is away is not ready).
-    lonely = Node(workdir, db, email, "--clock-start", "2027-01-10T00:00:00Z")
-    lonely.broker = type("nowhere", (), {"url": f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"})()
+    lonely = Node(workdir, db, email, "--clock-start", "2027-01-10T00:00:00Z",
+                  broker=unreachable_broker())
     cleanup.append(lonely.stop)
     lonely.start(ready=False)
     def not_ready():

@@ -44,19 +44,24 @@ def wait_until(what, predicate, timeout_s=30.0, interval_s=0.05):
         time.sleep(interval_s)  # polling interval, not a synchronisation
 
 
-def http(method, url, body=None, headers=None, raw=None, timeout=30):
+def exchange(method, url, body=None, headers=None, raw=None, timeout=30):
+    """A request's status, response headers and body text."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None and not any(k.lower() == "content-type" for k in (headers or {})):
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as res:
-            text = res.read().decode()
-            return res.status, res.headers.get("Content-Type", ""), (json.loads(text) if text and "json" in res.headers.get("Content-Type", "") else text)
+            return res.status, res.headers, res.read().decode()
     except urllib.error.HTTPError as e:
-        text = e.read().decode()
-        ctype = e.headers.get("Content-Type", "")
-        return e.code, ctype, (json.loads(text) if text and "json" in ctype else text)
+        return e.code, e.headers, e.read().decode()
+
+
+def http(method, url, body=None, headers=None, raw=None, timeout=30):
+    """A request's status, Content-Type and body (parsed when it is JSON)."""
+    status, answer_headers, text = exchange(method, url, body, headers, raw, timeout)
+    ctype = answer_headers.get("Content-Type", "")
+    return status, ctype, (json.loads(text) if text and "json" in ctype else text)
 
 
 def psql(url, sql):
@@ -118,6 +123,11 @@ class Broker:
 
     def drop(self):
         rabbitmqctl("delete_vhost", self.vhost)
+
+
+def unreachable_broker():
+    """A broker for a Node that is nowhere: the node never becomes ready."""
+    return type("nowhere", (), {"url": f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"})()
 
 
 class FakeEmail:
@@ -226,10 +236,17 @@ class Node:
     def api(self, method, path, body=None, headers=None, **kw):
         """A request as the node's operator makes it: with the node's
         --api-token, unless `headers` says otherwise."""
+        return http(method, self.url + path, body, headers=self._operator(headers), **kw)
+
+    def exchange(self, method, path, body=None, headers=None, **kw):
+        """As `api`, answering the status, headers and body text."""
+        return exchange(method, self.url + path, body, headers=self._operator(headers), **kw)
+
+    def _operator(self, headers):
         if headers is None and "--api-token" in self.flags:
             token = self.flags[self.flags.index("--api-token") + 1]
-            headers = {"Authorization": f"Bearer {token}"}
-        return http(method, self.url + path, body, headers=headers, **kw)
+            return {"Authorization": f"Bearer {token}"}
+        return headers
 
     def create(self, **fields):
         status, _, body = self.api("POST", "/v1/users", fields)
