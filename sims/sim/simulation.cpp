@@ -197,6 +197,7 @@ void simulation::start_node(uint32_t i) {
   ctx->broken.no_outbox_sweeper = opts_.broken == "no-outbox-sweeper";
   ctx->broken.no_recheck = opts_.broken == "no-recheck";
   ctx->broken.no_fencing = opts_.broken == "no-fencing";
+  ctx->broken.next_year_on_update = opts_.broken == "next-year-on-update";
   // The journal and the broker outlive nodes: they are not the node's
   // children. In a cluster each node has its own journal connection, fenced
   // by its leases.
