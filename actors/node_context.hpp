@@ -65,6 +65,9 @@ struct node_context {
     bool no_outbox_sweeper = false; ///< lost handoffs are never republished
     bool no_recheck = false; ///< send without asking the journal if owed
     bool no_fencing = false; ///< send for any shard held, whatever its lease
+    /// An update that changes an occasion's date or zone plans it from next
+    /// year: a corrected date still ahead this year is never sent.
+    bool next_year_on_update = false;
   } broken;
 };
 

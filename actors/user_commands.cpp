@@ -60,6 +60,16 @@ user_view replaced(const node_context& ctx, const user_view& old,
     auto& y = done[d.occasion];
     y = std::max(y, year);
   }
+  if (ctx.broken.next_year_on_update) {
+    auto year = static_cast<int>(
+      date::year_month_day{date::floor<date::days>(now)}.year());
+    for (auto& [occasion, date] : v.user.dates) {
+      auto was = old.user.dates.find(occasion);
+      if (was == old.user.dates.end() || was->second != date
+          || old.user.timezone != v.user.timezone)
+        done[occasion] = std::max(done[occasion], year);
+    }
+  }
   for (auto& e : due_entries(ctx, v.user, now, done)) {
     // An occasion whose date and zone did not change keeps its pending due
     // instant, even an overdue one still waiting for catch-up.

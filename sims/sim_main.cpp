@@ -24,7 +24,8 @@ constexpr const char* usage = R"(usage: chime-sim [flags]
   --nodes N         nodes sharing the journal and broker (default 1)
   --traffic F       creates, updates and deletes per user per day (default 0.004)
   --rate N          email requests per second, cluster-wide (default 50)
-  --break X         test only: no-outbox-sweeper | no-recheck | no-fencing
+  --break X         test only: no-outbox-sweeper | no-recheck | no-fencing |
+                    next-year-on-update
   --fail-fast       with --seeds or --soak-s: stop at the first failing seed
   --trace           print every trace event
 )";
@@ -47,6 +48,8 @@ std::string replay_command(const chime::sim::sim_options& o) {
   auto cmd = "build/chime-sim --seed " + std::to_string(o.seed) + " --users "
              + std::to_string(o.users) + " --days " + std::to_string(o.days)
              + " --faults " + o.faults + " --nodes " + std::to_string(o.nodes);
+  if (o.traffic_per_user_day != chime::sim::sim_options{}.traffic_per_user_day)
+    cmd += " --traffic " + std::to_string(o.traffic_per_user_day);
   if (!o.broken.empty())
     cmd += " --break " + o.broken;
   return cmd;
@@ -116,8 +119,9 @@ int main(int argc, char** argv) {
       opts.faults = value;
     } else if (flag == "--break") {
       if (value != "no-outbox-sweeper" && value != "no-recheck"
-          && value != "no-fencing")
-        return bad("no-outbox-sweeper, no-recheck or no-fencing");
+          && value != "no-fencing" && value != "next-year-on-update")
+        return bad("no-outbox-sweeper, no-recheck, no-fencing or "
+                   "next-year-on-update");
       opts.broken = value;
     } else if (flag == "--traffic") {
       try {

@@ -55,6 +55,8 @@ void set_status(journal_store& s, stored_delivery& d, std::string status) {
     s.open.insert(d.rec.key);
   else
     s.open.erase(d.rec.key);
+  if (!is_open(d.rec.status) && d.rec.status != "cancelled")
+    d.closed_ms = std::min(d.closed_ms, s.now_ms);
 }
 
 void write_due(journal_store& s, const user_view& v) {
@@ -106,6 +108,7 @@ caf::result<T> answer(journal_actor* self, std::function<caf::expected<T>()> op)
   auto& view = self->state.fence.view;
   if (now < e.journal_down_until_ms || (view && !e.db_reachable(view->self())))
     return make_error(journal_errc::unavailable);
+  self->state.store->now_ms = now;
   auto result = op();
   millis delay{0};
   if (now < e.journal_slow_until_ms)
@@ -132,6 +135,7 @@ caf::expected<caf::ok_atom> create(journal_store& s, const user_view& v) {
   s.users[u.id] = u;
   s.emails[email_key(u.email)] = u.id;
   write_due(s, v);
+  s.history[u.id].push_back({v.at_ms, s.now_ms, u});
   return caf::ok_atom::value;
 }
 
@@ -160,6 +164,7 @@ caf::expected<caf::ok_atom> replace(journal_store& s, const user_view& v) {
   s.emails[email_key(u.email)] = u.id;
   i->second = u;
   write_due(s, v);
+  s.history[u.id].push_back({v.at_ms, s.now_ms, u});
   return caf::ok_atom::value;
 }
 
@@ -171,6 +176,7 @@ caf::expected<caf::ok_atom> remove(journal_store& s, const std::string& id,
   s.emails.erase(email_key(i->second.email));
   s.users.erase(i);
   erase_due(s, id);
+  s.history[id].push_back({at_ms, s.now_ms, std::nullopt});
   if (auto k = s.keys_by_user.find(id); k != s.keys_by_user.end())
     for (auto& key : k->second) {
       auto& d = s.deliveries.at(key);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "actors/protocol.hpp"
+#include "sims/sim/oracle.hpp"
 
 #include <memory>
 #include <set>
@@ -29,6 +30,8 @@ struct stored_delivery {
   delivery_record rec;
   int64_t updated_at_ms = 0;
   uint32_t begun_attempts = 0; ///< as the deliveries table's column
+  /// When it was closed as sent, expired or dead (the checker's record).
+  int64_t closed_ms = never_ms;
 };
 
 /// The journal's contents, in memory: what survives a node crash in the
@@ -43,6 +46,10 @@ struct journal_store {
   std::unordered_map<std::string, stored_delivery> deliveries;
   std::unordered_map<std::string, std::vector<std::string>> keys_by_user;
   std::set<std::string> open; ///< keys of deliveries not yet finished
+  /// The checker's records: every change to each user, in commit order, and
+  /// the instant of the write being made.
+  std::unordered_map<std::string, std::vector<user_change>> history;
+  int64_t now_ms = 0;
 };
 
 /// Spawns the in-memory implementation of the journal seam (the protocol in

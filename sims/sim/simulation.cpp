@@ -15,6 +15,7 @@
 #include "sims/sim/memory_coordination.hpp"
 #include "sims/sim/memory_email.hpp"
 #include "sims/sim/memory_journal.hpp"
+#include "sims/sim/oracle.hpp"
 
 #include <caf/all.hpp>
 #include <caf/scheduler/test_coordinator.hpp>
@@ -51,12 +52,10 @@ private:
   const env* e_;
 };
 
-/// What the checker knows of one user: the commands issued for it and
-/// which of them were acknowledged.
+/// What the checker knows of one user from its side of the API (what the
+/// journal committed is in its history).
 struct user_track {
   user_record created;
-  int64_t create_acked_ms = never;
-  std::vector<int64_t> touched_ms; ///< updates and deletes issued
   int64_t delete_acked_ms = never;
 };
 
@@ -99,6 +98,14 @@ private:
   void issue_delete();
   caf::actor live_commands(const std::string& user_id);
   void check(sim_report& r);
+  void check_owed(sim_report& r, const std::map<std::string, owed_occurrence>& owed,
+                  const std::unordered_map<std::string, std::vector<size_t>>& copies);
+  void check_duplicates(sim_report& r,
+                        const std::map<std::string, owed_occurrence>& owed,
+                        const std::unordered_map<std::string, std::vector<size_t>>& copies);
+  void add_fault(int64_t until_ms, bool costs_a_lease);
+  lateness_bound bound() const;
+  oracle_rules rules() const;
   void violation(sim_report& r, std::string what) {
     ++r.violations;
     if (r.violation_samples.size() < 8)
@@ -126,9 +133,10 @@ private:
   caf::actor coordination_;
   /// Sends a node made for a shard it did not hold in the lease table.
   std::vector<std::string> fenced_sends_;
-  /// Keys sent again under a newer lease after their first sender lost
-  /// its lease before journaling the outcome: the fence's window.
-  std::set<std::string> fence_window_;
+  /// Sends under a newer lease of a key whose first sender lost its lease
+  /// before journaling the outcome: each excuses one copy (the fence's
+  /// window).
+  std::map<std::string, uint32_t> fence_window_;
   std::map<std::string, std::pair<std::string, uint64_t>> first_send_;
   std::map<std::pair<uint32_t, uint64_t>, std::string> epoch_sender_;
   int64_t disrupted_until_ms_ = 0; ///< the last partition or outage ends
@@ -149,11 +157,16 @@ private:
   uint64_t commands_ = 0;
   uint64_t faults_ = 0;
   uint64_t crashes_ = 0;
-  /// Deliveries a crashed incarnation had sent without journaling the
-  /// outcome: a second send of these is the measured crash window.
-  std::set<std::string> crash_window_;
+  /// Copies (ledger indices) a crashed incarnation had delivered without
+  /// journaling the outcome: each excuses one later copy, the measured
+  /// crash window.
+  std::set<size_t> crash_window_;
+  /// When each crashed incarnation died: a copy of its reaching the
+  /// service later was in flight at the crash.
+  std::map<std::string, int64_t> crashed_at_ms_;
   size_t ledger_scanned_ = 0;
-  std::map<std::string, std::vector<std::string>> delivered_by_owner_;
+  std::map<std::string, std::vector<size_t>> delivered_by_owner_;
+  std::vector<fault_window> fault_windows_;
 };
 
 void simulation::start_node(uint32_t i) {
@@ -197,6 +210,7 @@ void simulation::start_node(uint32_t i) {
   ctx->broken.no_outbox_sweeper = opts_.broken == "no-outbox-sweeper";
   ctx->broken.no_recheck = opts_.broken == "no-recheck";
   ctx->broken.no_fencing = opts_.broken == "no-fencing";
+  ctx->broken.next_year_on_update = opts_.broken == "next-year-on-update";
   // The journal and the broker outlive nodes: they are not the node's
   // children. In a cluster each node has its own journal connection, fenced
   // by its leases.
@@ -281,13 +295,14 @@ void simulation::crash_node(uint32_t i) {
   for (; ledger_scanned_ < reqs.size(); ++ledger_scanned_)
     if (reqs[ledger_scanned_].delivered())
       delivered_by_owner_[reqs[ledger_scanned_].owner].push_back(
-        reqs[ledger_scanned_].key);
-  for (auto& key : delivered_by_owner_[slot.owner]) {
-    auto d = store_->deliveries.find(key);
+        ledger_scanned_);
+  for (auto i : delivered_by_owner_[slot.owner]) {
+    auto d = store_->deliveries.find(reqs[i].key);
     if (d == store_->deliveries.end() || d->second.rec.status != "sent")
-      crash_window_.insert(key);
+      crash_window_.insert(i);
   }
   delivered_by_owner_.erase(slot.owner);
+  crashed_at_ms_[slot.owner] = e_.now_ms();
 }
 
 caf::actor simulation::live_commands(const std::string& user_id) {
@@ -367,7 +382,6 @@ void simulation::issue_update() {
   auto& id = live_[static_cast<size_t>(
     e_.between(0, static_cast<int64_t>(live_.size()) - 1))];
   auto& track = users_[id];
-  track.touched_ms.push_back(e_.now_ms());
   auto u = random_user(id);
   u.email = track.created.email;
   caf::anon_send(client_, replace_atom::value, live_commands(id), std::move(u));
@@ -382,7 +396,6 @@ void simulation::issue_delete() {
   auto id = live_[pick];
   live_[pick] = live_.back();
   live_.pop_back();
-  users_[id].touched_ms.push_back(e_.now_ms());
   caf::anon_send(client_, remove_atom::value, live_commands(id), id);
 }
 
@@ -409,7 +422,7 @@ void simulation::on_send(uint32_t i, const std::string& key) {
   if (!was_first && first->second.second != row.epoch) {
     auto d = store_->deliveries.find(key);
     if (d != store_->deliveries.end() && d->second.rec.status != "sent")
-      fence_window_.insert(key);
+      ++fence_window_[key];
   }
 }
 
@@ -488,20 +501,24 @@ void simulation::plan_faults() {
       return;
     crash_node(i);
     auto down = e_.up_to(e_.faults.node_down_max);
+    add_fault(e_.now_ms() + down.count(), true);
     schedule(e_.now_ms() + down.count(), [this, i] { start_node(i); });
   });
   plan(f.journal_outages_per_day, [this] {
     e_.journal_down_until_ms = e_.now_ms() + e_.up_to(e_.faults.journal_outage_max).count();
     disrupted_until_ms_ = std::max(disrupted_until_ms_, e_.journal_down_until_ms);
+    add_fault(e_.journal_down_until_ms, true);
     e_.trace.add(e_.now_ms(), "fault.journal_down",
                  format_instant(from_ms(e_.journal_down_until_ms)));
   });
   plan(f.journal_slow_spells_per_day, [this] {
     e_.journal_slow_until_ms = e_.now_ms() + e_.up_to(10min).count();
+    add_fault(e_.journal_slow_until_ms + e_.faults.journal_slow_max.count(), true);
     e_.trace.add(e_.now_ms(), "fault.journal_slow");
   });
   plan(f.broker_outages_per_day, [this] {
     e_.broker_down_until_ms = e_.now_ms() + e_.up_to(e_.faults.broker_outage_max).count();
+    add_fault(e_.broker_down_until_ms, false);
     e_.trace.add(e_.now_ms(), "fault.broker_down");
     caf::anon_send(broker_, sim_reset_atom::value, true);
   });
@@ -512,6 +529,7 @@ void simulation::plan_faults() {
     auto lease_ms = to_ms(instant{} + sim_lease);
     auto disrupt = [this](int64_t until) {
       disrupted_until_ms_ = std::max(disrupted_until_ms_, until);
+      add_fault(until, true);
     };
     auto pick = [this] { return "n" + std::to_string(e_.between(0, opts_.nodes - 1)); };
     // A node cut off from the database (and the lease table) for up to three
@@ -556,6 +574,8 @@ void simulation::plan_faults() {
       if (!nodes_[i].root)
         return;
       e_.trace.add(e_.now_ms(), "fault.leave", nodes_[i].name);
+      // It leaves, stops a lease later and is down for a while after.
+      add_fault(e_.now_ms() + lease_ms + e_.faults.node_down_max.count(), true);
       caf::anon_send(nodes_[i].ctx->dir->get(membership_name), leave_atom::value);
       schedule(e_.now_ms() + lease_ms, [this, i] {
         if (nodes_[i].root && nodes_[i].ctx->cluster->left()) {
@@ -569,6 +589,7 @@ void simulation::plan_faults() {
   plan(f.email_day_outages_per_day, [this] {
     auto days = e_.between(1, e_.faults.email_outage_days_max);
     e_.email_down_until_ms = e_.now_ms() + days * day_ms;
+    add_fault(e_.email_down_until_ms, false);
     e_.trace.add(e_.now_ms(), "fault.email_down");
   });
 }
@@ -607,18 +628,52 @@ void simulation::run_loop(int64_t end_ms) {
   clk.current_time = std::max(clk.current_time, end);
 }
 
+void simulation::add_fault(int64_t until_ms, bool costs_a_lease) {
+  // In a cluster a node that loses its database, its peers or its life
+  // loses its leases: its shards are sent for again only once a lease has
+  // expired and a few membership rounds have passed.
+  auto lease_ms = to_ms(instant{} + sim_lease);
+  auto recovery = cluster_mode() && costs_a_lease ? lease_ms + 4 * lease_ms / 6
+                                                  : 0;
+  fault_windows_.push_back({e_.now_ms(), until_ms, recovery});
+}
+
+lateness_bound simulation::bound() const {
+  // Once the faults are over, what a send may still wait for: a lost
+  // handoff's republish (the sweeper's stale age, then its next sweep), the
+  // due poller's next load, the longest back-off, a time-out, a slow
+  // journal's answer and the breaker's cool-down.
+  auto ctx = make_context(base_);
+  auto stale = std::max<millis>(60 * ctx->outbox_grace, 4 * ctx->backoff_cap);
+  auto recovery = stale + ctx->outbox_grace + ctx->poll_interval
+                  + ctx->backoff_cap + ctx->email_timeout
+                  + e_.faults.journal_slow_max + ctx->breaker_cooldown;
+  return lateness_bound{fault_windows_, recovery.count()};
+}
+
+oracle_rules simulation::rules() const {
+  oracle_rules r;
+  r.feb29_to_mar1 = base_.feb29_rule == "mar1";
+  r.catch_up_ms = base_.catch_up_s * 1000;
+  r.end_ms = to_ms(e_.start) + int64_t{opts_.days} * day_ms;
+  // A send whose journal check came before a change may reach the service
+  // after it: a slow journal's answer, the mailer's time-out, a slow link.
+  r.in_flight_ms = (e_.faults.journal_slow_max + e_.email_timeout
+                    + std::chrono::seconds{5} + e_.faults.link_delay_max)
+                     .count();
+  return r;
+}
+
 void simulation::check(sim_report& r) {
   auto& reqs = ledger_->requests;
-  auto catch_up = millis{base_.catch_up_s * 1000};
-  auto end_ms = to_ms(e_.start) + int64_t{opts_.days} * day_ms;
-  // Sends due this late may legitimately still be on their way.
-  auto check_until = end_ms - catch_up.count() - 3600000;
-  std::unordered_map<std::string, std::vector<const email_request*>> by_key;
-  for (auto& q : reqs) {
-    by_key[q.key].push_back(&q);
-    r.delivered += q.delivered() ? 1 : 0;
-  }
   r.requests = reqs.size();
+  // Delivered copies of each key, in the order they reached the service.
+  std::unordered_map<std::string, std::vector<size_t>> copies;
+  for (size_t i = 0; i < reqs.size(); ++i)
+    if (reqs[i].delivered()) {
+      copies[reqs[i].key].push_back(i);
+      ++r.delivered;
+    }
   // No second above the limit.
   std::map<int64_t, uint32_t> per_second;
   for (auto& q : reqs)
@@ -643,82 +698,130 @@ void simulation::check(sim_report& r) {
   for (auto& what : fenced_sends_)
     violation(r, "fencing: " + what);
   r.takeover_checks = takeover_checks_;
-  // At most one delivery per key, but for the crash window.
-  for (auto& [key, list] : by_key) {
-    const email_request* first = nullptr;
-    bool answer_lost_before = false;
-    for (auto* q : list) {
-      if (!q->delivered())
-        continue;
-      bool after_lost_answer = answer_lost_before;
-      answer_lost_before = answer_lost_before || q->answer_lost;
-      if (!first) {
-        first = q;
-        continue;
-      }
-      // Its own class: the service accepted an earlier copy and its answer
-      // was lost, which no crash excuses and no node could know.
-      if (after_lost_answer) {
-        ++r.duplicates_ambiguous;
-        continue;
-      }
-      if (crash_window_.count(key)) {
-        ++r.duplicates_in_crash_window;
-        continue;
-      }
-      if (fence_window_.count(key)) {
-        ++r.duplicates_in_fence_window;
-        continue;
-      }
-      violation(r, "duplicate: " + key + " delivered by " + first->owner
-                     + " at " + format_instant(from_ms(first->at_ms))
-                     + " and by " + q->owner + " at "
-                     + format_instant(from_ms(q->at_ms)));
-    }
-  }
-  // Every occurrence due while its user stood still is delivered within
-  // the catch-up window, or recorded expired.
-  for (auto& [id, t] : users_) {
-    if (t.create_acked_ms == never)
+  key_facts facts;
+  facts.first_delivered_ms = [&](const std::string& key) {
+    auto i = copies.find(key);
+    return i == copies.end() ? never_ms : reqs[i->second.front()].at_ms;
+  };
+  facts.closed_ms = [&](const std::string& key) {
+    auto d = store_->deliveries.find(key);
+    return d == store_->deliveries.end() ? never_ms : d->second.closed_ms;
+  };
+  auto limits = bound();
+  // Ordered, so that the first violations reported do not depend on
+  // hashing.
+  std::map<std::string, owed_occurrence> owed;
+  std::map<std::string, const std::vector<user_change>*> histories;
+  for (auto& [id, history] : store_->history)
+    histories.emplace(id, &history);
+  for (auto& [id, history] : histories)
+    for (auto& o : owed_for_user(id, *history, rules(), limits, facts))
+      owed.emplace(o.key, std::move(o));
+  check_owed(r, owed, copies);
+  check_duplicates(r, owed, copies);
+}
+
+void simulation::check_owed(
+  sim_report& r, const std::map<std::string, owed_occurrence>& owed,
+  const std::unordered_map<std::string, std::vector<size_t>>& copies) {
+  auto& reqs = ledger_->requests;
+  auto rules = this->rules();
+  auto limits = bound();
+  auto at = [](int64_t ms) { return format_instant(from_ms(ms)); };
+  for (auto& [key, o] : owed) {
+    auto limit = send_limit_ms(o.due_ms, rules, limits);
+    auto c = copies.find(key);
+    if (c != copies.end()) {
+      ++r.occurrences_checked;
+      auto first = reqs[c->second.front()].at_ms;
+      if (first < o.earliest_ms)
+        violation(r, "sent early: " + key + " at " + at(first) + ", due "
+                       + at(o.earliest_ms));
+      else if (first > limit + rules.in_flight_ms)
+        violation(r, "late: " + key + " due " + at(o.due_ms) + " sent at "
+                       + at(first) + ", the faults allowed until "
+                       + at(limit));
+      if (o.withdrawn_ms != never_ms && !o.withdrawn_by_delete
+          && first > o.withdrawn_ms + rules.in_flight_ms)
+        violation(r, "sent after its occasion was moved: " + key + " at "
+                       + at(first) + ", update committed at "
+                       + at(o.withdrawn_ms));
       continue;
-    auto zone = find_zone(t.created.timezone);
-    for (auto& kind : occasion_registry()) {
-      auto date = kind->date_of(t.created);
-      if (!date || !zone)
-        continue;
-      auto from = from_ms(t.create_acked_ms + 60000);
-      for (;;) {
-        auto due = next_due(*date, zone, kind->send_time(),
-                            feb29_rule::feb28, from);
-        auto due_ms = to_ms(due.at);
-        if (due_ms > check_until)
-          break;
-        from = due.at + millis{1};
-        // Once the user was changed, what is owed depends on how the
-        // change raced its sends; only the time before is checked.
-        if (!t.touched_ms.empty()
-            && t.touched_ms.front() <= due_ms + catch_up.count())
-          break;
-        ++r.occurrences_checked;
-        auto key = idempotency_key(id, kind->name(), due.local_date);
-        bool on_time = false;
-        if (auto i = by_key.find(key); i != by_key.end())
-          for (auto* q : i->second)
-            on_time = on_time
-                      || (q->delivered() && q->at_ms <= due_ms + catch_up.count());
-        if (on_time)
-          continue;
-        auto d = store_->deliveries.find(key);
-        auto status = d == store_->deliveries.end() ? std::string{"absent"}
-                                                    : d->second.rec.status;
-        if (status == "expired") {
-          ++r.expired;
-          continue;
+    }
+    // Taken back before it had to be sent, or left to a race.
+    if (!o.required || o.withdrawn_ms <= limit)
+      continue;
+    // The run ended while it could still be on its way.
+    if (limit > rules.end_ms)
+      continue;
+    ++r.occurrences_checked;
+    auto d = store_->deliveries.find(key);
+    auto status = d == store_->deliveries.end() ? std::string{"absent"}
+                                                : d->second.rec.status;
+    auto disrupted = limits.disrupted_until_ms(o.due_ms);
+    if (status == "expired"
+        && limits.deadline_ms(o.due_ms) > o.due_ms + rules.catch_up_ms) {
+      ++r.expired;
+      continue;
+    }
+    violation(r, (status == "expired" ? "expired though the faults ended: "
+                                      : "missed: ")
+                   + key + " due " + at(o.due_ms) + " (" + o.zone
+                   + "), faults until "
+                   + at(disrupted) + ", journal status " + status);
+  }
+  for (auto& [key, list] : copies)
+    if (owed.count(key) == 0)
+      violation(r, "sent but never owed: " + key + " at "
+                     + at(reqs[list.front()].at_ms) + " by "
+                     + reqs[list.front()].owner);
+}
+
+void simulation::check_duplicates(
+  sim_report& r, const std::map<std::string, owed_occurrence>& owed,
+  const std::unordered_map<std::string, std::vector<size_t>>& copies) {
+  auto& reqs = ledger_->requests;
+  auto rules = this->rules();
+  auto limits = bound();
+  auto at = [](int64_t ms) { return format_instant(from_ms(ms)); };
+  for (auto& [key, list] : copies) {
+    // Each copy whose answer was lost, or that a node died or lost its
+    // lease with in flight, excuses one more copy, in its own class.
+    uint32_t ambiguous = 0, crashed = 0, fenced = 0;
+    if (auto f = fence_window_.find(key); f != fence_window_.end())
+      fenced = f->second;
+    auto o = owed.find(key);
+    for (size_t n = 0; n < list.size(); ++n) {
+      auto& q = reqs[list[n]];
+      if (n > 0) {
+        auto& first = reqs[list.front()];
+        if (ambiguous > 0) {
+          --ambiguous;
+          ++r.duplicates_ambiguous;
+        } else if (crashed > 0) {
+          --crashed;
+          ++r.duplicates_in_crash_window;
+        } else if (fenced > 0) {
+          --fenced;
+          ++r.duplicates_in_fence_window;
+        } else {
+          violation(r, "duplicate: " + key + " delivered by " + first.owner
+                         + " at " + at(first.at_ms) + " and by " + q.owner
+                         + " at " + at(q.at_ms));
         }
-        violation(r, "missed: " + key + " due "
-                       + format_instant(due.at) + ", journal status "
-                       + status);
+        // An excused copy is sent again while it is still owed, not after.
+        if (o != owed.end()
+            && q.at_ms > send_limit_ms(o->second.due_ms, rules, limits)
+                           + rules.in_flight_ms)
+          violation(r, "late copy: " + key + " again by " + q.owner + " at "
+                         + at(q.at_ms));
       }
+      auto died = crashed_at_ms_.find(q.owner);
+      if (q.answer_lost)
+        ++ambiguous;
+      else if (crash_window_.count(list[n]) > 0
+               || (died != crashed_at_ms_.end() && q.at_ms >= died->second))
+        ++crashed;
     }
   }
 }
@@ -753,10 +856,7 @@ sim_report simulation::run() {
         if (!dest)
           return;
         self->request(dest, timeout, op, u).then(
-          [=, this](user_view& v) {
-            users_[v.user.id].create_acked_ms = e_.now_ms();
-            live_.push_back(v.user.id);
-          },
+          [=, this](user_view& v) { live_.push_back(v.user.id); },
           [](caf::error&) {});
       },
       [=](replace_atom op, caf::actor& dest, user_record& u) {

@@ -12,8 +12,8 @@ struct sim_options {
   uint32_t days = 30;
   std::string faults = "default"; ///< none | default | harsh
   uint32_t nodes = 1;
-  /// Test-only: "no-outbox-sweeper", "no-recheck" or "no-fencing" breaks
-  /// one guarantee.
+  /// Test-only: "no-outbox-sweeper", "no-recheck", "no-fencing" or
+  /// "next-year-on-update" breaks one guarantee.
   std::string broken;
   /// User creates, updates and deletes per user per simulated day.
   double traffic_per_user_day = 0.004;

@@ -81,8 +81,11 @@ def determinism():
 
 
 def teeth():
+    # Updates are rare at CI's traffic; a corrected date needs some to show.
+    updates = CI_SET + ["--traffic", "0.05"]
     for broken, seed_set in (("no-recheck", CI_SET), ("no-outbox-sweeper", CI_SET),
-                             ("no-fencing", CLUSTER_SET)):
+                             ("no-fencing", CLUSTER_SET),
+                             ("next-year-on-update", updates)):
         code, out = run(*seed_set, "--break", broken, "--fail-fast")
         m = re.search(r"^FAIL seed (\d+): ", out, re.M)
         assert code != 0 and m, f"--break {broken} went unnoticed:\n{out[-1500:]}"
