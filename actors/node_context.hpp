@@ -24,6 +24,12 @@ struct node_context {
   schedule_rules rules;
   millis horizon{std::chrono::hours{1}}; ///< users due within stay resident
   millis poll_interval{std::chrono::minutes{1}}; ///< Chime time between loads
+  /// User actors resident in this node at most (all shards); past it a
+  /// user waits in the due index for a later poll, as those due first fire
+  /// and passivate.
+  uint32_t resident_users_max = 200000;
+  std::shared_ptr<std::atomic<int64_t>> resident_users =
+    std::make_shared<std::atomic<int64_t>>(0);
   uint32_t shard_count = 256;
   /// The shards of a node outside a cluster (the simulator): all of them,
   /// or a fixed part, unfenced.

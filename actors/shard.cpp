@@ -26,8 +26,11 @@ struct shard_state {
 
 using shard_actor = caf::stateful_actor<shard_state>;
 
-metric& resident_users() {
-  return get_metric("chime_resident_users");
+/// Keeps the node's count of resident users (the bound's) and its gauge.
+void count_resident(const context_ptr& ctx, int64_t n) {
+  *ctx->resident_users += n;
+  static auto& gauge = get_metric("chime_resident_users");
+  gauge.add(n);
 }
 
 bool due_within_horizon(const context_ptr& ctx, const user_view& v) {
@@ -46,7 +49,7 @@ caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
     auto i = st.ids.find(msg.source);
     if (i == st.ids.end()) {
       // From our supervisor: the linked user actors exit with us.
-      resident_users().add(-static_cast<int64_t>(st.users.size()));
+      count_resident(st.ctx, -static_cast<int64_t>(st.users.size()));
       self->quit(msg.reason);
       return;
     }
@@ -56,7 +59,7 @@ caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
            {"reason", self->system().render(msg.reason)}});
     st.users.erase(i->second);
     st.ids.erase(i);
-    resident_users().add(-1);
+    count_resident(st.ctx, -1);
   });
   return {
     [=](upsert_atom, user_view& v, bool from_poll) {
@@ -70,11 +73,19 @@ caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
       }
       if (!due_within_horizon(st.ctx, v))
         return;
+      if (*st.ctx->resident_users >= st.ctx->resident_users_max) {
+        // Full: the user stays in the due index, and a poll after some of
+        // those due before it have fired brings it in (polls load the
+        // earliest due first).
+        static auto& hits = get_metric("chime_resident_limit_hits_total");
+        hits.add();
+        return;
+      }
       auto user_id = v.user.id;
       auto actor = spawn_user(self, st.ctx, std::move(v));
       st.ids.emplace(actor.address(), user_id);
       st.users.emplace(std::move(user_id), std::move(actor));
-      resident_users().add(1);
+      count_resident(st.ctx, 1);
     },
     [=](evict_atom, const std::string& user_id) {
       auto& st = self->state;

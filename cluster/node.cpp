@@ -74,6 +74,7 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   auto poll = millis{static_cast<int64_t>(
     static_cast<double>(real_poll.count()) / 1000.0 * cfg.clock_rate)};
   ctx->poll_interval = poll;
+  ctx->resident_users_max = cfg.resident_users_max;
   ctx->horizon = std::max<millis>(std::chrono::seconds{cfg.horizon_s}, 3 * poll);
   ctx->shard_count = cfg.shard_count;
   // A node is always a cluster, of one without --cluster-port: its shards

@@ -902,13 +902,16 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
           shard_list.push_back(std::to_string(s));
         std::vector<user_view> out;
         // Users are few per shard inside the horizon; the limit only guards
-        // against a runaway horizon setting.
+        // against a runaway horizon setting. The earliest due come first
+        // (a node at its bound of resident users takes them first), each
+        // user's rows together.
         auto rows = tx.exec_params(
           std::string{"SELECT "} + user_columns
             + ", d.occasion, d.due_at_ms, d.local_date::text"
               " FROM due_index d JOIN users u ON u.id = d.user_id"
               " WHERE d.due_at_ms <= $1 AND d.shard = ANY($2::int[])"
-              " ORDER BY d.user_id LIMIT 1000000",
+              " ORDER BY min(d.due_at_ms) OVER (PARTITION BY d.user_id),"
+              " d.user_id LIMIT 1000000",
           until_ms, text_array(shard_list));
         for (const auto& r : rows) {
           auto id = r[0].as<std::string>();

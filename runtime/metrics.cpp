@@ -59,6 +59,8 @@ const std::map<std::string, family_def>& families() {
     {"chime_rate_limiter_waits_total",
      {"counter", "times the rate limiter held sending back"}},
     {"chime_resident_users", {"gauge", "user actors resident in memory"}},
+    {"chime_resident_limit_hits_total",
+     {"counter", "users left in the due index for a later poll: --resident-users-max reached"}},
     {"chime_shards_owned", {"gauge", "shards whose lease this node holds"}},
     {"chime_users", {"gauge", "live users"}},
     {"chime_users_created_total", {"counter", "users created (made durable)"}},

@@ -221,13 +221,16 @@ class Node:
         assert code == 200, body
         return body
 
-    def metric(self, name):
-        """A sample's value from /metrics (`name` with its labels, if any)."""
+    def metric(self, name, missing=None):
+        """A sample's value from /metrics (`name` with its labels, if any);
+        `missing`, if given, when there is no such sample yet."""
         code, _, text = self.api("GET", "/metrics")
         assert code == 200, text
         for line in text.splitlines():
             if line.split(" ")[0] == name:
                 return float(line.split(" ")[1])
+        if missing is not None:
+            return missing
         raise AssertionError(f"{name} not in /metrics")
 
     def log_text(self):

@@ -39,7 +39,7 @@ def retries_wait_in_the_broker_through_an_outage(workdir, db, cleanup):
 
     node.start("--clock-start", "2027-03-15T08:59:58Z")
     wait_until("the first failed attempts",
-               lambda: node.metric('chime_deliveries_total{status="failed"}') > 0, 30, 0.2)
+               lambda: node.metric('chime_deliveries_total{status="failed"}', missing=0) > 0, 30, 0.2)
     outage_end = time.monotonic() + OUTAGE_S
     rss = []
     # Figures, not synchronisation: the outage lasts its time whatever happens.
