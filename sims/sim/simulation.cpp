@@ -721,13 +721,20 @@ void simulation::check(sim_report& r) {
   check_duplicates(r, owed, copies);
 }
 
+namespace {
+
+std::string at(int64_t ms) {
+  return format_instant(from_ms(ms));
+}
+
+} // namespace
+
 void simulation::check_owed(
   sim_report& r, const std::map<std::string, owed_occurrence>& owed,
   const std::unordered_map<std::string, std::vector<size_t>>& copies) {
   auto& reqs = ledger_->requests;
   auto rules = this->rules();
   auto limits = bound();
-  auto at = [](int64_t ms) { return format_instant(from_ms(ms)); };
   for (auto& [key, o] : owed) {
     auto limit = send_limit_ms(o.due_ms, rules, limits);
     auto c = copies.find(key);
@@ -783,7 +790,6 @@ void simulation::check_duplicates(
   auto& reqs = ledger_->requests;
   auto rules = this->rules();
   auto limits = bound();
-  auto at = [](int64_t ms) { return format_instant(from_ms(ms)); };
   for (auto& [key, list] : copies) {
     // Each copy whose answer was lost, or that a node died or lost its
     // lease with in flight, excuses one more copy, in its own class.
