@@ -303,9 +303,13 @@ void acquire(membership_actor* self, std::vector<uint32_t> take,
 void balance(membership_actor* self, std::vector<member_info> members) {
   auto& st = self->state;
   std::vector<std::string> up;
-  for (auto& m : members)
+  size_t sending = 0; ///< up, or leaving and still finishing its sends
+  for (auto& m : members) {
     if (m.state == "up")
       up.push_back(m.name);
+    if (m.state == "up" || m.state == "leaving")
+      ++sending;
+  }
   bool self_up_now = std::count(up.begin(), up.end(), st.opts.name) > 0;
   if (!self_up_now)
     st.up_since.reset();
@@ -317,7 +321,9 @@ void balance(membership_actor* self, std::vector<member_info> members) {
                    && st.ctx->monotonic() - *st.up_since >= 2 * st.tick();
     // Each node's bucket may also spend its burst in any one second: with
     // several nodes, their bursts come out of the cluster's limit too.
-    auto n = static_cast<double>(std::max<size_t>(1, up.size()));
+    // A leaving member keeps its share until it is gone: it may still be
+    // sending what it had re-checked.
+    auto n = static_cast<double>(std::max<size_t>(1, sending));
     auto share = st.opts.email_rate_total / n;
     if (n > 1)
       share = std::max(share - st.ctx->email_burst, share / 2);
