@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <limits>
+
 namespace chime {
 
 using json = nlohmann::json;
@@ -24,7 +26,14 @@ std::optional<delivery_record> from_message_body(const std::string& body) {
     d.user_id = j.at("user_id").get<std::string>();
     d.occasion = j.at("occasion").get<std::string>();
     d.local_date = j.at("local_date").get<std::string>();
-    d.due_at_ms = j.at("due_at_ms").get<int64_t>();
+    // nlohmann_json keeps an integer past int64's range as a double, whose
+    // conversion would be undefined: only an int64 is an instant.
+    auto& due = j.at("due_at_ms");
+    if (!due.is_number_integer()
+        || (due.is_number_unsigned()
+            && due.get<uint64_t>() > std::numeric_limits<int64_t>::max()))
+      return std::nullopt;
+    d.due_at_ms = due.get<int64_t>();
     d.email = j.at("email").get<std::string>();
     d.message = j.at("message").get<std::string>();
     d.status = "handed_off";
