@@ -13,6 +13,13 @@ if(CHIME_SANITIZE)
   add_compile_options(-fsanitize=${chime_sanitizers} -fno-omit-frame-pointer
                       -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${chime_sanitizers})
+  # Reports in third-party headers that Chime cannot fix, each justified
+  # there. Needs clang; gcc has no ignore lists.
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    set(chime_ignorelist ${PROJECT_SOURCE_DIR}/tests/sanitizers/ubsan_ignorelist.txt)
+    add_compile_options(-fsanitize-ignorelist=${chime_ignorelist})
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${chime_ignorelist})
+  endif()
 endif()
 
 if(CHIME_FUZZ)
