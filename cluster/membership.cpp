@@ -12,6 +12,7 @@
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <charconv>
 #include <map>
 #include <optional>
 #include <random>
@@ -591,31 +592,45 @@ caf::actor spawn_membership(caf::actor_system& sys, context_ptr ctx,
 
 // -- transport over CAF's middleman ---------------------------------------------------
 
-namespace {
-
-std::pair<std::string, uint16_t> split_address(const std::string& address) {
+std::optional<std::pair<std::string, uint16_t>>
+split_address(const std::string& address) {
   auto colon = address.rfind(':');
-  return {address.substr(0, colon),
-          static_cast<uint16_t>(std::stoi(address.substr(colon + 1)))};
+  if (colon == std::string::npos || colon == 0)
+    return std::nullopt;
+  uint16_t port = 0;
+  auto first = address.data() + colon + 1;
+  auto last = address.data() + address.size();
+  auto [end, ec] = std::from_chars(first, last, port);
+  if (ec != std::errc{} || end != last || port == 0)
+    return std::nullopt;
+  return std::pair{address.substr(0, colon), port};
 }
+
+namespace {
 
 caf::behavior middleman_transport(caf::event_based_actor* self) {
   return {
     [=](caf::publish_atom, const std::string& address,
         caf::actor& whom) -> caf::result<caf::ok_atom> {
-      auto [host, port] = split_address(address);
+      auto parsed = split_address(address);
+      if (!parsed)
+        return caf::make_error(caf::sec::invalid_argument, address);
+      auto& [host, port] = *parsed;
       auto bound = self->system().middleman().publish(whom, port, host.c_str(),
                                                       true);
       if (!bound)
         return bound.error();
       return caf::ok_atom::value;
     },
-    [=](connect_atom, const std::string& address) {
+    [=](connect_atom, const std::string& address) -> caf::result<caf::actor> {
+      // A peer states its own address when it joins.
+      if (!split_address(address))
+        return caf::make_error(caf::sec::invalid_argument, address);
       auto rp = self->make_response_promise<caf::actor>();
       // Connecting blocks, and may never end for a frozen peer: a thread of
       // its own each time.
       self->spawn<caf::detached>([rp, address](caf::blocking_actor* worker) mutable {
-        auto [host, port] = split_address(address);
+        auto [host, port] = *split_address(address);
         auto peer = worker->system().middleman().remote_actor(host, port);
         if (peer)
           rp.deliver(*peer);

@@ -5,7 +5,9 @@
 #include <caf/fwd.hpp>
 
 #include <chrono>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace chime {
@@ -57,6 +59,11 @@ caf::actor spawn_membership(caf::actor_system& sys, context_ptr ctx,
 /// answers with the peer's published actor. Each connect runs on a thread of
 /// its own (connecting blocks, and a frozen peer never answers).
 caf::actor spawn_middleman_transport(caf::actor_system& sys);
+
+/// A cluster address "HOST:PORT" taken apart, or nothing when it is not one.
+/// Peers dial each other at the addresses they stated when they joined.
+std::optional<std::pair<std::string, uint16_t>>
+split_address(const std::string& address);
 
 /// HMAC-SHA256 of `text` under `secret`, hex.
 std::string hmac_hex(const std::string& secret, const std::string& text);

@@ -1,11 +1,11 @@
 #include "net/amqp_handoff.hpp"
 
 #include "actors/protocol.hpp"
+#include "net/delivery_message.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 
 #include <caf/all.hpp>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <memory>
@@ -14,34 +14,6 @@
 namespace chime {
 
 namespace {
-
-using json = nlohmann::json;
-
-std::string to_body(const delivery_record& d) {
-  return json{{"key", d.key},           {"user_id", d.user_id},
-              {"occasion", d.occasion}, {"local_date", d.local_date},
-              {"due_at_ms", d.due_at_ms}, {"email", d.email},
-              {"message", d.message}}
-    .dump();
-}
-
-std::optional<delivery_record> from_body(const std::string& body) {
-  try {
-    auto j = json::parse(body);
-    delivery_record d;
-    d.key = j.at("key").get<std::string>();
-    d.user_id = j.at("user_id").get<std::string>();
-    d.occasion = j.at("occasion").get<std::string>();
-    d.local_date = j.at("local_date").get<std::string>();
-    d.due_at_ms = j.at("due_at_ms").get<int64_t>();
-    d.email = j.at("email").get<std::string>();
-    d.message = j.at("message").get<std::string>();
-    d.status = "handed_off";
-    return d;
-  } catch (const json::exception&) {
-    return std::nullopt;
-  }
-}
 
 /// Paces one connection's attempts to reach the broker: 1 s after the
 /// first failure, doubling to 30 s. A broker that stays away is reported
@@ -160,7 +132,7 @@ void publish(publisher_actor* self) {
   auto n = std::min<size_t>(st.buffer.size(), st.opts.publish_batch_max);
   std::vector<amqp_outgoing> messages;
   for (size_t i = 0; i < n; ++i)
-    messages.push_back({st.buffer[i].queue, to_body(st.buffer[i].d)});
+    messages.push_back({st.buffer[i].queue, to_message_body(st.buffer[i].d)});
   bool confirmed = false;
   try {
     confirmed = st.conn->publish_confirmed(messages, st.opts.timeout);
@@ -312,7 +284,7 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       auto m = conn->next(std::chrono::milliseconds{20});
       if (!m)
         continue;
-      auto d = from_body(m->body);
+      auto d = from_message_body(m->body);
       if (!d) {
         log(log_level::warn, "consumer", "malformed message dead-lettered",
             {{"queue", queue}});

@@ -171,6 +171,10 @@ std::optional<problem> parse_object(const std::string& text, json& body) {
   } catch (const json::parse_error& e) {
     return problem{400, "Malformed JSON",
                    "malformed JSON at byte " + std::to_string(e.byte), {}};
+  } catch (const json::out_of_range&) {
+    // Well-formed JSON, but a number nlohmann_json cannot hold (1e400).
+    return problem{400, "Malformed JSON",
+                   "a number in the body is out of range", {}};
   }
   if (!body.is_object())
     return problem{400, "Invalid body", "the body must be a JSON object", {}};

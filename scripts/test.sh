@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, starts private
 # PostgreSQL (own data folder and port, apart from a dev setup), runs every
-# test through CTest, and stops the services again. Extra arguments go to
-# ctest (e.g. -L unit). Idempotent.
+# test through CTest, then (only without arguments) the sanitizer and fuzzing
+# stage scripts/sanitize.sh, and stops the services again. Extra arguments go
+# to ctest (e.g. -L unit). Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$here/scripts/setup.sh"
@@ -23,5 +24,9 @@ export CHIME_TEST_SERVICES="$here/scripts/services.sh"
 export CHIME_TEST_RABBITMQ_NODE=$("$here/scripts/services.sh" env | sed -n 's/.*RABBITMQ_NODE=\([^ ]*\).*/\1/p')
 export CHIME_TEST_RABBITMQ_LOG_DIR=$("$here/scripts/services.sh" env | sed -n 's/.*RABBITMQ_LOG_DIR=\([^ ]*\).*/\1/p')
 
-cd "$here/build"
-ctest --output-on-failure --timeout 600 "$@"
+(cd "$here/build" && ctest --output-on-failure --timeout 600 "$@")
+# The whole suite also runs sanitized and fuzzes; a selection (-R, -L) stays
+# quick.
+if (($# == 0)); then
+  "$here/scripts/sanitize.sh"
+fi

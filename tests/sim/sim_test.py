@@ -9,6 +9,16 @@ import subprocess
 import sys
 
 SIM = os.environ.get("CHIME_SIM", "build/chime-sim")
+# Seeds per set (default: all). The sanitizer build runs the first few of
+# each set: the same code paths, at several times the cost per run.
+SEEDS_MAX = int(os.environ.get("CHIME_SIM_SEEDS_MAX", "0"))
+
+
+def seed_range(first, last):
+    """The --seeds argument and the run count for seeds first..last."""
+    if SEEDS_MAX:
+        last = min(last, first + SEEDS_MAX - 1)
+    return ["--seeds", f"{first}..{last}"], last - first + 1
 CI_SET = ["--seeds", "1..200", "--users", "300", "--days", "14",
           "--faults", "default"]
 HARSH_SET = ["--seeds", "201..300", "--users", "300", "--days", "14",
@@ -42,23 +52,29 @@ def check_set(args, runs):
     return out
 
 
+def check_seeds(first, last, options):
+    seeds, runs = seed_range(first, last)
+    return check_set(seeds + options, runs)
+
+
 def seeds():
-    out = check_set(CI_SET, 200)
+    out = check_seeds(1, 200, CI_SET[2:])
     # Lost answers strike (1 % of requests), and their resends are counted
     # in their own class, not excused as a crash's.
-    assert int(field(out, "duplicates_ambiguous")) > 0, "no answer was lost"
+    if not SEEDS_MAX:
+        assert int(field(out, "duplicates_ambiguous")) > 0, "no answer was lost"
 
 
 def seeds_harsh():
-    check_set(HARSH_SET, 100)
+    check_seeds(201, 300, HARSH_SET[2:])
 
 
 def seeds_cluster_a():
-    check_set(["--seeds", "301..350"] + CLUSTER_SET[2:], 50)
+    check_seeds(301, 350, CLUSTER_SET[2:])
 
 
 def seeds_cluster_b():
-    check_set(["--seeds", "351..400"] + CLUSTER_SET[2:], 50)
+    check_seeds(351, 400, CLUSTER_SET[2:])
 
 
 def determinism():
