@@ -551,7 +551,13 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                    " $2::text[], $3::text[], $4::date[], $5::bigint[],"
                    " $6::text[], $7::text[], $8::text[], $9::bigint[])"
                    " AS r(k, u, o, l, d, s, e, m, a)"
-                   " ON CONFLICT (key) DO NOTHING",
+                   // A date moved away and back again: the message of the
+                   // occasion cancelled in between is owed once more.
+                   " ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status,"
+                   " due_at_ms = EXCLUDED.due_at_ms, email = EXCLUDED.email,"
+                   " message = EXCLUDED.message,"
+                   " updated_at_ms = EXCLUDED.updated_at_ms"
+                   " WHERE deliveries.status = 'cancelled'",
                    text_array(cols[0]), text_array(cols[1]),
                    text_array(cols[2]), text_array(cols[3]),
                    text_array(cols[4]), text_array(cols[5]),

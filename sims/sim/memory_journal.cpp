@@ -206,6 +206,14 @@ bool fire(journal_store& s, const fire_request& f) {
   if (added) {
     s.keys_by_user[d.user_id].push_back(d.key);
     set_status(s, row->second, d.status);
+  } else if (row->second.rec.status == "cancelled") {
+    // A date moved away and back again: owed once more.
+    auto& r = row->second.rec;
+    r.due_at_ms = d.due_at_ms;
+    r.email = d.email;
+    r.message = d.message;
+    row->second.updated_at_ms = f.at_ms;
+    set_status(s, row->second, d.status);
   }
   return true;
 }

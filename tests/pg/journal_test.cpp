@@ -501,3 +501,31 @@ TEMPLATE_TEST_CASE("an update computed from a read is refused once a message "
   CHECK(fx.ask<user_view>(read_atom::value, std::string{"u1"})->user.first_name
         == "Augusta");
 }
+
+TEMPLATE_TEST_CASE("a message cancelled when its date moved away is owed again "
+                   "when the date moves back",
+                   "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  auto f = make_fire(v, "scheduled");
+  REQUIRE(fx.ask<bool>(fire_atom::value, f));
+  // At its send the occasion was found moved: cancelled.
+  REQUIRE(fx.ask<caf::ok_atom>(
+    outcome_atom::value,
+    delivery_outcome{f.delivery.key, "cancelled", "moved", f_at_ms(v) + 1, 0}));
+  REQUIRE(fx.deliveries("cancelled").size() == 1);
+  // Moved back: the same date, so the same key, falls due again.
+  auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
+  REQUIRE(read);
+  auto back = *read;
+  back.due = v.due;
+  REQUIRE(fx.ask<caf::ok_atom>(replace_atom::value, back));
+  auto again = fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled"));
+  REQUIRE(again);
+  CHECK(*again);
+  auto open = fx.deliveries("scheduled");
+  REQUIRE(open.size() == 1);
+  CHECK(open.front().key == f.delivery.key);
+  CHECK(fx.deliveries("cancelled").empty());
+}
