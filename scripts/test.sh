@@ -9,9 +9,12 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 "$here/scripts/setup.sh"
 
 export CHIME_DATA_DIR=${CHIME_TEST_DATA_DIR:-$here/.data/test}
-export CHIME_PG_PORT=${CHIME_TEST_PG_PORT:-55442}
+# Below Linux's ephemeral range (32768-60999): a test restarts its broker or
+# database, and an outgoing connection holding the port as its own would
+# make that restart fail (EADDRINUSE).
+export CHIME_PG_PORT=${CHIME_TEST_PG_PORT:-25442}
 export CHIME_FAKE_EMAIL_PORT=${CHIME_TEST_FAKE_EMAIL_PORT:-18025}
-export CHIME_AMQP_PORT=${CHIME_TEST_AMQP_PORT:-55682}
+export CHIME_AMQP_PORT=${CHIME_TEST_AMQP_PORT:-25682}
 # A strict broker: a delivery held unacked for a minute closes its channel.
 export CHIME_AMQP_CONSUMER_TIMEOUT_MS=60000
 # Every run starts from empty services and removes them afterwards.
