@@ -559,7 +559,11 @@ void wake_in(delivery_actor* self, std::chrono::microseconds delay) {
 /// of one would waste the tokens a late wake-up misses (a token every 2 ms
 /// at 500/s). The re-checks ahead of the sends may run further ahead.
 void pace(delivery_state& st) {
-  auto rate = std::max(st.rate, 0.0);
+  // No share (just up, or leaving): the pump starts nothing new, and what
+  // was re-checked goes out at the last share, never unlimited.
+  if (st.rate < 0)
+    return;
+  auto rate = st.rate;
   auto now = st.ctx->monotonic();
   double burst = st.ctx->email_burst;
   st.send_limiter->set_rate(rate * 0.985, now);
