@@ -8,7 +8,7 @@
 #
 # Needs the services scripts/test.sh starts and the CHIME_TEST_* variables it
 # exports; to run this stage alone, start them the same way (see test.sh).
-# CHIME_SIM_SEEDS_MAX (default 5) is how many seeds of each simulator set run
+# CHIME_SIM_SEEDS_MAX (default 3) is how many seeds of each simulator set run
 # here: a sanitized run costs several times a plain one.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,7 +28,7 @@ echo "sanitize: built in $((SECONDS - stage_start)) s"
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export LSAN_OPTIONS=suppressions=$here/tests/sanitizers/lsan.supp:print_suppressions=0
-export CHIME_SIM_SEEDS_MAX=${CHIME_SIM_SEEDS_MAX:-5}
+export CHIME_SIM_SEEDS_MAX=${CHIME_SIM_SEEDS_MAX:-3}
 
 tests_start=$SECONDS
 (cd "$build" && ctest --output-on-failure --timeout 600 -L 'unit|pg|sim|fuzz')
