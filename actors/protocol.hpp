@@ -23,7 +23,7 @@ using replace_atom = caf::atom_constant<caf::atom("replace")>;   // (user_view) 
 using remove_atom = caf::atom_constant<caf::atom("remove")>;     // (id, at_ms) -> ok
 using read_atom = caf::atom_constant<caf::atom("read")>;         // (id) -> user_view
 using list_atom = caf::atom_constant<caf::atom("list")>;         // (cursor, limit) -> users_page
-using load_due_atom = caf::atom_constant<caf::atom("load_due")>; // (until_ms, shards) -> vector<user_view>
+using load_due_atom = caf::atom_constant<caf::atom("load_due")>; // (until_ms, shards, after_due_ms, after_user, limit) -> due_page
 using fire_atom = caf::atom_constant<caf::atom("fire")>;         // (fire_request) -> bool recorded
 using attempt_atom = caf::atom_constant<caf::atom("attempt")>;   // (key, now_ms, catch_up_ms) -> attempt_verdict; counts the attempt as begun
 using outcome_atom = caf::atom_constant<caf::atom("outcome")>;   // (delivery_outcome) -> ok
@@ -170,7 +170,24 @@ typename Inspector::result_type inspect(Inspector& f, users_page& x) {
   return f(caf::meta::type_name("users_page"), x.users, x.next_cursor);
 }
 
-/// A user actor's report that an occasion fell due: the journal records the
+/// One page of the users due by some instant, in the order of their due
+/// rows (due_at_ms, user_id), each user with all its due rows by then. The
+/// next page starts after the last row this one read; a user with rows on
+/// two pages comes on both.
+struct due_page {
+  std::vector<user_view> users;
+  int64_t last_due_ms = 0;
+  std::string last_user;
+  bool more = false; ///< the page was full: there may be more
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, due_page& x) {
+  return f(caf::meta::type_name("due_page"), x.users, x.last_due_ms,
+           x.last_user, x.more);
+}
+
+/// A shard's report that an occasion fell due: the journal records the
 /// delivery and moves the due index to `next` in one transaction, but only
 /// if the index still holds `due` (otherwise the report is stale).
 struct fire_request {

@@ -9,69 +9,197 @@
 
 #include <caf/all.hpp>
 
+#include <algorithm>
+#include <limits>
 #include <map>
+#include <set>
+#include <tuple>
 #include <unordered_map>
 
 namespace chime {
 
+std::string shard_name(uint32_t shard) {
+  return "shard/" + std::to_string(shard);
+}
+
 namespace {
+
+/// A user due within the horizon, held by its shard: the user as last
+/// written and the occasions whose due record is with the journal now.
+struct resident {
+  user_view view;
+  uint64_t version = 0; ///< bumped when an upsert replaces the view
+  std::vector<std::string> firing;
+
+  bool is_firing(const std::string& occasion) const {
+    return std::find(firing.begin(), firing.end(), occasion) != firing.end();
+  }
+};
 
 struct shard_state {
   context_ptr ctx;
   uint32_t id = 0;
-  std::unordered_map<std::string, caf::actor> users;
-  std::map<caf::actor_addr, std::string> ids;
+  std::unordered_map<std::string, resident> users;
+  /// (when, user id, occasion): when to look at one occasion of a resident
+  /// user. An entry its user no longer needs (the view changed, or the user
+  /// left) is skipped when it comes up, not searched for and erased.
+  std::set<std::tuple<int64_t, std::string, std::string>> timers;
+  std::set<int64_t> wakes; ///< the instants a wake_atom is on its way for
   static inline const char* name = "chime.shard";
+
+  ~shard_state() {
+    // Whatever ends the shard, its residents no longer count toward the bound.
+    if (ctx)
+      count_resident(ctx, -static_cast<int64_t>(users.size()));
+  }
+
+  /// Keeps the node's count of resident users (the bound's) and its gauge.
+  static void count_resident(const context_ptr& ctx, int64_t n) {
+    *ctx->resident_users += n;
+    static auto& gauge = get_metric("chime_resident_users");
+    gauge.add(n);
+  }
 };
 
 using shard_actor = caf::stateful_actor<shard_state>;
 
-/// Keeps the node's count of resident users (the bound's) and its gauge.
-void count_resident(const context_ptr& ctx, int64_t n) {
-  *ctx->resident_users += n;
-  static auto& gauge = get_metric("chime_resident_users");
-  gauge.add(n);
-}
-
-bool due_within_horizon(const context_ptr& ctx, const user_view& v) {
-  auto limit = to_ms(ctx->clock->now() + ctx->horizon);
+bool due_within_horizon(const node_context& ctx, const user_view& v) {
+  auto limit = to_ms(ctx.clock->now() + ctx.horizon);
   for (auto& d : v.due)
     if (d.due_at_ms <= limit)
       return true;
   return false;
 }
 
+/// Makes sure a wake is on its way for the earliest timer.
+void arm_wake(shard_actor* self) {
+  auto& st = self->state;
+  if (st.timers.empty())
+    return;
+  auto earliest = std::get<0>(*st.timers.begin());
+  if (!st.wakes.empty() && *st.wakes.begin() <= earliest)
+    return;
+  auto wait = std::max(millis{0}, from_ms(earliest) - st.ctx->clock->now());
+  st.wakes.insert(earliest);
+  self->delayed_send(self, st.ctx->clock->real_delay(wait), wake_atom::value,
+                     earliest);
+}
+
+/// Sets the timers of a resident user's occasions due within the horizon,
+/// or lets the user go (passivates it) when nothing is due nor recording:
+/// the due index brings it back through a poll.
+void arm_user(shard_actor* self,
+              std::unordered_map<std::string, resident>::iterator i) {
+  auto& st = self->state;
+  auto& r = i->second;
+  auto limit = to_ms(st.ctx->clock->now() + st.ctx->horizon);
+  bool any = !r.firing.empty();
+  for (auto& d : r.view.due) {
+    if (d.due_at_ms > limit || r.is_firing(d.occasion))
+      continue;
+    any = true;
+    st.timers.emplace(d.due_at_ms, i->first, d.occasion);
+  }
+  if (!any) {
+    st.users.erase(i);
+    shard_state::count_resident(st.ctx, -1);
+  }
+  arm_wake(self);
+}
+
+void fire(shard_actor* self, const std::string& user_id,
+          const due_entry& entry) {
+  auto& st = self->state;
+  auto i = st.users.find(user_id);
+  auto planned = plan_fire(*st.ctx, i->second.view, entry);
+  if (!planned)
+    return; // logged; the entry stays, so the user stays until updated
+  i->second.firing.push_back(entry.occasion);
+  auto version = i->second.version;
+  self
+    ->request(st.ctx->dir->get(journal_name), journal_timeout, fire_atom::value,
+              *planned)
+    .then(
+      [=, req = *planned](bool recorded) {
+        auto& st = self->state;
+        auto& d = req.delivery;
+        if (recorded && d.status == "scheduled") {
+          caf::anon_send(st.ctx->dir->get(handoff_name), submit_atom::value, d);
+        } else if (recorded) {
+          get_metric("chime_deliveries_expired_total").add();
+          log(log_level::info, "user", "occasion expired",
+              {{"user_id", d.user_id}, {"key", d.key}});
+        }
+        auto i = st.users.find(req.user_id);
+        if (i == st.users.end())
+          return; // deleted meanwhile
+        auto& r = i->second;
+        r.firing.erase(std::find(r.firing.begin(), r.firing.end(),
+                                 req.due.occasion));
+        // A view replaced meanwhile is authoritative: its due instants were
+        // planned knowing what this one recorded.
+        if (version == r.version)
+          for (auto& e : r.view.due)
+            if (e.occasion == req.due.occasion
+                && e.due_at_ms == req.due.due_at_ms)
+              e = req.next;
+        arm_user(self, i);
+      },
+      [=, occasion = entry.occasion](caf::error& err) {
+        auto& st = self->state;
+        log(log_level::warn, "user", "journal did not record a due occasion",
+            {{"user_id", user_id}, {"error", self->system().render(err)}});
+        auto i = st.users.find(user_id);
+        if (i == st.users.end())
+          return;
+        auto& r = i->second;
+        r.firing.erase(std::find(r.firing.begin(), r.firing.end(), occasion));
+        // Try again in a second (Chime time), not at once: the journal is
+        // struggling.
+        st.timers.emplace(to_ms(st.ctx->clock->now() + millis{1000}), user_id,
+                          occasion);
+        arm_wake(self);
+      });
+}
+
+/// Fires every resident occasion that is due now.
+void wake(shard_actor* self) {
+  auto& st = self->state;
+  auto now_ms = to_ms(st.ctx->clock->now());
+  while (!st.timers.empty() && std::get<0>(*st.timers.begin()) <= now_ms) {
+    auto node = st.timers.extract(st.timers.begin());
+    auto& [when, user_id, occasion] = node.value();
+    auto i = st.users.find(user_id);
+    if (i == st.users.end() || i->second.is_firing(occasion))
+      continue;
+    for (auto& e : i->second.view.due)
+      if (e.occasion == occasion && e.due_at_ms <= now_ms) {
+        fire(self, user_id, e);
+        break;
+      }
+  }
+  arm_wake(self);
+}
+
 caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
   self->state.ctx = std::move(ctx);
   self->state.id = id;
-  self->set_exit_handler([self](caf::exit_msg& msg) {
-    auto& st = self->state;
-    auto i = st.ids.find(msg.source);
-    if (i == st.ids.end()) {
-      // From our supervisor: the linked user actors exit with us.
-      count_resident(st.ctx, -static_cast<int64_t>(st.users.size()));
-      self->quit(msg.reason);
-      return;
-    }
-    if (msg.reason && msg.reason != caf::exit_reason::user_shutdown)
-      log(log_level::warn, "shard", "user actor failed",
-          {{"user_id", i->second},
-           {"reason", self->system().render(msg.reason)}});
-    st.users.erase(i->second);
-    st.ids.erase(i);
-    count_resident(st.ctx, -1);
-  });
   return {
     [=](upsert_atom, user_view& v, bool from_poll) {
       auto& st = self->state;
+      v.deliveries.clear(); // not needed to fire; residents are many
+      v.deliveries.shrink_to_fit();
       auto i = st.users.find(v.user.id);
       if (i != st.users.end()) {
-        // A resident actor already knows better than a poll's snapshot.
-        if (!from_poll)
-          self->send(i->second, upsert_atom::value, std::move(v));
+        // A resident user is known better here than by a poll's snapshot.
+        if (from_poll)
+          return;
+        i->second.view = std::move(v);
+        ++i->second.version;
+        arm_user(self, i);
         return;
       }
-      if (!due_within_horizon(st.ctx, v))
+      if (!due_within_horizon(*st.ctx, v))
         return;
       if (*st.ctx->resident_users >= st.ctx->resident_users_max) {
         // Full: the user stays in the due index, and a poll after some of
@@ -82,34 +210,20 @@ caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
         return;
       }
       auto user_id = v.user.id;
-      auto actor = spawn_user(self, st.ctx, std::move(v));
-      st.ids.emplace(actor.address(), user_id);
-      st.users.emplace(std::move(user_id), std::move(actor));
-      count_resident(st.ctx, 1);
+      auto j = st.users.emplace(std::move(user_id), resident{std::move(v)}).first;
+      shard_state::count_resident(st.ctx, 1);
+      arm_user(self, j);
+    },
+    [=](wake_atom, int64_t at_ms) {
+      self->state.wakes.erase(at_ms);
+      wake(self);
     },
     [=](evict_atom, const std::string& user_id) {
       auto& st = self->state;
-      auto i = st.users.find(user_id);
-      if (i != st.users.end())
-        self->send_exit(i->second, caf::exit_reason::user_shutdown);
+      if (st.users.erase(user_id) > 0)
+        shard_state::count_resident(st.ctx, -1);
     },
     [=](caf::get_atom) -> uint64_t { return self->state.users.size(); },
-    [=](load_due_atom) {
-      // A shard just taken over loads its due users at once instead of
-      // waiting for the next poll.
-      auto& ctx = self->state.ctx;
-      auto until = to_ms(ctx->clock->now() + ctx->horizon);
-      self
-        ->request(ctx->dir->get(journal_name), journal_timeout,
-                  load_due_atom::value, until,
-                  std::vector<uint32_t>{self->state.id})
-        .then(
-          [=](std::vector<user_view>& users) {
-            for (auto& v : users)
-              self->send(self, upsert_atom::value, std::move(v), true);
-          },
-          [=](caf::error&) {}); // the next poll loads them
-    },
   };
 }
 
@@ -129,7 +243,9 @@ void host_start(host_actor* self, uint32_t id) {
   auto actor = self->spawn<caf::linked>(shard, st.ctx, id);
   st.by_addr.emplace(actor.address(), id);
   st.ctx->dir->put(shard_name(id), actor);
-  self->send(actor, load_due_atom::value);
+  // A shard just taken over has its due users loaded at once, not at the
+  // next poll.
+  self->send(st.ctx->dir->get(due_poller_name), tick_atom::value, true);
   st.shards.emplace(id, std::move(actor));
 }
 
@@ -176,37 +292,101 @@ caf::behavior shard_host(host_actor* self, context_ptr ctx) {
 
 struct poller_state {
   context_ptr ctx;
+  /// Where the pass under way goes on: after this due row.
+  int64_t after_due_ms = std::numeric_limits<int64_t>::min();
+  std::string after_user;
+  bool loading = false;
+  bool pass_open = false;
+  uint64_t pass = 0; ///< a page read for an earlier pass moves no cursor
   static inline const char* name = "chime.due_poller";
 };
 
 using poller_actor = caf::stateful_actor<poller_state>;
 
+/// The most users one load brings in: a page is one message and one query.
+constexpr uint32_t due_page_max = 5000;
+
+/// Loads the next page of the pass under way, as many users as the bound of
+/// resident users leaves room for; a full page is followed by the next one
+/// as soon as there is room (the residents fire and passivate), so a million
+/// users due at once stream through a bounded number of residents.
+void load_page(poller_actor* self) {
+  auto& st = self->state;
+  if (st.loading || !st.pass_open)
+    return;
+  auto room = static_cast<int64_t>(st.ctx->resident_users_max)
+              - st.ctx->resident_users->load();
+  // Wait for a worthwhile room (a tenth of the bound, or a page) before
+  // reading, rather than reading the same rows for a few slots at a time.
+  auto worthwhile = std::min<int64_t>(due_page_max,
+                                      std::max<int64_t>(1, st.ctx->resident_users_max / 10));
+  if (room < worthwhile) {
+    self->delayed_send(self, std::chrono::milliseconds{100}, tick_atom::value,
+                       false);
+    st.loading = true; // the tick above is the next load
+    return;
+  }
+  auto until = to_ms(st.ctx->clock->now() + st.ctx->horizon);
+  auto limit = static_cast<uint32_t>(std::min<int64_t>(room, due_page_max));
+  st.loading = true;
+  auto pass = st.pass;
+  self
+    ->request(st.ctx->dir->get(journal_name), journal_timeout,
+              load_due_atom::value, until, st.ctx->shards_here(),
+              st.after_due_ms, st.after_user, limit)
+    .then(
+      [=](due_page& page) {
+        auto& st = self->state;
+        st.loading = false;
+        for (auto& v : page.users) {
+          auto shard = st.ctx->dir->get(
+            shard_name(shard_of(v.user.id, st.ctx->shard_count)));
+          self->send(shard, upsert_atom::value, std::move(v), true);
+        }
+        if (pass == st.pass) {
+          st.after_due_ms = page.last_due_ms;
+          st.after_user = std::move(page.last_user);
+          st.pass_open = page.more;
+        }
+        load_page(self);
+      },
+      [=](caf::error& err) {
+        auto& st = self->state;
+        st.loading = false;
+        if (pass == st.pass)
+          st.pass_open = false; // the next poll starts over
+        log(log_level::warn, "due_poller", "could not load due users",
+            {{"error", self->system().render(err)}});
+      });
+}
+
 caf::behavior due_poller(poller_actor* self, context_ptr ctx) {
   self->state.ctx = std::move(ctx);
-  self->send(self, tick_atom::value);
+  self->send(self, tick_atom::value, true);
+  auto poll_every = [self] {
+    auto& ctx = self->state.ctx;
+    return std::max<std::chrono::microseconds>(
+      ctx->clock->real_delay(ctx->poll_interval), std::chrono::milliseconds{100});
+  };
+  self->delayed_send(self, poll_every(), tick_atom::value);
   return {
+    // A new pass from the earliest due (at every poll interval, and when a
+    // shard is taken over); false: the pass under way goes on.
+    [=](tick_atom, bool restart) {
+      auto& st = self->state;
+      if (restart) {
+        st.after_due_ms = std::numeric_limits<int64_t>::min();
+        st.after_user.clear();
+        st.pass_open = true;
+        ++st.pass;
+      } else {
+        st.loading = false;
+      }
+      load_page(self);
+    },
     [=](tick_atom) {
-      auto& ctx = self->state.ctx;
-      auto until = ctx->clock->now() + ctx->horizon;
-      auto real_interval = std::max<std::chrono::microseconds>(
-        ctx->clock->real_delay(ctx->poll_interval), std::chrono::milliseconds{100});
-      self->delayed_send(self, real_interval, tick_atom::value);
-      self
-        ->request(ctx->dir->get(journal_name), journal_timeout,
-                  load_due_atom::value, to_ms(until), ctx->shards_here())
-        .then(
-          [=](std::vector<user_view>& users) {
-            auto& ctx = self->state.ctx;
-            for (auto& v : users) {
-              auto shard = ctx->dir->get(
-                shard_name(shard_of(v.user.id, ctx->shard_count)));
-              self->send(shard, upsert_atom::value, std::move(v), true);
-            }
-          },
-          [=](caf::error& err) {
-            log(log_level::warn, "due_poller", "could not load due users",
-                {{"error", self->system().render(err)}});
-          });
+      self->delayed_send(self, poll_every(), tick_atom::value);
+      self->send(self, tick_atom::value, true);
     },
   };
 }

@@ -4,12 +4,15 @@
 
 namespace chime {
 
-/// Spawns shard `id`: the parent of the resident user actors of the users
-/// that hash to it (see sharding.hpp). It spawns a user actor when a user due
-/// within the horizon is upserted (by the API after a write, or by the due
-/// poller from the due index) and forgets it when the actor passivates.
-/// A user actor that crashes is forgotten too; the due index brings it back
-/// at the next poll.
+/// Spawns shard `id`: it holds the users that hash to it (see sharding.hpp)
+/// while they are due within the horizon (resident), as plain values, not
+/// actors: a million of them due at once must fit in a node. One timer per
+/// shard wakes it at the earliest due instant; each due occasion is then
+/// recorded by the journal (delivery and next due instant in one
+/// transaction) and its delivery handed off. A user is upserted by the API
+/// after a write, or by the due poller from the due index, and let go when
+/// nothing is due within the horizon. A shard that crashes loses only its
+/// residents, which the due index brings back at the next poll.
 caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, uint32_t id);
 
 /// Spawns the shard host of a node in a cluster: it runs the shards whose
@@ -19,10 +22,12 @@ caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, uint32_t id);
 /// shard it starts loads its due users at once.
 caf::actor spawn_shard_host(caf::actor_system& sys, context_ptr ctx);
 
-/// Spawns the due poller: every poll interval it loads, from the journal, the
-/// users of the owned shards due within the horizon (including overdue ones,
-/// which is how catch-up after a restart happens) and upserts them into
-/// their shards.
+/// Spawns the due poller: every poll interval (and when a shard is taken
+/// over) it loads, from the journal, the users of the shards here due within
+/// the horizon (overdue ones too: that is catch-up after a restart), earliest
+/// first, a page at a time and no more than the bound of resident users
+/// leaves room for, and upserts them into their shards. Pages follow one
+/// another as residents fire and leave, until the pass has read them all.
 caf::actor spawn_due_poller(caf::actor_system& sys, context_ptr ctx);
 
 } // namespace chime

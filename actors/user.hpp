@@ -2,16 +2,20 @@
 
 #include "actors/node_context.hpp"
 
+#include <optional>
+
 namespace chime {
 
 struct user_view;
+struct due_entry;
+struct fire_request;
 
-/// Spawns the actor of one resident user, linked to its shard. It owns the
-/// user's state and one timer per occasion due within the horizon. When an
-/// occasion falls due it asks the journal to record the delivery (or its
-/// expiry) and to advance the due index, then hands the delivery off. With
-/// nothing due within the horizon it exits normally (passivates): the due
-/// index wakes it again through its shard.
-caf::actor spawn_user(caf::local_actor* shard, context_ptr ctx, user_view v);
+/// What the journal is asked to record when one occasion of a resident user
+/// falls due now: the delivery (or its expiry, past the catch-up window) and
+/// the instant the user's due index moves on to. Nullopt (and a warning)
+/// when the entry names no known occasion, or the user no valid zone.
+std::optional<fire_request> plan_fire(const node_context& ctx,
+                                      const user_view& v,
+                                      const due_entry& entry);
 
 } // namespace chime

@@ -12,7 +12,7 @@ namespace chime {
 ///    new record keeps the pending due instant of every occasion whose date
 ///    and zone did not change, and never owes again a year already delivered.
 ///  - (remove_atom, user id) -> ok: journaled (open deliveries cancelled), the
-///    user actor evicted, and the reply waits until no request for the user
+///    user evicted from its shard, and the reply waits until no request for the user
 ///    is in flight at the email service.
 /// Errors are the journal's (journal_errc).
 caf::actor spawn_user_commands(caf::actor_system& sys, context_ptr ctx);

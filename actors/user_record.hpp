@@ -6,7 +6,7 @@
 
 namespace chime {
 
-/// A user as the API, the journal and the user actors see it. Dates are kept
+/// A user as the API, the journal and the shards see it. Dates are kept
 /// as "YYYY-MM-DD" keyed by occasion name (the occasion's JSON field), so a
 /// new occasion kind needs no new field here or column in the database.
 struct user_record {

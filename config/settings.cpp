@@ -224,7 +224,7 @@ const std::vector<key_def>& key_defs() {
     {"amqp-prefetch", "1000", "unacknowledged messages per consumer at most",
      int_setter(&settings::amqp_prefetch, 1, 65535)},
     {"resident-users-max", "200000",
-     "user actors resident at most; past it, users due later wait in the due"
+     "users resident at most; past it, users due later wait in the due"
      " index",
      int_setter(&settings::resident_users_max, 1, 100000000)},
     {"publish-buffer-max", "50000",

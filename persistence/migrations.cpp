@@ -104,6 +104,13 @@ CREATE TRIGGER shard_epoch_never_back BEFORE UPDATE ON shard_leases
     {3, R"sql(
 ALTER TABLE deliveries ADD COLUMN begun_attempts integer NOT NULL DEFAULT 0;
 )sql"},
+    // The due poll reads pages by (due_at_ms, user_id), so that a million
+    // users due at one instant are read a page at a time, each page costing
+    // its size. The shard stays in the index so a page is filtered there.
+    {4, R"sql(
+CREATE INDEX due_index_due_user ON due_index (due_at_ms, user_id) INCLUDE (shard);
+DROP INDEX due_index_due_at;
+)sql"},
   };
   return list;
 }

@@ -901,34 +901,51 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
         return page;
       });
     },
-    [=](load_due_atom, int64_t until_ms,
-        const std::vector<uint32_t>& owned) -> caf::result<std::vector<user_view>> {
+    [=](load_due_atom, int64_t until_ms, const std::vector<uint32_t>& owned,
+        int64_t after_due_ms, const std::string& after_user,
+        uint32_t limit) -> caf::result<due_page> {
       flush(self);
       return read(self, [&](pqxx::transaction_base& tx) {
         std::vector<std::string> shard_list;
         for (auto s : owned)
           shard_list.push_back(std::to_string(s));
-        std::vector<user_view> out;
-        // Users are few per shard inside the horizon; the limit only guards
-        // against a runaway horizon setting. The earliest due come first
-        // (a node at its bound of resident users takes them first), each
-        // user's rows together.
+        // A keyset page of due rows (index due_index_due_user), then every
+        // due row by then of the users it names: a page costs its size,
+        // whatever the number of users due or stored.
         auto rows = tx.exec_params(
-          std::string{"SELECT "} + user_columns
-            + ", d.occasion, d.due_at_ms, d.local_date::text"
-              " FROM due_index d JOIN users u ON u.id = d.user_id"
-              " WHERE d.due_at_ms <= $1 AND d.shard = ANY($2::int[])"
-              " ORDER BY min(d.due_at_ms) OVER (PARTITION BY d.user_id),"
-              " d.user_id LIMIT 1000000",
-          until_ms, text_array(shard_list));
+          std::string{"WITH page AS (SELECT user_id, due_at_ms FROM due_index"
+                      " WHERE due_at_ms <= $1 AND shard = ANY($2::int[])"
+                      " AND (due_at_ms, user_id) > ($3, $4)"
+                      " ORDER BY due_at_ms, user_id LIMIT $5),"
+                      " first AS (SELECT user_id, min(due_at_ms) AS m,"
+                      " max(due_at_ms) AS l FROM page GROUP BY user_id)"
+                      " SELECT "}
+            + user_columns
+            + ", d.occasion, d.due_at_ms, d.local_date::text, f.l"
+              " FROM first f JOIN users u ON u.id = f.user_id"
+              " JOIN due_index d ON d.user_id = f.user_id AND d.due_at_ms <= $1"
+              " ORDER BY f.m, f.user_id",
+          until_ms, text_array(shard_list), after_due_ms, after_user, limit);
+        due_page out;
+        size_t page_rows = 0;
         for (const auto& r : rows) {
           auto id = r[0].as<std::string>();
-          if (out.empty() || out.back().user.id != id)
-            out.push_back(user_view{user_from(r), {}, {}, 0});
-          out.back().due.push_back({r[7].as<std::string>(),
-                                    r[8].as<int64_t>(),
-                                    r[9].as<std::string>()});
+          if (out.users.empty() || out.users.back().user.id != id)
+            out.users.push_back(user_view{user_from(r), {}, {}, 0});
+          out.users.back().due.push_back({r[7].as<std::string>(),
+                                          r[8].as<int64_t>(),
+                                          r[9].as<std::string>()});
+          // The page's last row: the greatest (due, user) of the page's own
+          // rows (a user's other rows may lie beyond it).
+          auto last = r[10].as<int64_t>();
+          if (std::tie(last, id) > std::tie(out.last_due_ms, out.last_user)) {
+            out.last_due_ms = last;
+            out.last_user = id;
+          }
+          if (r[8].as<int64_t>() <= last)
+            ++page_rows;
         }
+        out.more = page_rows >= limit;
         return out;
       });
     },
@@ -946,8 +963,12 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
     [=](stats_atom, int64_t now_ms) -> caf::result<journal_stats> {
       return read(self, [&](pqxx::transaction_base& tx) {
         journal_stats s;
+        // Each figure costs what it counts, never the size of a table: the
+        // users from PostgreSQL's running count of live rows (it may lag a
+        // second), the rest through indexes over what is due or open.
         auto r = tx.exec_params(
-          std::string{"SELECT (SELECT count(*) FROM users),"
+          std::string{"SELECT (SELECT coalesce(max(n_live_tup), 0)"
+                      " FROM pg_stat_user_tables WHERE relid = 'users'::regclass),"
                       " (SELECT count(*) FROM due_index WHERE due_at_ms"
                       " BETWEEN $1 AND $1 + 3600000),"
                       " (SELECT count(*) FROM deliveries WHERE status IN "}

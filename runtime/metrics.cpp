@@ -58,11 +58,11 @@ const std::map<std::string, family_def>& families() {
      {"counter", "retries that wait in the broker's retry queues, not in the node"}},
     {"chime_rate_limiter_waits_total",
      {"counter", "times the rate limiter held sending back"}},
-    {"chime_resident_users", {"gauge", "user actors resident in memory"}},
+    {"chime_resident_users", {"gauge", "users resident in memory (due within the horizon)"}},
     {"chime_resident_limit_hits_total",
      {"counter", "users left in the due index for a later poll: --resident-users-max reached"}},
     {"chime_shards_owned", {"gauge", "shards whose lease this node holds"}},
-    {"chime_users", {"gauge", "live users"}},
+    {"chime_users", {"gauge", "live users (PostgreSQL's running count: it may lag a second)"}},
     {"chime_users_created_total", {"counter", "users created (made durable)"}},
   };
   return all;

@@ -317,31 +317,36 @@ caf::behavior memory_journal(journal_actor* self,
         return page;
       });
     },
-    [=](load_due_atom, int64_t until_ms, std::vector<uint32_t>& owned) {
-      return answer<std::vector<user_view>>(
-        self, [=]() -> caf::expected<std::vector<user_view>> {
-          auto& s = *self->state.store;
-          std::vector<bool> mine(s.shard_count, false);
-          for (auto shard : owned)
-            mine[shard] = true;
-          std::map<std::string, user_view> by_user;
-          for (auto& [due_ms, id, occasion] : s.due_index) {
-            if (due_ms > until_ms)
-              break;
-            if (!mine[shard_of(id, s.shard_count)])
-              continue;
-            auto& v = by_user[id];
-            if (v.user.id.empty())
-              v.user = s.users.at(id);
+    [=](load_due_atom, int64_t until_ms, std::vector<uint32_t>& owned,
+        int64_t after_due_ms, std::string& after_user, uint32_t limit) {
+      return answer<due_page>(self, [=]() -> caf::expected<due_page> {
+        auto& s = *self->state.store;
+        std::vector<bool> mine(s.shard_count, false);
+        for (auto shard : owned)
+          mine[shard] = true;
+        due_page out;
+        std::map<std::string, size_t> index_of;
+        uint32_t rows = 0;
+        for (auto& [due_ms, id, occasion] : s.due_index) {
+          if (due_ms > until_ms || rows == limit)
+            break;
+          if (std::tie(due_ms, id) <= std::tie(after_due_ms, after_user)
+              || !mine[shard_of(id, s.shard_count)])
+            continue;
+          ++rows;
+          out.last_due_ms = due_ms;
+          out.last_user = id;
+          if (index_of.emplace(id, out.users.size()).second) {
+            user_view v{s.users.at(id), {}, {}, 0};
             for (auto& d : s.due.at(id))
-              if (d.occasion == occasion)
+              if (d.due_at_ms <= until_ms)
                 v.due.push_back(d);
+            out.users.push_back(std::move(v));
           }
-          std::vector<user_view> out;
-          for (auto& [id, v] : by_user)
-            out.push_back(std::move(v));
-          return out;
-        });
+        }
+        out.more = rows == limit;
+        return out;
+      });
     },
     [=](fire_atom, fire_request& f) {
       return answer<bool>(self, [=]() -> caf::expected<bool> {

@@ -19,6 +19,8 @@
 #include <pqxx/pqxx>
 
 #include <cstdlib>
+#include <limits>
+#include <set>
 #include <numeric>
 #include <random>
 #include <type_traits>
@@ -147,6 +149,9 @@ struct journal_fixture {
 
 template <class Backend>
 constexpr bool is_pg = std::is_same_v<Backend, pg_backend>;
+
+/// Where a pass over the due rows starts.
+constexpr int64_t no_row_yet = std::numeric_limits<int64_t>::min();
 
 user_view make_user(const std::string& id, const std::string& email) {
   user_view v;
@@ -324,10 +329,10 @@ TEMPLATE_TEST_CASE("deleting a user cancels its open deliveries", "[pg][journal]
   CHECK(a->status == "cancelled");
   std::vector<uint32_t> all(256);
   std::iota(all.begin(), all.end(), 0u);
-  auto due = fx.ask<std::vector<user_view>>(load_due_atom::value,
-                                                     int64_t{1} << 60, all);
+  auto due = fx.ask<due_page>(load_due_atom::value, int64_t{1} << 60, all,
+                              no_row_yet, std::string{}, uint32_t{100});
   REQUIRE(due);
-  CHECK(due->empty());
+  CHECK(due->users.empty());
   auto gone = fx.ask<user_view>(read_atom::value, std::string{"u1"});
   REQUIRE(!gone);
   CHECK(is(gone.error(), journal_errc::not_found));
@@ -378,16 +383,64 @@ TEMPLATE_TEST_CASE("load_due returns only users due by the limit in the owned sh
   std::vector<uint32_t> all;
   for (uint32_t s = 0; s < 256; ++s)
     all.push_back(s);
-  auto due = fx.ask<std::vector<user_view>>(
-    load_due_atom::value, soon.due[0].due_at_ms + 1000, all);
+  auto due = fx.ask<due_page>(load_due_atom::value,
+                              soon.due[0].due_at_ms + 1000, all, no_row_yet,
+                              std::string{}, uint32_t{100});
   REQUIRE(due);
-  REQUIRE(due->size() == 1);
-  CHECK(due->front().user.id == "soon");
-  auto none = fx.ask<std::vector<user_view>>(
-    load_due_atom::value, soon.due[0].due_at_ms + 1000,
-    std::vector<uint32_t>{});
+  REQUIRE(due->users.size() == 1);
+  CHECK(due->users.front().user.id == "soon");
+  CHECK_FALSE(due->more);
+  auto none = fx.ask<due_page>(load_due_atom::value,
+                               soon.due[0].due_at_ms + 1000,
+                               std::vector<uint32_t>{}, no_row_yet,
+                               std::string{}, uint32_t{100});
   REQUIRE(none);
-  CHECK(none->empty());
+  CHECK(none->users.empty());
+}
+
+TEMPLATE_TEST_CASE("load_due reads pages in due order, each user whole, none "
+                   "skipped",
+                   "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
+  // Seven users due at one instant, one of them with a second occasion
+  // later (a page may end between its two rows), one due after them all.
+  std::set<std::string> expected;
+  for (int i = 0; i < 7; ++i) {
+    auto id = "u" + std::to_string(i);
+    auto v = make_user(id, id + "@example.com");
+    if (i == 3)
+      v.due.push_back({"anniversary", v.due[0].due_at_ms + 5000, "2027-03-15"});
+    REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+    expected.insert(id);
+  }
+  auto late = make_user("late", "late@example.com");
+  late.due[0].due_at_ms += 10000;
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, late));
+  expected.insert("late");
+  std::vector<uint32_t> all(256);
+  std::iota(all.begin(), all.end(), 0u);
+  auto until = late.due[0].due_at_ms;
+  std::set<std::string> seen;
+  int64_t after_due = no_row_yet;
+  std::string after_user;
+  int pages = 0;
+  for (bool more = true; more; ++pages) {
+    REQUIRE(pages < 10);
+    auto page = fx.ask<due_page>(load_due_atom::value, until, all, after_due,
+                                 after_user, uint32_t{3});
+    REQUIRE(page);
+    CHECK(page->users.size() <= 3);
+    for (auto& v : page->users) {
+      seen.insert(v.user.id);
+      // Each user comes with all its rows due by then.
+      CHECK(v.due.size() == (v.user.id == "u3" ? 2u : 1u));
+    }
+    after_due = page->last_due_ms;
+    after_user = page->last_user;
+    more = page->more;
+  }
+  CHECK(seen == expected);
+  CHECK(pages >= 3);
 }
 
 TEST_CASE("an unreachable database is an error the caller can retry, not a "
