@@ -37,6 +37,9 @@ struct job {
   uint32_t reroutes = 0; ///< times it found no owner to go to
   /// When it last joined the queue (monotonic).
   std::chrono::steady_clock::time_point since{};
+  /// Its request went to the email service and its outcome is not yet
+  /// recorded: it holds one of the concurrency limit's places.
+  bool sending = false;
 
   /// Its broker message is held unacked (here or by the peer that
   /// forwarded it) until the job is settled.
@@ -78,7 +81,13 @@ struct delivery_state {
   /// Waiting for the in-flight sends of some shards (or of all: empty set).
   std::vector<std::pair<std::vector<uint32_t>, caf::response_promise>>
     shard_drains;
+  /// Begun and not finished: re-checking, ready, sending or recording.
   uint32_t in_flight = 0;
+  /// Sent or sending and not yet recorded: what a crash can duplicate, and
+  /// what the concurrency limit bounds. The re-checks run ahead of it (as
+  /// many again), so that a journal round trip never leaves the service's
+  /// places idle.
+  uint32_t sending = 0;
   bool draining = false; ///< the node is stopping: start nothing new
   double rate = 0;       ///< the limiter's rate (a cluster re-splits it)
   std::mt19937_64 rng;
@@ -106,6 +115,7 @@ struct delivery_state {
 using delivery_actor = caf::stateful_actor<delivery_state>;
 
 void pump(delivery_actor* self);
+void pump_sends(delivery_actor* self);
 void settle_shard_drains(delivery_actor* self);
 void route(delivery_actor* self, job j, bool later);
 void hand_over(delivery_actor* self, job j);
@@ -146,6 +156,11 @@ void finish(delivery_actor* self, job& j, bool retrying) {
     st.drains.erase(first, last);
   }
   --st.in_flight;
+  if (j.sending) {
+    j.sending = false;
+    --st.sending;
+    pump_sends(self);
+  }
   if (--st.in_flight_by_shard[shard_of(j.d.user_id, st.ctx->shard_count)] == 0)
     st.in_flight_by_shard.erase(shard_of(j.d.user_id, st.ctx->shard_count));
   settle_shard_drains(self);
@@ -414,7 +429,6 @@ void classify(delivery_actor* self, job j, const send_result& r) {
   record(self, std::move(j), std::move(o), retry_delay);
 }
 
-void pump_sends(delivery_actor* self);
 void send_email(delivery_actor* self, job j);
 
 void attempt(delivery_actor* self, job j) {
@@ -477,7 +491,7 @@ void attempt(delivery_actor* self, job j) {
 
 void pump_sends(delivery_actor* self) {
   auto& st = self->state;
-  while (!st.ready.empty()) {
+  while (!st.ready.empty() && st.sending < st.limit->limit()) {
     auto now = st.ctx->monotonic();
     if (auto wait = st.send_limiter->wait(now); wait.count() > 0) {
       if (!st.send_wake_pending) {
@@ -498,6 +512,9 @@ void send_email(delivery_actor* self, job j) {
   auto timeout = st.limit->timeout();
   auto started = st.ctx->monotonic();
   auto mailer = st.mailer;
+  j.sending = true;
+  ++st.sending;
+  st.limit->started(st.sending);
   self
     ->request(mailer, timeout + std::chrono::seconds{5}, send_atom::value,
               j.d.email, j.d.message, j.d.key, int64_t{timeout.count()})
@@ -507,7 +524,7 @@ void send_email(delivery_actor* self, job j) {
         if (r.http_status != 0)
           st.limit->answered(std::chrono::duration_cast<std::chrono::microseconds>(
                                st.ctx->monotonic() - started),
-                             st.in_flight, st.ctx->monotonic());
+                             st.sending, st.ctx->monotonic());
         classify(self, j, r);
       },
       [=](caf::error& err) {
@@ -585,7 +602,8 @@ void pump(delivery_actor* self) {
     st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
     return;
   }
-  while (!st.draining && !st.queue.empty() && st.in_flight < st.limit->limit()) {
+  while (!st.draining && !st.queue.empty()
+         && st.in_flight - st.sending < st.limit->limit()) {
     if (still_running(st, st.queue.front().d.key)) {
       auto key = st.queue.front().d.key;
       st.parked.insert_or_assign(key, std::move(st.queue.front()));
@@ -615,7 +633,6 @@ void pump(delivery_actor* self) {
     ++st.in_flight_by_user[j.d.user_id];
     ++st.in_flight_by_shard[shard_of(j.d.user_id, st.ctx->shard_count)];
     ++st.in_flight;
-    st.limit->started(st.in_flight);
     attempt(self, std::move(j));
   }
   st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));

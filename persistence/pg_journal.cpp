@@ -756,11 +756,13 @@ handed_batch(pqxx::transaction_base& tx,
         keys.push_back(k);
     at_ms = std::max(at_ms, m.get_as<int64_t>(1));
   }
-  // A join on unnest(), not key = ANY(...): with ANY the planner also
-  // scans the status index for every scheduled delivery.
+  // A join on unnest(), not key = ANY(...), and the status test kept out of
+  // any index (IS TRUE): otherwise the planner, misled by statistics taken
+  // before a burst, scans the status index for every scheduled delivery
+  // once per key (545 ms for 1,800 keys among 30,000 scheduled).
   tx.exec_params("UPDATE deliveries d SET status = 'handed_off',"
                  " updated_at_ms = $2 FROM unnest($1::text[]) AS r(k)"
-                 " WHERE d.key = r.k AND d.status = 'scheduled'",
+                 " WHERE d.key = r.k AND (d.status = 'scheduled') IS TRUE",
                  text_array(keys), at_ms);
   return std::vector<caf::message>(reqs.size(),
                                    caf::make_message(caf::ok_atom::value));
@@ -849,12 +851,17 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
       return enqueue(self, [=](pqxx::transaction_base& tx) {
         auto out = select_deliveries(
           tx,
-          "key IN (SELECT key FROM deliveries WHERE ((status = 'scheduled'"
-          " AND updated_at_ms < $1) OR (status IN ('handed_off', 'failed')"
-          " AND updated_at_ms < $2)) AND ($4 = '' OR EXISTS (SELECT 1 FROM"
-          " due_index x WHERE x.user_id = deliveries.user_id"
-          " AND x.shard = ANY($5::int[]))) ORDER BY due_at_ms LIMIT $3"
-          " FOR UPDATE) ORDER BY due_at_ms",
+          // The longest untouched of each kind, each through its own
+          // partial index (migration 5): a sweep costs what it claims, not
+          // the number of deliveries open (164 ms a sweep at 30,000).
+          "key IN (SELECT key FROM ((SELECT key, user_id FROM deliveries"
+          " WHERE status = 'scheduled' AND updated_at_ms < $1"
+          " ORDER BY updated_at_ms LIMIT $3) UNION ALL (SELECT key, user_id"
+          " FROM deliveries WHERE status IN ('handed_off', 'failed')"
+          " AND updated_at_ms < $2 ORDER BY updated_at_ms LIMIT $3)) c"
+          " WHERE $4 = '' OR EXISTS (SELECT 1 FROM due_index x"
+          " WHERE x.user_id = c.user_id AND x.shard = ANY($5::int[])))"
+          " ORDER BY due_at_ms LIMIT $3 FOR UPDATE",
           scheduled_before_ms, open_before_ms, limit, fn.owner(),
           text_array(held));
         std::vector<std::string> keys;

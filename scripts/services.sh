@@ -68,9 +68,10 @@ start_pg() {
       exit 1
     fi
     # TCP on loopback only; no Unix socket, so nothing collides with a
-    # system-wide PostgreSQL.
+    # system-wide PostgreSQL. pg_stat_statements: where a burst's database
+    # time goes (CREATE EXTENSION pg_stat_statements to read it).
     as_postgres "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w -t 60 \
-      -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" \
+      -o "-p $pg_port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c shared_preload_libraries=pg_stat_statements" \
       start >/dev/null
   fi
   if ! psql -h 127.0.0.1 -p "$pg_port" -U postgres -Atc \

@@ -9,7 +9,8 @@ packages=(
   libcaf-dev libpqxx-dev libpq-dev libcpp-httplib-dev nlohmann-json3-dev catch2
   libhowardhinnant-date-dev librabbitmq-dev libssl-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15 rabbitmq-server python3 python3-jsonschema
-  clang-14 libclang-rt-14-dev llvm-14
+  clang-14 libclang-rt-14-dev llvm-14 libjemalloc-dev
+  redis-server wrk
 )
 
 missing=()

@@ -38,6 +38,10 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHIME = os.environ.get("CHIME_BIN", os.path.join(ROOT, "build", "chime"))
 
+PEERS_DIR = os.environ.get("CHIME_PEERS_DIR",
+                           os.path.join(os.path.dirname(ROOT), "shared", "peers"))
+PEERS_FAKE = os.path.join(PEERS_DIR, "fake-email.js")
+
 DUE_ISO = "2027-03-15T09:00:00Z"
 LEAD_S = 3  # the node's virtual clock starts this long before the due instant
 SHARDS = 256
@@ -297,18 +301,23 @@ class Ledger:
 
 # --------------------------------------------------------------- loading
 
-def load_users(db_url, n):
-    """Bulk-loads n users, all with a birthday due at DUE_ISO, and their due
-    index rows, through COPY FROM STDIN."""
+def load_users(db_url, n, spread=False):
+    """Bulk-loads n users and their due index rows, through COPY FROM STDIN:
+    all with a birthday due at DUE_ISO, or (spread) with birthdays spread
+    over the year after it, due 09:00 UTC on their day."""
     created = DUE_MS - 86_400_000  # a day before the due instant
-    dates = json.dumps({"birthday": "1990-03-15"})
+    day0 = datetime.date(2027, 3, 16)
     users, due = io.StringIO(), io.StringIO()
     uw, dw = csv.writer(users, lineterminator="\n"), csv.writer(due, lineterminator="\n")
     for i in range(n):
         uid = str(uuid.UUID(int=(0xB0 << 120) | i, version=4))
+        day = day0 + datetime.timedelta(days=(i * 7919) % 365) if spread else None
+        birthday = day.replace(year=1992).isoformat() if spread else "1990-03-15"
+        due_ms = DUE_MS + (day - day0).days * 86_400_000 + 86_400_000 if spread else DUE_MS
         uw.writerow([uid, f"First{i}", f"Last{i}", f"user{i}@bench.example.com", "UTC",
-                     dates, created, created])
-        dw.writerow([uid, "birthday", shard_of(uid), DUE_MS, "2027-03-15"])
+                     json.dumps({"birthday": birthday}), created, created])
+        dw.writerow([uid, "birthday", shard_of(uid), due_ms,
+                     day.isoformat() if spread else "2027-03-15"])
     t = time.monotonic()
     psql(db_url, "COPY users (id, first_name, last_name, email, timezone, dates,"
                  " created_at_ms, updated_at_ms) FROM STDIN WITH (FORMAT csv)",
@@ -321,6 +330,37 @@ def load_users(db_url, n):
 
 # --------------------------------------------------------------- the run
 
+def timed_ms(url, times=20):
+    """Median wall time of GET url, in ms."""
+    took = []
+    for _ in range(times):
+        t = time.monotonic()
+        with urllib.request.urlopen(url, timeout=30) as r:
+            r.read()
+        took.append((time.monotonic() - t) * 1000)
+    return round(sorted(took)[len(took) // 2], 2)
+
+
+def measure_idle(n, node, http_port, ready_s, rss):
+    """Start-up and the costs that must not grow with the number of users."""
+    base = f"http://127.0.0.1:{http_port}"
+    time.sleep(3)  # the first polls and the statistics settle
+    uid = str(uuid.UUID(int=(0xB0 << 120) | (n // 2), version=4))
+    result = {
+        "users": n,
+        "node_ready_s": round(ready_s, 2),
+        "rss_mib": round((proc_status_kb(node.pid, "VmRSS") or 0) / 1024, 1),
+        "peak_rss_mib": round(max(rss.hwm_kb, proc_status_kb(node.pid, "VmHWM") or 0) / 1024, 1),
+        "metrics_scrape_ms": timed_ms(base + "/metrics"),
+        "list_page_ms": timed_ms(base + "/v1/users?limit=100"),
+        "user_read_ms": timed_ms(base + "/v1/users/" + uid),
+    }
+    print()
+    for k, v in result.items():
+        print(f"{k:24}{v}")
+    return result
+
+
 def percentile(sorted_values, q):
     if not sorted_values:
         return None
@@ -331,12 +371,16 @@ def percentile(sorted_values, q):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--users", type=int, default=100000)
-    ap.add_argument("--concurrency", type=int, default=64,
-                    help="--delivery-concurrency-max of the node (default 64)")
+    ap.add_argument("--concurrency", type=int, default=None,
+                    help="--delivery-concurrency-max of the node (default: the node's)")
     ap.add_argument("--rate-per-s", type=float, default=0,
                     help="--email-rate-per-s of the node (default 0: unlimited)")
     ap.add_argument("--deadline-s", type=float, default=None,
                     help="how long to wait for every message (default 60 + users/500)")
+    ap.add_argument("--spread", action="store_true",
+                    help="no burst: the users' birthdays spread over a year; measure"
+                         " start-up, RSS and the cost of a /metrics scrape, a user list"
+                         " page and a user read at this number of users")
     ap.add_argument("--keep", action="store_true",
                     help="keep the working folder (logs, ledger) and the database after a success")
     args = ap.parse_args()
@@ -357,7 +401,8 @@ def main():
     pg_port = re.search(r":(\d+)/", base_db).group(1)
     tag = "chime_bench_" + uuid.uuid4().hex[:10]
     db_url = base_db.rsplit("/", 1)[0] + "/" + tag
-    amqp_url = svc["amqp"].rstrip("/") + "/" + tag
+    # The bench's own virtual host replaces the URL's (the default, %2F).
+    amqp_url = re.sub(r"^(amqps?://[^/]+).*$", r"\1", svc["amqp"]) + "/" + tag
     rabbit = ["rabbitmqctl", "-n", svc["rabbit_node"], "-q"]
 
     workdir = tempfile.mkdtemp(prefix="chime-bench-")
@@ -381,12 +426,14 @@ def main():
 
         fake_port = free_port()
         ledger_path = os.path.join(workdir, "ledger.jsonl")
-        fake = Proc("fake-email", [CHIME, "fake-email", "--port", str(fake_port),
-                                   "--ledger", ledger_path, "--seed", "7"], workdir)
+        # The peers' independent fake (../shared/peers), so that Chime and
+        # they are measured against the same service.
+        fake = Proc("fake-email", ["node", PEERS_FAKE, f"--port={fake_port}",
+                                   f"--ledger={ledger_path}"], workdir)
         cleanup.append(("stop fake", fake.stop))
         email_url = f"http://127.0.0.1:{fake_port}"
         wait_until("the fake email service",
-                   lambda: http_status(email_url + "/healthz") == 200, 20)
+                   lambda: http_status(email_url + "/stats") == 200, 20)
 
         http_port = free_port()
         base_flags = ["--http-port", str(http_port), "--node-name", tag, "--database-url", db_url, "--amqp-url", amqp_url,
@@ -411,18 +458,18 @@ def main():
         log(f"schema made by a node in {time.monotonic() - t:.1f}s")
 
         # 2. The users, straight into PostgreSQL.
-        load_s = load_users(db_url, n)
+        load_s = load_users(db_url, n, args.spread)
         counts = psql(db_url, "SELECT (SELECT count(*) FROM users) || ' ' ||"
                               " (SELECT count(*) FROM due_index)")
         log(f"loaded {n} users in {load_s:.1f}s ({n / load_s:,.0f}/s); users, due rows: {counts}")
 
         # 3. The node, on a virtual clock LEAD_S seconds before the due instant.
         clock_start = ms_to_iso(DUE_MS - LEAD_S * 1000)
+        tuning = [] if args.concurrency is None else [
+            "--delivery-concurrency-max", str(args.concurrency)]
         node, ready = start_node("node", [
             "--clock-start", clock_start, "--clock-rate", "1",
-            "--delivery-concurrency-max", str(args.concurrency),
-            "--email-rate-per-s", str(args.rate_per_s),
-            "--email-timeout-ms", "10000"])
+            "--email-rate-per-s", str(args.rate_per_s)] + tuning)
         cleanup.append(("stop node", node.stop))
         # The virtual clock maps clock-start to the moment the node started.
         due_real = node.started_wall + LEAD_S
@@ -432,6 +479,10 @@ def main():
         wait_until("the node to be ready", ready, 60)
         ready_s = time.time() - node.started_wall
         log(f"node ready {ready_s:.2f}s after start (due {LEAD_S}s after start)")
+        if args.spread:
+            print(json.dumps(measure_idle(n, node, http_port, ready_s, rss)), flush=True)
+            ok = True
+            return
         # CPU is counted from the due instant (or readiness, if later) on.
         if time.time() < due_real:
             time.sleep(due_real - time.time())
