@@ -1,5 +1,7 @@
 #include "actors/cluster_view.hpp"
 
+#include "runtime/assert.hpp"
+
 #include "actors/node_context.hpp"
 #include "actors/sharding.hpp"
 #include "runtime/log.hpp"
@@ -15,13 +17,8 @@ cluster_view::cluster_view(std::string self, uint32_t shard_count)
 
 void cluster_view::hold(uint32_t shard, uint64_t epoch, time_point deadline) {
   std::lock_guard<std::mutex> guard{mtx_};
-  if (epoch < max_epoch_.at(shard)) {
-    log(log_level::error, "cluster", "a shard's epoch went backwards",
-        {{"shard", int64_t{shard}},
-         {"epoch", static_cast<int64_t>(epoch)},
-         {"seen", static_cast<int64_t>(max_epoch_[shard])}});
-    std::abort();
-  }
+  CHIME_ASSERT(epoch >= max_epoch_.at(shard),
+               "a shard's epoch went backwards: two owners could send");
   max_epoch_[shard] = epoch;
   auto& l = held_[shard];
   l.retiring = l.retiring && l.epoch == epoch;

@@ -10,6 +10,7 @@
 #include "actors/rate_limiter.hpp"
 #include "actors/schedule.hpp"
 #include "actors/sharding.hpp"
+#include "runtime/assert.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 
@@ -148,6 +149,8 @@ void finish(delivery_actor* self, job& j, bool retrying) {
     st.active.erase(j.d.key);
     settle(j, j.d.status == "dead");
   }
+  CHIME_ASSERT(st.in_flight > 0 && st.in_flight_by_user[j.d.user_id] > 0,
+               "a delivery finished that was not in flight");
   if (--st.in_flight_by_user[j.d.user_id] == 0) {
     st.in_flight_by_user.erase(j.d.user_id);
     auto [first, last] = st.drains.equal_range(j.d.user_id);
@@ -157,6 +160,7 @@ void finish(delivery_actor* self, job& j, bool retrying) {
   }
   --st.in_flight;
   if (j.sending) {
+    CHIME_ASSERT(st.sending > 0, "a send ended that was not counted");
     j.sending = false;
     --st.sending;
     pump_sends(self);

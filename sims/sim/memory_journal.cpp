@@ -6,6 +6,7 @@
 #include "actors/errc.hpp"
 #include "actors/sharding.hpp"
 #include "sims/sim/env.hpp"
+#include "runtime/assert.hpp"
 
 #include <caf/all.hpp>
 
@@ -50,6 +51,8 @@ bool is_open(const std::string& status) {
 }
 
 void set_status(journal_store& s, stored_delivery& d, std::string status) {
+  CHIME_ASSERT(d.rec.status != "sent" || status == "sent",
+               "a sent delivery became owed again");
   d.rec.status = std::move(status);
   if (is_open(d.rec.status))
     s.open.insert(d.rec.key);
