@@ -1,0 +1,207 @@
+// The shard fires its resident users' occasions at their due instants, once
+// each, and lets a user go when nothing is due within the horizon. Driven on
+// CAF's test_coordinator (one thread, virtual time) with a journal and a
+// hand-off that record what they are asked; Chime's clock follows the
+// coordinator's.
+
+#include "actors/protocol.hpp"
+#include "actors/shard.hpp"
+#include "runtime/clock.hpp"
+#include "runtime/directory.hpp"
+
+#include <caf/all.hpp>
+#include <caf/scheduler/test_coordinator.hpp>
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace chime {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct testing_config : caf::actor_system_config {
+  testing_config() {
+    set("scheduler.policy", caf::atom("testing"));
+    add_chime_types(*this);
+  }
+};
+
+/// Chime's time: a fixed start plus the coordinator's elapsed virtual time.
+class coordinator_clock final : public clock {
+public:
+  coordinator_clock(caf::scheduler::test_coordinator& sched, instant start)
+    : time_(sched.clock()), origin_(time_.now()), start_(start) {
+  }
+  instant now() const override {
+    return start_ + std::chrono::duration_cast<millis>(time_.now() - origin_);
+  }
+  std::chrono::microseconds real_delay(millis span) const override {
+    return std::max(std::chrono::microseconds{0},
+                    std::chrono::duration_cast<std::chrono::microseconds>(span));
+  }
+
+private:
+  const caf::detail::test_actor_clock& time_;
+  std::chrono::steady_clock::time_point origin_;
+  instant start_;
+};
+
+/// What the journal and the hand-off were asked.
+struct seen {
+  std::vector<fire_request> fires;
+  std::vector<delivery_record> submits;
+  int failures_left = 0; ///< fire requests answered with an error first
+};
+
+struct shard_fixture {
+  testing_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scheduler::test_coordinator& sched
+    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+  instant start = from_ms(1'800'000'000'000); // 2027-01-15T08:00:00Z
+  std::shared_ptr<seen> log = std::make_shared<seen>();
+  std::shared_ptr<node_context> ctx = std::make_shared<node_context>();
+  caf::actor shard;
+
+  shard_fixture() {
+    ctx->clock = std::make_shared<coordinator_clock>(sched, start);
+    ctx->dir = std::make_shared<directory>();
+    ctx->horizon = 1h;
+    auto log = this->log;
+    ctx->dir->put(journal_name,
+                  sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
+                    return {[log](fire_atom, fire_request& f) -> caf::result<bool> {
+                      if (log->failures_left > 0) {
+                        --log->failures_left;
+                        return caf::make_error(caf::sec::runtime_error);
+                      }
+                      log->fires.push_back(f);
+                      return true;
+                    }};
+                  }));
+    ctx->dir->put(handoff_name,
+                  sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
+                    return {[log](submit_atom, delivery_record& d) {
+                      log->submits.push_back(d);
+                    }};
+                  }));
+    shard = spawn_shard(sys, ctx, 3);
+    sched.run();
+  }
+
+  ~shard_fixture() {
+    caf::anon_send_exit(shard, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  /// A user whose birthday (Jan 15, 09:00 UTC: an hour after the start) is
+  /// due `in` from the start; fired before 09:00, it is due again at 09:00.
+  user_view due_user(const std::string& id, millis in) const {
+    user_view v;
+    v.user = {id, "Ada", "Lovelace", id + "@example.com", "UTC",
+              {{"birthday", "1990-01-15"}}, 0};
+    v.due.push_back({"birthday", to_ms(start + in), "2027-01-15"});
+    return v;
+  }
+
+  void upsert(user_view v) {
+    caf::anon_send(shard, upsert_atom::value, std::move(v), false);
+    sched.run();
+  }
+
+  uint64_t residents() {
+    uint64_t n = 0;
+    auto self = caf::scoped_actor{sys};
+    self->send(shard, caf::get_atom::value);
+    sched.run();
+    self->receive([&](uint64_t x) { n = x; });
+    return n;
+  }
+
+  void advance(millis d) {
+    sched.advance_time(d);
+    sched.run();
+  }
+};
+
+TEST_CASE("a shard fires a resident user's occasion at its due instant, once, "
+          "then lets the user go",
+          "[unit][shard]") {
+  shard_fixture fx;
+  fx.upsert(fx.due_user("u1", 1h));
+  CHECK(fx.residents() == 1);
+  fx.advance(59min);
+  CHECK(fx.log->fires.empty());
+  fx.advance(1min);
+  REQUIRE(fx.log->fires.size() == 1);
+  auto& f = fx.log->fires.front();
+  CHECK(f.user_id == "u1");
+  CHECK(f.due.due_at_ms == to_ms(fx.start + 1h));
+  CHECK(f.next.due_at_ms > f.due.due_at_ms); // a year on
+  REQUIRE(fx.log->submits.size() == 1);
+  CHECK(fx.log->submits.front().key == f.delivery.key);
+  // Next due a year on, beyond the horizon: nothing keeps the user here.
+  CHECK(fx.residents() == 0);
+  fx.advance(2h);
+  CHECK(fx.log->fires.size() == 1);
+}
+
+TEST_CASE("a shard holds no user due beyond the horizon", "[unit][shard]") {
+  shard_fixture fx;
+  fx.upsert(fx.due_user("far", 2h));
+  CHECK(fx.residents() == 0);
+}
+
+TEST_CASE("a shard forgets an evicted user before its due instant",
+          "[unit][shard]") {
+  shard_fixture fx;
+  fx.upsert(fx.due_user("gone", 30min));
+  caf::anon_send(fx.shard, evict_atom::value, std::string{"gone"});
+  fx.sched.run();
+  CHECK(fx.residents() == 0);
+  fx.advance(1h);
+  CHECK(fx.log->fires.empty());
+}
+
+TEST_CASE("a shard asks again a second later when the journal fails a fire",
+          "[unit][shard]") {
+  shard_fixture fx;
+  fx.log->failures_left = 1;
+  fx.upsert(fx.due_user("u2", 10min));
+  fx.advance(10min);
+  CHECK(fx.log->fires.empty());
+  CHECK(fx.residents() == 1);
+  fx.advance(1s);
+  REQUIRE(fx.log->fires.size() == 1);
+  CHECK(fx.log->submits.size() == 1);
+}
+
+TEST_CASE("a shard fires a user's new due instant after an update, not the old "
+          "one",
+          "[unit][shard]") {
+  shard_fixture fx;
+  fx.upsert(fx.due_user("u3", 20min));
+  fx.upsert(fx.due_user("u3", 40min));
+  fx.advance(30min);
+  CHECK(fx.log->fires.empty());
+  fx.advance(10min);
+  REQUIRE(fx.log->fires.size() == 1);
+  CHECK(fx.log->fires.front().due.due_at_ms == to_ms(fx.start + 40min));
+}
+
+TEST_CASE("a shard fires many users due at one instant, each once",
+          "[unit][shard]") {
+  shard_fixture fx;
+  for (int i = 0; i < 500; ++i)
+    fx.upsert(fx.due_user("m" + std::to_string(i), 1h));
+  CHECK(fx.residents() == 500);
+  fx.advance(1h);
+  CHECK(fx.log->fires.size() == 500);
+  CHECK(fx.log->submits.size() == 500);
+  CHECK(fx.residents() == 0);
+}
+
+} // namespace
+} // namespace chime
