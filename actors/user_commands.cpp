@@ -1,6 +1,7 @@
 #include "actors/user_commands.hpp"
 
 #include "actors/cluster_view.hpp"
+#include "actors/delivery_status.hpp"
 #include "actors/errc.hpp"
 #include "actors/occasion.hpp"
 
@@ -50,8 +51,7 @@ user_view replaced(const node_context& ctx, const user_view& old,
   for (auto& d : old.deliveries) {
     if (d.status == "cancelled")
       continue;
-    bool open = d.status == "scheduled" || d.status == "handed_off"
-                || d.status == "failed";
+    bool open = is_open(d.status);
     auto kind = find_occasion(d.occasion);
     if (open
         && (!kind || !still_owed(*kind, v.user, d.local_date, ctx.rules.feb29)))

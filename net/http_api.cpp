@@ -1,5 +1,6 @@
 #include "net/http_api.hpp"
 
+#include "actors/delivery_status.hpp"
 #include "actors/errc.hpp"
 #include "actors/cluster_view.hpp"
 #include "actors/protocol.hpp"
@@ -28,9 +29,6 @@ constexpr const char* problem_type = "application/problem+json";
 constexpr const char* json_type = "application/json";
 constexpr uint32_t page_limit_max = 1000;
 
-const std::vector<std::string> delivery_statuses
-  = {"scheduled", "handed_off", "sent",     "failed",
-     "dead",      "expired",    "cancelled"};
 
 void reply_problem(httplib::Response& res, const problem& p) {
   res.status = p.status;
@@ -328,10 +326,7 @@ struct http_api::impl {
     if (!limit)
       return;
     auto status = req.get_param_value("status");
-    if (!status.empty()
-        && std::find(delivery_statuses.begin(), delivery_statuses.end(),
-                     status)
-             == delivery_statuses.end())
+    if (!status.empty() && !parse_delivery_status(status))
       return reply_problem(res, {400, "Invalid parameter",
                                  "parameter 'status': unknown status '"
                                    + status + "'",

@@ -3,6 +3,7 @@
 #include "actors/cluster_view.hpp"
 #include "actors/sharding.hpp"
 
+#include "actors/delivery_status.hpp"
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
 #include "persistence/migrations.hpp"
@@ -86,7 +87,7 @@ struct journal_state {
 
 using journal_actor = caf::stateful_actor<journal_state>;
 
-const char* open_statuses = "('scheduled', 'handed_off', 'failed')";
+const std::string open_statuses = open_statuses_sql();
 
 pqxx::connection& connection(journal_actor* self) {
   auto& st = self->state;
@@ -625,8 +626,7 @@ attempt_batch(pqxx::transaction_base& tx,
       replies.push_back(caf::make_message(v));
       continue;
     }
-    bool open = r.status == "scheduled" || r.status == "handed_off"
-                || r.status == "failed";
+    bool open = is_open(r.status);
     bool closes = open && (!r.user_alive || now_ms - r.due_at_ms > catch_up_ms);
     if (closes) {
       r.status = r.user_alive ? "expired" : "cancelled";

@@ -3,6 +3,7 @@
 #include "actors/cluster_view.hpp"
 #include "sims/sim/memory_coordination.hpp"
 
+#include "actors/delivery_status.hpp"
 #include "actors/errc.hpp"
 #include "actors/sharding.hpp"
 #include "sims/sim/env.hpp"
@@ -44,10 +45,6 @@ std::string email_key(const std::string& email) {
   for (auto& c : out)
     c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
-}
-
-bool is_open(const std::string& status) {
-  return status == "scheduled" || status == "handed_off" || status == "failed";
 }
 
 void set_status(journal_store& s, stored_delivery& d, std::string status) {

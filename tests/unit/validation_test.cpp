@@ -6,6 +6,7 @@
 // with nlohmann::json from a valid one with one change each; "today" is fixed
 // by passing `now`.
 
+#include "actors/delivery_status.hpp"
 #include "net/user_json.hpp"
 
 #include "runtime/clock.hpp"
@@ -319,4 +320,19 @@ TEST_CASE("only ids and keys Chime makes name a user or a delivery",
   CHECK(chime::is_delivery_key(id + ":birthday:2027-03-15"));
   CHECK_FALSE(chime::is_delivery_key(id));
   CHECK_FALSE(chime::is_delivery_key(id + ":birthday:\xff"));
+}
+
+TEST_CASE("each delivery status reads back from its name, and only scheduled, "
+          "handed_off and failed are open",
+          "[unit][status]") {
+  using chime::delivery_status;
+  for (auto s : chime::all_delivery_statuses)
+    CHECK(chime::parse_delivery_status(chime::to_string(s)) == s);
+  CHECK_FALSE(chime::parse_delivery_status("pending"));
+  CHECK(chime::is_open("scheduled"));
+  CHECK(chime::is_open("handed_off"));
+  CHECK(chime::is_open("failed"));
+  for (auto name : {"sent", "dead", "expired", "cancelled", "missing", ""})
+    CHECK_FALSE(chime::is_open(name));
+  CHECK(chime::open_statuses_sql() == "('scheduled', 'handed_off', 'failed')");
 }

@@ -1,0 +1,71 @@
+#pragma once
+
+// The statuses a delivery goes through, defined once. Records carry the
+// status as its name (the journal's column, the API's field, the broker
+// message's), so these helpers read and write that name.
+
+#include <array>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace chime {
+
+enum class delivery_status : uint8_t {
+  scheduled,  ///< recorded, its broker hand-off not yet confirmed
+  handed_off, ///< in the broker
+  failed,     ///< an attempt failed; a retry is owed
+  sent,
+  dead,      ///< given up (permanent error, or attempts exhausted)
+  expired,   ///< due longer ago than the catch-up window
+  cancelled, ///< the user was deleted, or the occasion removed or moved
+};
+
+inline constexpr std::array<delivery_status, 7> all_delivery_statuses = {
+  delivery_status::scheduled, delivery_status::handed_off,
+  delivery_status::sent,      delivery_status::failed,
+  delivery_status::dead,      delivery_status::expired,
+  delivery_status::cancelled};
+
+constexpr std::string_view to_string(delivery_status s) {
+  switch (s) {
+    case delivery_status::scheduled: return "scheduled";
+    case delivery_status::handed_off: return "handed_off";
+    case delivery_status::failed: return "failed";
+    case delivery_status::sent: return "sent";
+    case delivery_status::dead: return "dead";
+    case delivery_status::expired: return "expired";
+    case delivery_status::cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+constexpr std::optional<delivery_status> parse_delivery_status(std::string_view name) {
+  for (auto s : all_delivery_statuses)
+    if (to_string(s) == name)
+      return s;
+  return std::nullopt;
+}
+
+/// Still owed: an attempt may come.
+constexpr bool is_open(delivery_status s) {
+  return s == delivery_status::scheduled || s == delivery_status::handed_off
+         || s == delivery_status::failed;
+}
+
+/// As above, for a status by name; an unknown name is not open.
+constexpr bool is_open(std::string_view name) {
+  auto s = parse_delivery_status(name);
+  return s && is_open(*s);
+}
+
+/// The open statuses as an SQL list, "('scheduled', ...)".
+inline std::string open_statuses_sql() {
+  std::string out = "(";
+  for (auto s : all_delivery_statuses)
+    if (is_open(s))
+      out.append(out.size() > 1 ? ", '" : "'").append(to_string(s)).append("'");
+  return out + ")";
+}
+
+} // namespace chime
