@@ -107,58 +107,70 @@ void arm_user(shard_actor* self,
   arm_wake(self);
 }
 
-void fire(shard_actor* self, const std::string& user_id,
-          const due_entry& entry) {
+/// What the journal answered to one fire request: the delivery handed off
+/// (or counted expired) once recorded, and the user's due instant moved on.
+void fired(shard_actor* self, const fire_request& req, uint64_t version,
+           bool recorded) {
   auto& st = self->state;
-  auto i = st.users.find(user_id);
-  auto planned = plan_fire(*st.ctx, i->second.view, entry);
-  if (!planned)
-    return; // logged; the entry stays, so the user stays until updated
-  i->second.firing.push_back(entry.occasion);
-  auto version = i->second.version;
+  auto& d = req.delivery;
+  if (recorded && d.status == "scheduled") {
+    caf::anon_send(st.ctx->dir->get(handoff_name), submit_atom::value, d);
+  } else if (recorded) {
+    get_metric("chime_deliveries_expired_total").add();
+    log(log_level::info, "user", "occasion expired",
+        {{"user_id", d.user_id}, {"key", d.key}});
+  }
+  auto i = st.users.find(req.user_id);
+  if (i == st.users.end())
+    return; // deleted meanwhile
+  auto& r = i->second;
+  r.firing.erase(std::find(r.firing.begin(), r.firing.end(), req.due.occasion));
+  // A view replaced meanwhile is authoritative: its due instants were
+  // planned knowing what this one recorded.
+  if (version == r.version)
+    for (auto& e : r.view.due)
+      if (e.occasion == req.due.occasion && e.due_at_ms == req.due.due_at_ms)
+        e = req.next;
+  arm_user(self, i);
+}
+
+/// The journal did not answer a fire request: it is asked again in a second
+/// (Chime time), not at once, since the journal is struggling.
+void fire_failed(shard_actor* self, const fire_request& req,
+                 const caf::error& err) {
+  auto& st = self->state;
+  log(log_level::warn, "user", "journal did not record a due occasion",
+      {{"user_id", req.user_id}, {"error", self->system().render(err)}});
+  auto i = st.users.find(req.user_id);
+  if (i == st.users.end())
+    return;
+  auto& r = i->second;
+  r.firing.erase(std::find(r.firing.begin(), r.firing.end(), req.due.occasion));
+  st.timers.emplace(to_ms(st.ctx->clock->now() + millis{1000}), req.user_id,
+                    req.due.occasion);
+  arm_wake(self);
+}
+
+/// At most this many due occasions go to the journal in one message: one
+/// message instead of one per user, while each stays a small part of a
+/// journal batch.
+constexpr size_t fires_per_request = 32;
+
+/// Asks the journal to record these due occasions, in one message.
+void fire(shard_actor* self, std::vector<fire_request> reqs,
+          std::vector<uint64_t> versions) {
+  auto& st = self->state;
   self
     ->request(st.ctx->dir->get(journal_name), journal_timeout, fire_atom::value,
-              *planned)
+              reqs)
     .then(
-      [=, req = *planned](bool recorded) {
-        auto& st = self->state;
-        auto& d = req.delivery;
-        if (recorded && d.status == "scheduled") {
-          caf::anon_send(st.ctx->dir->get(handoff_name), submit_atom::value, d);
-        } else if (recorded) {
-          get_metric("chime_deliveries_expired_total").add();
-          log(log_level::info, "user", "occasion expired",
-              {{"user_id", d.user_id}, {"key", d.key}});
-        }
-        auto i = st.users.find(req.user_id);
-        if (i == st.users.end())
-          return; // deleted meanwhile
-        auto& r = i->second;
-        r.firing.erase(std::find(r.firing.begin(), r.firing.end(),
-                                 req.due.occasion));
-        // A view replaced meanwhile is authoritative: its due instants were
-        // planned knowing what this one recorded.
-        if (version == r.version)
-          for (auto& e : r.view.due)
-            if (e.occasion == req.due.occasion
-                && e.due_at_ms == req.due.due_at_ms)
-              e = req.next;
-        arm_user(self, i);
+      [=](const std::vector<bool>& recorded) {
+        for (size_t k = 0; k < reqs.size(); ++k)
+          fired(self, reqs[k], versions[k], k < recorded.size() && recorded[k]);
       },
-      [=, occasion = entry.occasion](caf::error& err) {
-        auto& st = self->state;
-        log(log_level::warn, "user", "journal did not record a due occasion",
-            {{"user_id", user_id}, {"error", self->system().render(err)}});
-        auto i = st.users.find(user_id);
-        if (i == st.users.end())
-          return;
-        auto& r = i->second;
-        r.firing.erase(std::find(r.firing.begin(), r.firing.end(), occasion));
-        // Try again in a second (Chime time), not at once: the journal is
-        // struggling.
-        st.timers.emplace(to_ms(st.ctx->clock->now() + millis{1000}), user_id,
-                          occasion);
-        arm_wake(self);
+      [=](caf::error& err) {
+        for (auto& req : reqs)
+          fire_failed(self, req, err);
       });
 }
 
@@ -166,18 +178,35 @@ void fire(shard_actor* self, const std::string& user_id,
 void wake(shard_actor* self) {
   auto& st = self->state;
   auto now_ms = to_ms(st.ctx->clock->now());
+  std::vector<fire_request> reqs;
+  std::vector<uint64_t> versions;
   while (!st.timers.empty() && std::get<0>(*st.timers.begin()) <= now_ms) {
     auto node = st.timers.extract(st.timers.begin());
     auto& [when, user_id, occasion] = node.value();
     auto i = st.users.find(user_id);
     if (i == st.users.end() || i->second.is_firing(occasion))
       continue;
-    for (auto& e : i->second.view.due)
-      if (e.occasion == occasion && e.due_at_ms <= now_ms) {
-        fire(self, user_id, e);
-        break;
+    auto& r = i->second;
+    for (auto& e : r.view.due) {
+      if (e.occasion != occasion || e.due_at_ms > now_ms)
+        continue;
+      // Without a valid occasion (logged) the entry stays, and so does the
+      // user, until an update.
+      if (auto planned = plan_fire(*st.ctx, r.view, e)) {
+        r.firing.push_back(occasion);
+        reqs.push_back(std::move(*planned));
+        versions.push_back(r.version);
       }
+      break;
+    }
+    if (reqs.size() == fires_per_request) {
+      fire(self, std::move(reqs), std::move(versions));
+      reqs.clear();
+      versions.clear();
+    }
   }
+  if (!reqs.empty())
+    fire(self, std::move(reqs), std::move(versions));
   arm_wake(self);
 }
 

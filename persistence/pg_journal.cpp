@@ -496,13 +496,27 @@ struct event_rows {
 /// Records due occasions whose due index still holds them: one UPDATE moves
 /// every matching index row to its next instant, and only the moved ones get
 /// their delivery (idempotent by key). Replies true for recorded requests.
+/// The fire requests of one queued request: one, or a shard's wake's all.
+std::vector<const fire_request*> fires_of(const caf::message& m) {
+  if (m.match_element<fire_request>(0))
+    return {&m.get_as<fire_request>(0)};
+  std::vector<const fire_request*> out;
+  for (auto& f : m.get_as<std::vector<fire_request>>(0))
+    out.push_back(&f);
+  return out;
+}
+
 std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                                      const std::vector<caf::message>& reqs,
                                      const fence& fn) {
   std::vector<std::string> users, occasions, dues, next_dues, next_dates,
     shards, epochs;
-  for (auto& m : reqs) {
-    auto& f = m.get_as<fire_request>(0);
+  std::vector<const fire_request*> all;
+  for (auto& m : reqs)
+    for (auto* f : fires_of(m))
+      all.push_back(f);
+  for (auto* fp : all) {
+    auto& f = *fp;
     fn.add(f.user_id, shards, epochs);
     users.push_back(f.user_id);
     occasions.push_back(f.due.occasion);
@@ -526,11 +540,12 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
   std::vector<std::string> cols[10];
   event_rows events;
   std::vector<caf::message> replies;
-  for (auto& m : reqs) {
-    auto& f = m.get_as<fire_request>(0);
+  std::map<const fire_request*, bool> recorded_by;
+  for (auto* fp : all) {
+    auto& f = *fp;
     // A request recorded once in this batch; a copy of it is stale.
     bool recorded = moved.erase({f.user_id, f.due.occasion}) > 0;
-    replies.push_back(caf::make_message(recorded));
+    recorded_by[fp] = recorded;
     if (!recorded)
       continue;
     auto& d = f.delivery;
@@ -565,6 +580,14 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                    text_array(cols[6]), text_array(cols[7]),
                    text_array(cols[8]));
   events.insert(tx);
+  for (auto& m : reqs) {
+    std::vector<bool> answers;
+    for (auto* f : fires_of(m))
+      answers.push_back(recorded_by[f]);
+    replies.push_back(m.match_element<fire_request>(0)
+                        ? caf::make_message(bool{answers.front()})
+                        : caf::make_message(std::move(answers)));
+  }
   return replies;
 }
 
@@ -819,6 +842,9 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
     },
     [=](fire_atom, fire_request& f) {
       return enqueue(self, batch_kind::fire, caf::make_message(std::move(f)));
+    },
+    [=](fire_atom, std::vector<fire_request>& fs) {
+      return enqueue(self, batch_kind::fire, caf::make_message(std::move(fs)));
     },
     [=](attempt_atom, std::string& key, int64_t now_ms, int64_t catch_up_ms) {
       return enqueue(self, batch_kind::attempt,

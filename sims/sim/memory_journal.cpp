@@ -269,6 +269,12 @@ caf::behavior memory_journal(journal_actor* self,
     auto& e = *self->state.e;
     e.trace.add(e.now_ms(), op, detail);
   };
+  auto fire_traced = [trace](journal_actor* self, const fire_request& f) {
+    bool recorded = !self->state.fenced(f.user_id)
+                    && fire(*self->state.store, f);
+    trace("journal.fire", f.delivery.key + (recorded ? " recorded" : " stale"));
+    return recorded;
+  };
   return {
     [=](sim_reply_atom, uint64_t id) { self->state.later.fire(id); },
     [=](create_atom, user_view& v) {
@@ -350,11 +356,17 @@ caf::behavior memory_journal(journal_actor* self,
     },
     [=](fire_atom, fire_request& f) {
       return answer<bool>(self, [=]() -> caf::expected<bool> {
-        bool recorded = !self->state.fenced(f.user_id)
-                        && fire(*self->state.store, f);
-        trace("journal.fire", f.delivery.key + (recorded ? " recorded" : " stale"));
-        return recorded;
+        return fire_traced(self, f);
       });
+    },
+    [=](fire_atom, std::vector<fire_request>& fs) {
+      return answer<std::vector<bool>>(
+        self, [=]() -> caf::expected<std::vector<bool>> {
+          std::vector<bool> out;
+          for (auto& f : fs)
+            out.push_back(fire_traced(self, f));
+          return out;
+        });
     },
     [=](attempt_atom, std::string& key, int64_t now_ms, int64_t catch_up_ms) {
       return answer<attempt_verdict>(self, [=]() -> caf::expected<attempt_verdict> {
