@@ -87,6 +87,9 @@ inline constexpr const char* journal_name = "journal";
 /// A second journal connection for the send path (attempts, outcomes,
 /// handoffs), so that a burst's sends do not queue behind its due records.
 inline constexpr const char* send_journal_name = "journal/send";
+/// A third for bulk imports, whose large batches would otherwise hold up
+/// the creates and due records queued behind them.
+inline constexpr const char* import_journal_name = "journal/import";
 inline constexpr const char* delivery_name = "delivery";
 inline constexpr const char* handoff_name = "handoff";
 inline constexpr const char* dead_letters_name = "dead_letters";

@@ -46,6 +46,8 @@ const std::map<std::string, family_def>& families() {
      {"gauge", "email requests allowed in flight (adapts to the service's latency)"}},
     {"chime_email_timeout_ms", {"gauge", "time-out of the next email request"}},
     {"chime_http_requests_total", {"counter", "HTTP requests answered, by status code"}},
+    {"chime_import_lines_limit_hits_total",
+     {"counter", "imports stopped at --import-lines-max lines (answered 413)"}},
     {"chime_journal_commits_total",
      {"counter", "journal transactions committed, each with a batch of writes"}},
     {"chime_journal_up", {"gauge", "1 when the journal answered this scrape"}},
@@ -63,7 +65,7 @@ const std::map<std::string, family_def>& families() {
      {"counter", "users left in the due index for a later poll: --resident-users-max reached"}},
     {"chime_shards_owned", {"gauge", "shards whose lease this node holds"}},
     {"chime_users", {"gauge", "live users"}},
-    {"chime_users_created_total", {"counter", "users created (made durable)"}},
+    {"chime_users_created_total", {"counter", "users created (made durable), imported ones included"}},
   };
   return all;
 }
