@@ -125,7 +125,10 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   std::vector<child_spec> children;
   pg_journal_options jopts{pg_url_with_timeouts(cfg.database_url), cfg.shard_count,
                            cfg.journal_batch_max, ctx->cluster};
-  for (auto name : {journal_name, send_journal_name, import_journal_name})
+  std::vector<const char*> journals{journal_name, send_journal_name};
+  journals.insert(journals.end(), std::begin(import_journal_names),
+                  std::end(import_journal_names));
+  for (auto name : journals)
     children.push_back(registered(name, ctx, [jopts](auto& sys) {
       return spawn_pg_journal(sys, jopts);
     }));

@@ -243,7 +243,10 @@ struct http_api::impl {
                                  " ('Content-Type: text/csv')",
                                  {}});
     import_lines lines{*format, opts.body_size_max};
-    import_writer writer{sys, ctx, ctx->dir->get(import_journal_name),
+    std::vector<caf::actor> journals;
+    for (auto name : import_journal_names)
+      journals.push_back(ctx->dir->get(name));
+    import_writer writer{sys, ctx, std::move(journals),
                          opts.import_batch_size_max};
     bool too_many = false;
     bool journal_up = true;
@@ -509,6 +512,7 @@ struct http_api::impl {
       return httplib::Server::HandlerResponse::Handled;
     });
     server.set_tcp_nodelay(true);
+    server.set_keep_alive_max_count(opts.keep_alive_requests_max);
     server.new_task_queue = [n = opts.threads] {
       return new httplib::ThreadPool(n);
     };

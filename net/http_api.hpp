@@ -20,6 +20,9 @@ struct http_api_options {
   /// and answers 413 (its lines before are imported), so that one import
   /// holds an HTTP thread and the import journal for a bounded time.
   uint64_t import_lines_max = 1000000;
+  /// Requests one keep-alive connection serves before the server closes
+  /// it: httplib's default of 5 has a busy client reconnect all the time.
+  size_t keep_alive_requests_max = 1000;
   /// Users an import writes in one journal transaction at most.
   size_t import_batch_size_max = 5000;
 };

@@ -1,5 +1,6 @@
 #include "net/user_import.hpp"
 
+#include "actors/errc.hpp"
 #include "actors/protocol.hpp"
 #include "actors/sharding.hpp"
 #include "actors/user_commands.hpp"
@@ -9,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <deque>
+#include <unordered_set>
 
 namespace chime {
 
@@ -221,80 +224,104 @@ std::string import_stopped_json(const problem& p, const import_tally& t,
 
 struct import_writer::impl {
   context_ptr ctx;
-  caf::actor journal;
+  std::vector<caf::actor> journals;
   size_t batch_size_max;
   caf::scoped_actor self;
   import_tally tally;
   std::vector<user_view> batch;
   std::vector<uint64_t> batch_lines;
-  /// The batch committing: its lines, and its users due within the horizon
-  /// by their place in it (for their shards, once created).
-  std::vector<uint64_t> sent_lines;
-  std::vector<std::pair<size_t, user_view>> sent_due_soon;
-  using pending_t = decltype(self->request(journal, journal_timeout,
+  /// Hashes of the emails (lower case) of this import's valid lines.
+  std::unordered_set<uint64_t> emails;
+  using pending_t = decltype(self->request(journals[0], journal_timeout,
                                            import_atom::value, batch));
-  std::optional<pending_t> pending;
+  /// A batch committing: its lines, and its users due within the horizon
+  /// by their place in it (for their shards, once created).
+  struct in_flight {
+    pending_t reply;
+    std::vector<uint64_t> lines;
+    std::vector<std::pair<size_t, user_view>> due_soon;
+  };
+  std::deque<in_flight> sent;
+  size_t next_journal = 0;
   bool failed = false;
   uint64_t resume_line = 0;
 
-  impl(caf::actor_system& sys, context_ptr c, caf::actor j, size_t n)
-    : ctx(std::move(c)), journal(std::move(j)), batch_size_max(n), self(sys) {
+  impl(caf::actor_system& sys, context_ptr c, std::vector<caf::actor> js,
+       size_t n)
+    : ctx(std::move(c)), journals(std::move(js)), batch_size_max(n),
+      self(sys) {
   }
 
-  /// Waits for the batch in flight, if any, and takes in its outcome.
-  void settle() {
-    if (!pending)
-      return;
-    auto handle = std::move(*pending);
-    pending.reset();
-    handle.receive(
-      [&](std::vector<caf::error>& refusals) {
-        uint64_t created = 0;
-        for (size_t i = 0; i < refusals.size(); ++i) {
-          if (refusals[i])
-            tally.fail(sent_lines[i], journal_problem(refusals[i]));
-          else
-            ++created;
-        }
-        tally.imported += created;
-        static auto& users_created = get_metric("chime_users_created_total");
-        users_created.add(static_cast<int64_t>(created));
-        // As a create does: due soon, the user need not wait for the
-        // next poll. A shard owned by another node gets it from its poll.
-        for (auto& [i, v] : sent_due_soon) {
-          auto shard = shard_of(v.user.id, ctx->shard_count);
-          auto actor = ctx->dir->get(shard_name(shard));
-          if (actor && !refusals[i])
-            caf::anon_send(actor, upsert_atom::value, std::move(v), false);
-        }
-      },
+  void created(in_flight& b, const std::vector<caf::error>& refusals) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < refusals.size(); ++i) {
+      if (refusals[i])
+        tally.fail(b.lines[i], journal_problem(refusals[i]));
+      else
+        ++n;
+    }
+    tally.imported += n;
+    static auto& users_created = get_metric("chime_users_created_total");
+    users_created.add(static_cast<int64_t>(n));
+    // As a create does: due soon, the user need not wait for the next
+    // poll. A shard owned by another node gets it from its poll.
+    for (auto& [i, v] : b.due_soon) {
+      auto actor = ctx->dir->get(shard_name(shard_of(v.user.id,
+                                                     ctx->shard_count)));
+      if (actor && !refusals[i])
+        caf::anon_send(actor, upsert_atom::value, std::move(v), false);
+    }
+  }
+
+  /// Waits for the oldest batch in flight and takes in its outcome.
+  void settle_oldest() {
+    auto b = std::move(sent.front());
+    sent.pop_front();
+    b.reply.receive(
+      [&](std::vector<caf::error>& refusals) { created(b, refusals); },
       [&](caf::error&) {
+        resume_line = failed ? std::min(resume_line, b.lines.front())
+                             : b.lines.front();
         failed = true;
-        resume_line = sent_lines.front();
       });
   }
 
   void send() {
-    settle();
+    if (sent.size() >= journals.size())
+      settle_oldest();
     if (failed || batch.empty())
       return;
-    sent_lines = std::move(batch_lines);
-    batch_lines.clear();
-    sent_due_soon.clear();
+    std::vector<std::pair<size_t, user_view>> due_soon;
     auto until = to_ms(ctx->clock->now() + ctx->horizon);
     for (size_t i = 0; i < batch.size(); ++i)
       if (std::any_of(batch[i].due.begin(), batch[i].due.end(),
                       [&](const due_entry& d) { return d.due_at_ms <= until; }))
-        sent_due_soon.emplace_back(i, batch[i]);
-    pending.emplace(self->request(journal, journal_timeout, import_atom::value,
-                                  std::move(batch)));
+        due_soon.emplace_back(i, batch[i]);
+    auto& journal = journals[next_journal++ % journals.size()];
+    auto reply = self->request(journal, journal_timeout, import_atom::value,
+                               std::move(batch));
+    sent.push_back(in_flight{std::move(reply), std::move(batch_lines),
+                             std::move(due_soon)});
     batch.clear();
+    batch_lines.clear();
+  }
+
+  /// False (and the line failed) when an earlier line has the email.
+  bool first_with_email(uint64_t line, const std::string& email) {
+    auto lower = email;
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    if (emails.insert(std::hash<std::string>{}(lower)).second)
+      return true;
+    tally.fail(line, journal_problem(make_error(journal_errc::conflict)));
+    return false;
   }
 };
 
 import_writer::import_writer(caf::actor_system& sys, context_ptr ctx,
-                             caf::actor journal, size_t batch_size_max)
-  : impl_(std::make_unique<impl>(sys, std::move(ctx), std::move(journal),
+                             std::vector<caf::actor> journals,
+                             size_t batch_size_max)
+  : impl_(std::make_unique<impl>(sys, std::move(ctx), std::move(journals),
                                  batch_size_max)) {
 }
 
@@ -308,6 +335,8 @@ bool import_writer::add(uint64_t line, parsed_user& parsed) {
     i.tally.fail(line, std::move(*parsed.error));
     return true;
   }
+  if (!i.first_with_email(line, parsed.user.email))
+    return true;
   i.batch.push_back(
     planned_create(*i.ctx, std::move(parsed.user), i.ctx->clock->now()));
   i.batch_lines.push_back(line);
@@ -319,7 +348,8 @@ bool import_writer::add(uint64_t line, parsed_user& parsed) {
 bool import_writer::finish() {
   auto& i = *impl_;
   i.send();
-  i.settle();
+  while (!i.sent.empty())
+    i.settle_oldest();
   return !i.failed;
 }
 

@@ -90,16 +90,19 @@ std::string import_result_json(const import_tally& t);
 std::string import_stopped_json(const problem& p, const import_tally& t,
                                 uint64_t resume_line);
 
-/// Writes an import's valid users to the journal in batches, one batch
-/// committing while the next is read, and keeps the tally. Lives on the
-/// HTTP thread that reads the import, which it blocks while a batch it must
-/// wait for commits. Each user is planned and journaled as a create is
-/// (planned_create), so the due poller schedules it; one due within the
-/// horizon is also handed to its shard at once, when the shard runs here.
+/// Writes an import's valid users to the journal in batches, one batch in
+/// flight on each of `journals` while the next is read, and keeps the
+/// tally. Lives on the HTTP thread that reads the import, which it blocks
+/// while a batch it must wait for commits. Each user is planned and
+/// journaled as a create is (planned_create), so the due poller schedules
+/// it; one due within the horizon is also handed to its shard at once, when
+/// the shard runs here. A second line with an email fails here, before the
+/// journal: batches committing side by side could otherwise each wait for
+/// the other's row of that email (a deadlock).
 class import_writer {
 public:
-  import_writer(caf::actor_system& sys, context_ptr ctx, caf::actor journal,
-                size_t batch_size_max);
+  import_writer(caf::actor_system& sys, context_ptr ctx,
+                std::vector<caf::actor> journals, size_t batch_size_max);
   ~import_writer();
 
   /// Takes a line's outcome (the user's id already set); false once the
@@ -111,7 +114,8 @@ public:
 
   const import_tally& tally() const;
 
-  /// After a failure, the first line not imported.
+  /// After a failure, the first line of the first batch not imported
+  /// (later batches may have been: their lines fail as taken when resent).
   uint64_t resume_line() const;
 
 private:
