@@ -65,7 +65,7 @@ const std::map<std::string, family_def>& families() {
      {"counter", "users left in the due index for a later poll: --resident-users-max reached"}},
     {"chime_shards_owned", {"gauge", "shards whose lease this node holds"}},
     {"chime_users", {"gauge", "live users"}},
-    {"chime_users_created_total", {"counter", "users created (made durable), imported ones included"}},
+    {"chime_users_created_total", {"counter", "users created (made durable)"}},
   };
   return all;
 }
