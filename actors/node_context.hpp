@@ -87,6 +87,12 @@ inline constexpr const char* journal_name = "journal";
 /// A second journal connection for the send path (attempts, outcomes,
 /// handoffs), so that a burst's sends do not queue behind its due records.
 inline constexpr const char* send_journal_name = "journal/send";
+/// Two more for bulk imports, whose large batches would otherwise hold up
+/// the creates and due records queued behind them. An import keeps a batch
+/// in flight on each, so that one connection's statements run while the
+/// other's batch is built.
+inline constexpr const char* import_journal_names[] = {"journal/import/1",
+                                                       "journal/import/2"};
 inline constexpr const char* delivery_name = "delivery";
 inline constexpr const char* handoff_name = "handoff";
 inline constexpr const char* dead_letters_name = "dead_letters";

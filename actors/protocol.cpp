@@ -33,6 +33,7 @@ void add_chime_types(caf::actor_system_config& cfg) {
       "std::vector<delivery_record>")
     .add_message_type<user_view>("user_view")
     .add_message_type<std::vector<user_view>>("std::vector<user_view>")
+    .add_message_type<std::vector<caf::error>>("std::vector<caf::error>")
     .add_message_type<users_page>("users_page")
     .add_message_type<due_page>("due_page")
     .add_message_type<fire_request>("fire_request")

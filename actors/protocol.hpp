@@ -33,6 +33,7 @@ using stats_atom = caf::atom_constant<caf::atom("stats")>;       // (now_ms) -> 
 using handed_atom = caf::atom_constant<caf::atom("handed")>;     // (keys, at_ms) -> ok: scheduled -> handed_off
 using outbox_atom = caf::atom_constant<caf::atom("outbox")>;     // (scheduled_before_ms, open_before_ms, limit, now_ms) -> vector<delivery_record>, each touched at now_ms
 using redrive_atom = caf::atom_constant<caf::atom("redrive")>;   // (key, at_ms) -> delivery_record: dead -> scheduled
+using import_atom = caf::atom_constant<caf::atom("import")>;     // (vector<user_view>) -> vector<error>: each created as by create, or its refusal (conflict: email taken)
 
 // -- node-internal ------------------------------------------------------------
 using flush_atom = caf::atom_constant<caf::atom("flush")>;

@@ -155,13 +155,9 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
         rp.deliver(make_error(journal_errc::fenced));
         return rp;
       }
-      auto now = self->state.ctx->clock->now();
-      user_view v;
-      v.user = std::move(u);
-      v.user.created_at_ms = to_ms(now);
-      v.at_ms = to_ms(now);
-      v.due = due_entries(*self->state.ctx, v.user, now, {});
-      store(self, create_atom::value, std::move(v), rp,
+      auto& ctx = *self->state.ctx;
+      store(self, create_atom::value,
+            planned_create(ctx, std::move(u), ctx.clock->now()), rp,
             [=](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
@@ -203,6 +199,15 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
 }
 
 } // namespace
+
+user_view planned_create(const node_context& ctx, user_record u, instant now) {
+  user_view v;
+  v.user = std::move(u);
+  v.user.created_at_ms = to_ms(now);
+  v.at_ms = to_ms(now);
+  v.due = due_entries(ctx, v.user, now, {});
+  return v;
+}
 
 caf::actor spawn_user_commands(caf::actor_system& sys, context_ptr ctx) {
   return sys.spawn(user_commands, std::move(ctx));

@@ -4,6 +4,9 @@
 
 namespace chime {
 
+struct user_record;
+struct user_view;
+
 /// Spawns the node's user-command actor: the steps of each change to a user,
 /// shared by the HTTP API and the simulator.
 ///  - (create_atom, user_record) -> user_view: the record (its id set by the
@@ -16,6 +19,11 @@ namespace chime {
 ///    is in flight at the email service.
 /// Errors are the journal's (journal_errc).
 caf::actor spawn_user_commands(caf::actor_system& sys, context_ptr ctx);
+
+/// What a create of `u` at `now` journals: the user created now, each of
+/// its occasions planned from now. The create command and bulk imports
+/// both write this, so that an imported user is scheduled as a created one.
+user_view planned_create(const node_context& ctx, user_record u, instant now);
 
 /// Directory name of the user-command actor.
 inline constexpr const char* user_commands_name = "users";

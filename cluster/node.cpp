@@ -125,7 +125,10 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   std::vector<child_spec> children;
   pg_journal_options jopts{pg_url_with_timeouts(cfg.database_url), cfg.shard_count,
                            cfg.journal_batch_max, ctx->cluster};
-  for (auto name : {journal_name, send_journal_name})
+  std::vector<const char*> journals{journal_name, send_journal_name};
+  journals.insert(journals.end(), std::begin(import_journal_names),
+                  std::end(import_journal_names));
+  for (auto name : journals)
     children.push_back(registered(name, ctx, [jopts](auto& sys) {
       return spawn_pg_journal(sys, jopts);
     }));
@@ -223,8 +226,10 @@ int run_node(const settings& cfg) {
   std::atomic<bool> root_down{false};
   root->attach_functor([&root_down] { root_down = true; });
 
-  http_api api{sys, ctx, http_api_options{cfg.http_bind, cfg.http_port,
-                                          cfg.http_threads, cfg.api_token}};
+  http_api_options hopts{cfg.http_bind, cfg.http_port, cfg.http_threads,
+                         cfg.api_token};
+  hopts.import_lines_max = cfg.import_lines_max;
+  http_api api{sys, ctx, hopts};
   if (!api.start()) {
     log(log_level::error, "node", "cannot listen on the HTTP port",
         {{"port", int64_t{cfg.http_port}}});

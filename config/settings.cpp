@@ -245,6 +245,10 @@ const std::vector<key_def>& key_defs() {
      int_setter(&settings::journal_batch_max, 1, 100000)},
     {"http-threads", "8", "HTTP worker threads",
      int_setter(&settings::http_threads, 1, 1024)},
+    {"import-lines-max", "1000000",
+     "lines one bulk import (POST /v1/users:import) reads at most; past them"
+     " it answers 413",
+     int_setter(&settings::import_lines_max, 1, 100000000)},
     {"restart-max", "5", "supervisor restarts allowed within restart-window-s",
      int_setter(&settings::restart_max, 0, 1000)},
     {"restart-window-s", "10", "supervisor restart-intensity window",

@@ -8,6 +8,7 @@
 #include "actors/user_commands.hpp"
 #include "net/amqp_handoff.hpp"
 #include "net/openapi.hpp"
+#include "net/user_import.hpp"
 #include "net/user_json.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
@@ -17,6 +18,8 @@
 
 #include <openssl/crypto.h>
 
+#include <cstdlib>
+#include <limits>
 #include <random>
 #include <regex>
 #include <thread>
@@ -28,6 +31,7 @@ namespace {
 constexpr const char* problem_type = "application/problem+json";
 constexpr const char* json_type = "application/json";
 constexpr uint32_t page_limit_max = 1000;
+constexpr const char* import_path = "/v1/users:import";
 
 
 void reply_problem(httplib::Response& res, const problem& p) {
@@ -38,28 +42,8 @@ void reply_problem(httplib::Response& res, const problem& p) {
   res.set_content(problem_json(p), problem_type);
 }
 
-const problem no_such_user{404, "Not found", "no user with that id", {}};
 const problem too_large{413, "Payload too large",
                         "the request body exceeds 64 KiB", {}};
-
-problem journal_problem(const caf::error& err) {
-  if (is(err, journal_errc::not_found))
-    return no_such_user;
-  if (is(err, journal_errc::conflict))
-    return {409, "Conflict", "field 'email': already used by another user",
-            "email"};
-  if (is(err, journal_errc::refused))
-    return {400, "Bad request",
-            "the database refused a field's value (a character it cannot"
-            " store?)",
-            {}};
-  if (is(err, journal_errc::fenced))
-    return {503, "Unavailable",
-            "the node that owned this user's shard no longer does (shards"
-            " are moving); retry",
-            {}};
-  return {503, "Unavailable", "the journal is unavailable; retry later", {}};
-}
 
 std::string new_user_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -240,6 +224,73 @@ struct http_api::impl {
     res.status = 201;
     res.set_header("Location", "/v1/users/" + v->user.id);
     res.set_content(user_view_json(*v, ctx->shard_count), json_type);
+  }
+
+  /// POST /v1/users:import: the body streams through import_lines (no
+  /// body limit, a limit per line and on the lines) into an import_writer
+  /// on the import journal; answered once every written line committed.
+  void import(const httplib::Request& req, httplib::Response& res,
+              const httplib::ContentReader& reader) {
+    if (!authorized(req, res))
+      return;
+    auto format = import_format_of(req.get_header_value("Content-Type"));
+    if (!format)
+      return reply_problem(res, {415, "Unsupported media type",
+                                 "an import is NDJSON ('Content-Type:"
+                                 " application/x-ndjson') or CSV"
+                                 " ('Content-Type: text/csv')",
+                                 {}});
+    import_lines lines{*format, opts.body_size_max};
+    std::vector<caf::actor> journals;
+    for (auto name : import_journal_names)
+      journals.push_back(ctx->dir->get(name));
+    import_writer writer{sys, ctx, std::move(journals),
+                         opts.import_batch_size_max};
+    bool too_many = false;
+    bool journal_up = true;
+    auto take = [&](uint64_t line, parsed_user& parsed) {
+      if (line > opts.import_lines_max) {
+        too_many = true;
+        return;
+      }
+      if (!parsed.error)
+        parsed.user.id = new_user_id();
+      journal_up = writer.add(line, parsed);
+    };
+    reader([&](const char* data, size_t n) {
+      lines.feed({data, n}, ctx->clock->now(), take);
+      return journal_up && !too_many && !lines.header_problem();
+    });
+    if (journal_up && !too_many)
+      lines.finish(ctx->clock->now(), take);
+    if (lines.header_problem())
+      return reply_problem(res, *lines.header_problem());
+    journal_up = writer.finish() && journal_up;
+    if (!journal_up) {
+      res.status = 503;
+      res.set_header("Retry-After", "1");
+      problem p{503, "Unavailable",
+                "the journal became unavailable: the import stopped at line "
+                  + std::to_string(writer.resume_line()),
+                {}};
+      return res.set_content(
+        import_stopped_json(p, writer.tally(), writer.resume_line()),
+        problem_type);
+    }
+    if (too_many) {
+      static auto& hits = get_metric("chime_import_lines_limit_hits_total");
+      hits.add();
+      res.status = 413;
+      problem p{413, "Payload too large",
+                "an import reads at most "
+                  + std::to_string(opts.import_lines_max)
+                  + " lines: those were read, the rest was not",
+                {}};
+      return res.set_content(
+        import_stopped_json(p, writer.tally(), opts.import_lines_max + 1),
+        problem_type);
+    }
+    res.set_content(import_result_json(writer.tally()), json_type);
   }
 
   void replace(const httplib::Request& req, httplib::Response& res,
@@ -442,12 +493,27 @@ struct http_api::impl {
   void routes() {
     using req_t = const httplib::Request&;
     using res_t = httplib::Response&;
-    server.set_payload_max_length(opts.body_size_max);
+    // httplib's body limit is one for all routes: an import's body has
+    // none, so every other route's is checked before routing.
+    server.set_payload_max_length(std::numeric_limits<size_t>::max());
+    server.set_pre_routing_handler([this](req_t q, res_t s) {
+      auto length = q.get_header_value("Content-Length");
+      if (q.path == import_path
+          || std::strtoull(length.c_str(), nullptr, 10) <= opts.body_size_max)
+        return httplib::Server::HandlerResponse::Unhandled;
+      // Its body is not read: the connection cannot serve another request.
+      s.set_header("Connection", "close");
+      reply_problem(s, too_large);
+      return httplib::Server::HandlerResponse::Handled;
+    });
     server.set_tcp_nodelay(true);
+    server.set_keep_alive_max_count(opts.keep_alive_requests_max);
     server.new_task_queue = [n = opts.threads] {
       return new httplib::ThreadPool(n);
     };
     using reader_t = const httplib::ContentReader&;
+    route("POST", import_path);
+    server.Post(import_path, [this](req_t q, res_t s, reader_t r) { import(q, s, r); });
     route("GET, POST", "/v1/users");
     server.Post("/v1/users", [this](req_t q, res_t s, reader_t r) { create(q, s, r); });
     server.Get("/v1/users", [this](req_t q, res_t s) { list(q, s); });

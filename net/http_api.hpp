@@ -15,7 +15,16 @@ struct http_api_options {
   uint16_t port = 8080;
   uint32_t threads = 8;
   std::string api_token; ///< empty: no auth on mutating endpoints
-  size_t body_size_max = 64 * 1024;
+  size_t body_size_max = 64 * 1024; ///< of a request, and of an import's line
+  /// Lines one POST /v1/users:import reads at most: past them it stops
+  /// and answers 413 (its lines before are imported), so that one import
+  /// holds an HTTP thread and the import journal for a bounded time.
+  uint64_t import_lines_max = 1000000;
+  /// Requests one keep-alive connection serves before the server closes
+  /// it: httplib's default of 5 has a busy client reconnect all the time.
+  size_t keep_alive_requests_max = 1000;
+  /// Users an import writes in one journal transaction at most.
+  size_t import_batch_size_max = 5000;
 };
 
 /// The node's HTTP API (SPEC.md section 2) on cpp-httplib's own thread pool,

@@ -1,6 +1,7 @@
 #include "net/user_json.hpp"
 
 #include "actors/cluster_view.hpp"
+#include "actors/errc.hpp"
 #include "actors/occasion.hpp"
 #include "actors/protocol.hpp"
 #include "actors/schedule.hpp"
@@ -10,6 +11,7 @@
 #include <date/tz.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <regex>
 
@@ -114,6 +116,27 @@ std::string problem_json(const problem& p) {
     out["field"] = p.field;
   // A detail may quote the request, whose bytes need not be UTF-8.
   return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+const problem no_such_user{404, "Not found", "no user with that id", {}};
+
+problem journal_problem(const caf::error& err) {
+  if (is(err, journal_errc::not_found))
+    return no_such_user;
+  if (is(err, journal_errc::conflict))
+    return {409, "Conflict", "field 'email': already used by another user",
+            "email"};
+  if (is(err, journal_errc::refused))
+    return {400, "Bad request",
+            "the database refused a field's value (a character it cannot"
+            " store?)",
+            {}};
+  if (is(err, journal_errc::fenced))
+    return {503, "Unavailable",
+            "the node that owned this user's shard no longer does (shards"
+            " are moving); retry",
+            {}};
+  return {503, "Unavailable", "the journal is unavailable; retry later", {}};
 }
 
 std::optional<size_t> invalid_utf8_at(std::string_view s) {
@@ -222,12 +245,19 @@ std::string cluster_json(const cluster_view& view) {
 
 namespace {
 
+const std::vector<std::string> required_fields
+  = {"first_name", "last_name", "email", "timezone"};
+
+bool is_user_field(const std::string& key) {
+  return std::find(required_fields.begin(), required_fields.end(), key)
+           != required_fields.end()
+         || find_occasion(key) != nullptr;
+}
+
 parsed_user parse_user_object(const json& body, instant now) {
   parsed_user r;
   for (auto& [key, value] : body.items()) {
-    bool known = key == "first_name" || key == "last_name" || key == "email"
-                 || key == "timezone" || find_occasion(key) != nullptr;
-    if (!known) {
+    if (!is_user_field(key)) {
       r.error = bad_field(key, "unknown field");
       return r;
     }
@@ -294,6 +324,44 @@ parsed_user parse_user(const std::string& text, instant now) {
   json body;
   if (auto err = parse_object(text, body))
     return {{}, err};
+  return parse_user_object(body, now);
+}
+
+std::optional<problem> check_csv_header(const std::vector<std::string>& names) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (!is_user_field(names[i]))
+      return bad_field(names[i], "unknown column of the CSV header");
+    if (std::find(names.begin(), names.begin() + static_cast<long>(i),
+                  names[i])
+        != names.begin() + static_cast<long>(i))
+      return bad_field(names[i], "named twice in the CSV header");
+  }
+  auto required = required_fields;
+  for (auto& kind : occasion_registry())
+    if (kind->required())
+      required.emplace_back(kind->name());
+  for (auto& field : required)
+    if (std::find(names.begin(), names.end(), field) == names.end())
+      return bad_field(field, "is a required column of the CSV header");
+  return std::nullopt;
+}
+
+parsed_user parse_user_row(const std::vector<std::string>& names,
+                           const std::vector<std::string>& cells, instant now) {
+  if (cells.size() != names.size())
+    return {{}, problem{400, "Invalid row",
+                        "the row has " + std::to_string(cells.size())
+                          + " cells, the header " + std::to_string(names.size()),
+                        {}}};
+  json body = json::object();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (auto at = invalid_utf8_at(cells[i]))
+      return {{}, bad_field(names[i], "is not valid UTF-8 (at byte "
+                                        + std::to_string(*at) + ")")};
+    // An empty cell is an occasion left out, as a JSON null is.
+    if (!(cells[i].empty() && find_occasion(names[i]) != nullptr))
+      body[names[i]] = cells[i];
+  }
   return parse_user_object(body, now);
 }
 

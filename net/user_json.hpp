@@ -3,6 +3,8 @@
 #include "actors/user_record.hpp"
 #include "runtime/clock.hpp"
 
+#include <caf/fwd.hpp>
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +26,14 @@ struct problem {
 };
 
 std::string problem_json(const problem& p);
+
+/// 404 for a user id that names no user.
+extern const problem no_such_user;
+
+/// What the API answers for a journal error (journal_errc): a taken email
+/// is a conflict naming the field, a refusal is the request's fault, the
+/// rest asks to retry.
+problem journal_problem(const caf::error& err);
 
 /// Where `s` stops being UTF-8 (byte offset), or nothing when it is.
 std::optional<size_t> invalid_utf8_at(std::string_view s);
@@ -54,6 +64,17 @@ struct parsed_user {
 /// not after today, a known time zone, no unknown fields. `now` decides what
 /// "today" is.
 parsed_user parse_user(const std::string& body, instant now);
+
+/// A CSV import's header (the fields its columns hold, SPEC.md section 2's
+/// names): the problem when a column is unknown or named twice, or a
+/// required field has none.
+std::optional<problem> check_csv_header(const std::vector<std::string>& names);
+
+/// One CSV import row under header `names`, validated as parse_user does a
+/// body. An empty cell of an occasion leaves the occasion out; an empty
+/// name is empty (and refused).
+parsed_user parse_user_row(const std::vector<std::string>& names,
+                           const std::vector<std::string>& cells, instant now);
 
 /// A PUT body: as parse_user, but the read-only fields a GET answers with
 /// (`id`, `shard`, `next_due`, `deliveries`) are ignored, unless `id` or

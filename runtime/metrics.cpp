@@ -46,6 +46,8 @@ const std::map<std::string, family_def>& families() {
      {"gauge", "email requests allowed in flight (adapts to the service's latency)"}},
     {"chime_email_timeout_ms", {"gauge", "time-out of the next email request"}},
     {"chime_http_requests_total", {"counter", "HTTP requests answered, by status code"}},
+    {"chime_import_lines_limit_hits_total",
+     {"counter", "imports stopped at --import-lines-max lines (answered 413)"}},
     {"chime_journal_commits_total",
      {"counter", "journal transactions committed, each with a batch of writes"}},
     {"chime_journal_up", {"gauge", "1 when the journal answered this scrape"}},

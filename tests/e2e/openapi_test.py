@@ -28,6 +28,7 @@ TOKEN = "openapi-test-token"
 # What the node serves (net/http_api.cpp), as lower-case OpenAPI methods.
 ROUTES = {
     "/v1/users": {"get", "post"},
+    "/v1/users:import": {"post"},
     "/v1/users/{id}": {"get", "put", "delete"},
     "/v1/deliveries": {"get"},
     "/v1/deliveries/{key}:retry": {"post"},
@@ -130,8 +131,9 @@ class Document:
         sent_token = headers is None or any(k.lower() == "authorization" for k in headers)
         if "security" in op and not sent_token:
             assert status == 401, f"{what}: answered without the token it is documented to need"
-        if 200 <= status < 300 and "requestBody" in op:
-            schema = self.resolve(op["requestBody"])["content"]["application/json"]["schema"]
+        content = self.resolve(op["requestBody"])["content"] if "requestBody" in op else {}
+        if 200 <= status < 300 and "application/json" in content:
+            schema = content["application/json"]["schema"]
             self.validate(schema, body if raw is None else json.loads(raw), f"{what}: the request it accepted")
         self.seen.setdefault((template, method.lower()), set()).add(str(status))
         return status, answer
@@ -167,7 +169,7 @@ def wrong_methods_are_405_with_allow(api, node):
             allow = {m.strip().lower() for m in headers["Allow"].split(",")}
             assert allow == methods, f"{what}: Allow {headers['Allow']}, documented {sorted(methods)}"
     not_found = api.resolve({"$ref": "#/components/responses/NotFound"})
-    for path in ("/v1/users:import", "/dashboard", "/v2/users"):
+    for path in ("/v1/users:export", "/dashboard", "/v2/users"):
         status, headers, text = node.exchange("GET", path, headers={})
         assert status == 404, f"GET {path} (not served) -> {status}"
         api.check_answer(not_found, headers, text, f"GET {path}")
@@ -231,6 +233,35 @@ def users(api, node, doomed):
     api.call(node, "DELETE", one, f"/v1/users/{bob['id']}", expect=404)
     api.call(node, "DELETE", one, "/v1/users/not-an-id", expect=404)
     return ada["id"]
+
+
+def imports(api, node):
+    """/v1/users:import in both formats, with a bad line, a bad header, too
+    many lines (the node reads 20 at most), no token, another media type."""
+    path = "/v1/users:import"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    ndjson = {**auth, "Content-Type": "application/x-ndjson"}
+    csv = {**auth, "Content-Type": "text/csv"}
+    lines = [json.dumps(user_fields(100 + i, "1985-07-01", "UTC")) for i in range(3)]
+    lines[1] = json.dumps(dict(user_fields(101, "1985-07-01", "UTC"), email="nope"))
+    # Every accepted line is a valid UserInput.
+    schema = api.doc["components"]["schemas"]["UserInput"]
+    api.validate(schema, json.loads(lines[0]), "an imported line")
+    _, result = api.call(node, "POST", path, headers=ndjson, raw="\n".join(lines).encode(), expect=200)
+    assert (result["imported"], result["failed"]) == (2, 1), result
+    assert [(e["line"], e["field"]) for e in result["errors"]] == [(2, "email")], result
+    rows = "first_name,last_name,email,birthday,timezone\nCsv,One,csv1@example.com,1985-07-01,UTC\n"
+    _, result = api.call(node, "POST", path, headers=csv, raw=rows.encode(), expect=200)
+    assert result["imported"] == 1, result
+    _, problem = api.call(node, "POST", path, headers=csv, raw=b"first_name,nickname\n", expect=400)
+    assert problem["field"] == "nickname", problem
+    many = "\n".join(json.dumps(user_fields(200 + i, "1985-07-01", "UTC")) for i in range(25))
+    _, stopped = api.call(node, "POST", path, headers=ndjson, raw=many.encode(), expect=413)
+    assert (stopped["imported"], stopped["resume_line"]) == (20, 21), stopped
+    api.call(node, "POST", path, headers={"Content-Type": "application/x-ndjson"},
+             raw=lines[0].encode(), expect=401)
+    api.call(node, "POST", path, headers={**auth, "Content-Type": "application/json"},
+             raw=lines[0].encode(), expect=415)
 
 
 def deliveries(api, node, ada, doomed):
@@ -300,7 +331,8 @@ def openapi_document_matches_the_api(workdir, db, cleanup):
     # A fast clock five minutes before 09:00 UTC: the doomed user's birthday
     # message falls due while the other checks run, fails its only attempt
     # and is dead, ready to re-drive.
-    node = Node(workdir, db, email, "--api-token", TOKEN, "--delivery-attempts-max", "1")
+    node = Node(workdir, db, email, "--api-token", TOKEN, "--delivery-attempts-max", "1",
+                "--import-lines-max", "20")
     cleanup.append(node.stop)
     node.start("--clock-start", "2027-03-15T08:55:00Z", "--clock-rate", "20")
 
@@ -315,6 +347,7 @@ def openapi_document_matches_the_api(workdir, db, cleanup):
         f"the node took too long to start: the doomed user is due {doomed['next_due']}"
     wrong_methods_are_405_with_allow(api, node)
     ada = users(api, node, doomed)
+    imports(api, node)
     deliveries(api, node, ada, doomed["id"])
     not_ready(api, workdir, db, email, cleanup)
     operations(api, node)

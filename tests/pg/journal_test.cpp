@@ -372,6 +372,53 @@ TEST_CASE("writes sent together are all acknowledged (group commit)",
   CHECK(commits.value() - commits_before < n / 10);
 }
 
+TEST_CASE("an import writes each user as a create does, and a taken email or a "
+          "refused value fails only its own user",
+          "[pg][journal][import]") {
+  journal_fixture fx;
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value,
+                               make_user("u0", "taken@example.com")));
+  auto bad_date = make_user("u5", "e@example.com");
+  bad_date.due[0].local_date = "2027-02-30"; // PostgreSQL refuses the date
+  std::vector<user_view> views{make_user("u1", "a@example.com"),
+                               make_user("u2", "TAKEN@example.com"),
+                               make_user("u3", "b@example.com"),
+                               make_user("u4", "B@example.com"), bad_date};
+  auto refusals = fx.ask<std::vector<caf::error>>(import_atom::value, views);
+  REQUIRE(refusals);
+  REQUIRE(refusals->size() == views.size());
+  CHECK(!(*refusals)[0]);
+  CHECK(is((*refusals)[1], journal_errc::conflict)); // a live user's email
+  CHECK(!(*refusals)[2]);
+  CHECK(is((*refusals)[3], journal_errc::conflict)); // the batch's own
+  CHECK(is((*refusals)[4], journal_errc::refused));
+  CHECK(fx.users() == 3);
+  // The rows of a create, and nothing of the refused users.
+  CHECK(fx.count("SELECT count(*) FROM due_index WHERE user_id IN ('u1', 'u3')")
+        == 2);
+  CHECK(fx.count("SELECT count(*) FROM due_index") == 3);
+  CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'user_created'")
+        == 3);
+  CHECK(fx.count("SELECT count(*) FROM journal a JOIN journal b"
+                 " ON a.user_id = 'u0' AND b.user_id = 'u1'"
+                 " WHERE a.data - 'user' = b.data - 'user'"
+                 " AND (a.data->'user') - '{id,email}'::text[]"
+                 " = (b.data->'user') - '{id,email}'::text[]")
+        == 1);
+  auto read = fx.ask<user_view>(read_atom::value, std::string{"u3"});
+  REQUIRE(read);
+  CHECK(read->user.email == "b@example.com");
+  REQUIRE(read->due.size() == 1);
+  CHECK(read->due[0].due_at_ms == 1'805'000'000'000);
+  // The due poller's query finds them.
+  std::vector<uint32_t> shards(256);
+  std::iota(shards.begin(), shards.end(), 0u);
+  auto due = fx.ask<std::vector<user_view>>(
+    load_due_atom::value, int64_t{1'805'000'000'000}, shards);
+  REQUIRE(due);
+  CHECK(due->size() == 3);
+}
+
 TEMPLATE_TEST_CASE("load_due returns only users due by the limit in the owned shards",
           "[pg][journal]", pg_backend, memory_backend) {
   journal_fixture fx{std::make_unique<TestType>()};
