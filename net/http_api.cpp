@@ -44,6 +44,10 @@ void reply_problem(httplib::Response& res, const problem& p) {
 
 const problem too_large{413, "Payload too large",
                         "the request body exceeds 64 KiB", {}};
+const problem length_required{411, "Length required",
+                              "this route takes a body with a Content-Length,"
+                              " not a chunked one",
+                              {}};
 
 std::string new_user_id() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -498,12 +502,23 @@ struct http_api::impl {
     server.set_payload_max_length(std::numeric_limits<size_t>::max());
     server.set_pre_routing_handler([this](req_t q, res_t s) {
       auto length = q.get_header_value("Content-Length");
-      if (q.path == import_path
-          || std::strtoull(length.c_str(), nullptr, 10) <= opts.body_size_max)
+      // The routes that read their body as it streams, each with its own
+      // limit; the others get theirs whole, so its length must be known.
+      bool streams = q.path == import_path
+                     || (q.path.rfind("/v1/users", 0) == 0
+                         && (q.method == "POST" || q.method == "PUT"));
+      bool chunked = q.get_header_value("Transfer-Encoding").find("chunked")
+                     != std::string::npos;
+      // A streaming route reads up to its limit and answers 413 itself,
+      // having read the body httplib's way (so the client can finish
+      // sending and read the answer).
+      if (streams
+          || (!chunked
+              && std::strtoull(length.c_str(), nullptr, 10) <= opts.body_size_max))
         return httplib::Server::HandlerResponse::Unhandled;
       // Its body is not read: the connection cannot serve another request.
       s.set_header("Connection", "close");
-      reply_problem(s, too_large);
+      reply_problem(s, chunked ? length_required : too_large);
       return httplib::Server::HandlerResponse::Handled;
     });
     server.set_tcp_nodelay(true);

@@ -413,10 +413,10 @@ TEST_CASE("an import writes each user as a create does, and a taken email or a "
   // The due poller's query finds them.
   std::vector<uint32_t> shards(256);
   std::iota(shards.begin(), shards.end(), 0u);
-  auto due = fx.ask<std::vector<user_view>>(
-    load_due_atom::value, int64_t{1'805'000'000'000}, shards);
+  auto due = fx.ask<due_page>(load_due_atom::value, int64_t{1'805'000'000'000},
+                              shards, no_row_yet, std::string{}, uint32_t{100});
   REQUIRE(due);
-  CHECK(due->size() == 3);
+  CHECK(due->users.size() == 3);
 }
 
 TEMPLATE_TEST_CASE("load_due returns only users due by the limit in the owned shards",
