@@ -157,6 +157,9 @@ def main():
         ratio = round(chime / peer_rates[best_name], 2) if peer_rates[best_name] else None
         figures["ratio_to_best_peer"] = {"best": best_name, "ratio": ratio}
         rows.append((f"Chime / best peer ({best_name})", ratio, ">= 2"))
+    ceiling = ((figures.get("peers") or {}).get("ceiling") or {}).get("fake_email_ceiling_req_per_s")
+    if ceiling:
+        rows.append(("the fake's own ceiling, requests/s (wrk)", round(ceiling), ""))
 
     print()
     print(f"Chime benchmark, {figures['date']}, default settings, one run")
