@@ -239,7 +239,7 @@ caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
         return;
       }
       auto user_id = v.user.id;
-      auto j = st.users.emplace(std::move(user_id), resident{std::move(v)}).first;
+      auto j = st.users.emplace(std::move(user_id), resident{std::move(v), 0, {}}).first;
       shard_state::count_resident(st.ctx, 1);
       arm_user(self, j);
     },
