@@ -42,6 +42,9 @@ void reply_problem(httplib::Response& res, const problem& p) {
   res.set_content(problem_json(p), problem_type);
 }
 
+/// How much of a body past the limit is read (and dropped) before the 413.
+constexpr size_t body_drain_max = 4 * 1024 * 1024;
+
 const problem too_large{413, "Payload too large",
                         "the request body exceeds 64 KiB", {}};
 const problem length_required{411, "Length required",
@@ -195,11 +198,18 @@ struct http_api::impl {
       return req.body;
     std::string body;
     bool over = false;
+    size_t drained = 0;
     bool whole = (*reader)([&](const char* data, size_t n) {
-      over = body.size() + n > opts.body_size_max;
-      if (!over)
+      over = over || body.size() + n > opts.body_size_max;
+      if (!over) {
         body.append(data, n);
-      return !over;
+        return true;
+      }
+      // Past the limit, read on without keeping it (a bounded amount), so
+      // that a client still sending can finish and read the 413 rather
+      // than have its connection reset.
+      drained += n;
+      return drained <= body_drain_max;
     });
     // httplib stops reading a body whose length is past the limit before
     // any of it arrives here.
