@@ -34,6 +34,9 @@ struct resident {
   bool is_firing(const std::string& occasion) const {
     return std::find(firing.begin(), firing.end(), occasion) != firing.end();
   }
+  void done_firing(const std::string& occasion) {
+    firing.erase(std::find(firing.begin(), firing.end(), occasion));
+  }
 };
 
 struct shard_state {
@@ -124,7 +127,7 @@ void fired(shard_actor* self, const fire_request& req, uint64_t version,
   if (i == st.users.end())
     return; // deleted meanwhile
   auto& r = i->second;
-  r.firing.erase(std::find(r.firing.begin(), r.firing.end(), req.due.occasion));
+  r.done_firing(req.due.occasion);
   // A view replaced meanwhile is authoritative: its due instants were
   // planned knowing what this one recorded.
   if (version == r.version)
@@ -145,7 +148,7 @@ void fire_failed(shard_actor* self, const fire_request& req,
   if (i == st.users.end())
     return;
   auto& r = i->second;
-  r.firing.erase(std::find(r.firing.begin(), r.firing.end(), req.due.occasion));
+  r.done_firing(req.due.occasion);
   st.timers.emplace(to_ms(st.ctx->clock->now() + millis{1000}), req.user_id,
                     req.due.occasion);
   arm_wake(self);
