@@ -111,14 +111,16 @@ void arm_user(shard_actor* self,
 }
 
 /// What the journal answered to one fire request: the delivery handed off
-/// (or counted expired) once recorded, and the user's due instant moved on.
+/// unless the journal did (or counted expired) once recorded, and the user's
+/// due instant moved on.
 void fired(shard_actor* self, const fire_request& req, uint64_t version,
-           bool recorded) {
+           fire_result result) {
   auto& st = self->state;
   auto& d = req.delivery;
-  if (recorded && d.status == "scheduled") {
+  bool recorded = result != fire_result::stale;
+  if (result == fire_result::recorded && d.status == "scheduled") {
     caf::anon_send(st.ctx->dir->get(handoff_name), submit_atom::value, d);
-  } else if (recorded) {
+  } else if (recorded && d.status != "scheduled") {
     get_metric("chime_deliveries_expired_total").add();
     log(log_level::info, "user", "occasion expired",
         {{"user_id", d.user_id}, {"key", d.key}});
@@ -167,9 +169,10 @@ void fire(shard_actor* self, std::vector<fire_request> reqs,
     ->request(st.ctx->dir->get(journal_name), journal_timeout, fire_atom::value,
               reqs)
     .then(
-      [=](const std::vector<bool>& recorded) {
+      [=](const std::vector<fire_result>& results) {
         for (size_t k = 0; k < reqs.size(); ++k)
-          fired(self, reqs[k], versions[k], k < recorded.size() && recorded[k]);
+          fired(self, reqs[k], versions[k],
+                k < results.size() ? results[k] : fire_result::stale);
       },
       [=](caf::error& err) {
         for (auto& req : reqs)

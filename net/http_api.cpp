@@ -17,8 +17,11 @@
 #include <httplib.h>
 
 #include <openssl/crypto.h>
+#include <sys/socket.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <regex>
@@ -32,6 +35,9 @@ constexpr const char* problem_type = "application/problem+json";
 constexpr const char* json_type = "application/json";
 constexpr uint32_t page_limit_max = 1000;
 constexpr const char* import_path = "/v1/users:import";
+/// Connections the kernel holds for the accept thread; the system's own
+/// ceiling (net.core.somaxconn, 4096 here) caps it.
+constexpr int listen_backlog = 1024;
 
 
 void reply_problem(httplib::Response& res, const problem& p) {
@@ -78,6 +84,7 @@ struct http_api::impl {
   http_api_options opts;
   httplib::Server server;
   std::thread thread;
+  int listen_fd = -1; ///< the socket bind_to_port made
 
   impl(caf::actor_system& s, context_ptr c, http_api_options o)
     : sys(s), ctx(std::move(c)), opts(std::move(o)) {
@@ -532,6 +539,13 @@ struct http_api::impl {
       return httplib::Server::HandlerResponse::Handled;
     });
     server.set_tcp_nodelay(true);
+    // Replaces httplib's own (SO_REUSEADDR), and keeps the listening
+    // socket for start() to raise its backlog.
+    server.set_socket_options([this](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listen_fd = sock;
+    });
     server.set_keep_alive_max_count(opts.keep_alive_requests_max);
     server.new_task_queue = [n = opts.threads] {
       return new httplib::ThreadPool(n);
@@ -628,6 +642,13 @@ bool http_api::start() {
   auto& i = *impl_;
   if (!i.server.bind_to_port(i.opts.bind.c_str(), i.opts.port))
     return false;
+  // Debian's cpp-httplib 0.11 is a compiled library that listens with a
+  // backlog of 5: 32 clients connecting at once while its accept thread
+  // waited for a core overflowed it, and their connections were reset
+  // (e2e burst). Listening again on a listening socket sets a new backlog.
+  if (i.listen_fd >= 0 && ::listen(i.listen_fd, listen_backlog) != 0)
+    log(log_level::warn, "http", "listen backlog not raised",
+        {{"error", std::string{std::strerror(errno)}}});
   i.thread = std::thread{[&i] { i.server.listen_after_bind(); }};
   return true;
 }

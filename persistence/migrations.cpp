@@ -120,6 +120,14 @@ CREATE INDEX deliveries_scheduled_touched ON deliveries (updated_at_ms)
 CREATE INDEX deliveries_unsettled_touched ON deliveries (updated_at_ms)
   WHERE status IN ('handed_off', 'failed');
 )sql"},
+    // Room on each page for a row's next version: the re-check before an
+    // attempt changes no indexed column, so with room it is a HOT update
+    // (no entry in any of the six indexes) instead of a new row version
+    // indexed six times (131 us a row in a 30,000 burst, the send path's
+    // dearest statement).
+    {6, R"sql(
+ALTER TABLE deliveries SET (fillfactor = 50);
+)sql"},
   };
   return list;
 }
