@@ -49,7 +49,7 @@ struct settings {
   uint32_t backoff_base_ms = 200;
   uint32_t backoff_cap_ms = 60000;
   uint32_t journal_batch_max = 512;
-  uint32_t http_threads = 8;
+  uint32_t http_threads = 32;
   uint64_t import_lines_max = 1000000; ///< lines of one bulk import at most
   uint32_t restart_max = 5;     ///< supervisor restarts allowed ...
   uint32_t restart_window_s = 10; ///< ... within this many seconds

@@ -6,11 +6,10 @@
 
 #include "actors/protocol.hpp"
 #include "actors/shard.hpp"
-#include "runtime/clock.hpp"
 #include "runtime/directory.hpp"
+#include "tests/unit/coordinator_time.hpp"
 
 #include <caf/all.hpp>
-#include <caf/scheduler/test_coordinator.hpp>
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -20,33 +19,6 @@ namespace chime {
 namespace {
 
 using namespace std::chrono_literals;
-
-struct testing_config : caf::actor_system_config {
-  testing_config() {
-    set("scheduler.policy", caf::atom("testing"));
-    add_chime_types(*this);
-  }
-};
-
-/// Chime's time: a fixed start plus the coordinator's elapsed virtual time.
-class coordinator_clock final : public clock {
-public:
-  coordinator_clock(caf::scheduler::test_coordinator& sched, instant start)
-    : time_(sched.clock()), origin_(time_.now()), start_(start) {
-  }
-  instant now() const override {
-    return start_ + std::chrono::duration_cast<millis>(time_.now() - origin_);
-  }
-  std::chrono::microseconds real_delay(millis span) const override {
-    return std::max(std::chrono::microseconds{0},
-                    std::chrono::duration_cast<std::chrono::microseconds>(span));
-  }
-
-private:
-  const caf::detail::test_actor_clock& time_;
-  std::chrono::steady_clock::time_point origin_;
-  instant start_;
-};
 
 /// What the journal and the hand-off were asked.
 struct seen {
@@ -59,18 +31,12 @@ struct seen {
   fire_result answer = fire_result::recorded;
 };
 
-struct shard_fixture {
-  testing_config cfg;
-  caf::actor_system sys{cfg};
-  caf::scheduler::test_coordinator& sched
-    = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
+struct shard_fixture : coordinator_fixture {
   instant start = from_ms(1'800'000'000'000); // 2027-01-15T08:00:00Z
   std::shared_ptr<seen> log = std::make_shared<seen>();
-  std::shared_ptr<node_context> ctx = std::make_shared<node_context>();
   caf::actor shard;
 
-  shard_fixture() {
-    ctx->clock = std::make_shared<coordinator_clock>(sched, start);
+  shard_fixture() : coordinator_fixture(from_ms(1'800'000'000'000)) {
     ctx->dir = std::make_shared<directory>();
     ctx->horizon = 1h;
     auto log = this->log;
@@ -126,10 +92,6 @@ struct shard_fixture {
     return n;
   }
 
-  void advance(millis d) {
-    sched.advance_time(d);
-    sched.run();
-  }
 };
 
 TEST_CASE("a shard fires a resident user's occasion at its due instant, once, "

@@ -1,0 +1,231 @@
+// The delivery actor re-checks each delivery in the journal before it is
+// sent, journals its outcome before the broker message is settled, retries
+// failures through the broker's retry queue, stops sending while its circuit
+// breaker is open, and answers a drain only once the user's sends in flight
+// have their outcomes. Driven on CAF's test_coordinator with a journal, a
+// hand-off, a mailer and a consumer that record what they are asked.
+
+#include "actors/delivery.hpp"
+#include "actors/protocol.hpp"
+#include "runtime/directory.hpp"
+#include "tests/unit/coordinator_time.hpp"
+
+#include <caf/all.hpp>
+#include <catch2/catch.hpp>
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace chime {
+namespace {
+
+using namespace std::chrono_literals;
+
+/// What the fakes were asked, in order, and how they answer.
+struct seen {
+  std::vector<std::string> events; ///< "attempt K", "send K", "outcome K S", "ack T", "nack T", "retry K"
+  /// The journal's verdict on a re-check: owed unless set otherwise.
+  bool owed = true;
+  std::string status_when_not_owed = "sent";
+  /// The email service's answers, first to last; 200 once they run out.
+  std::deque<int> answers;
+  /// Held sends: the mailer answers them only when the test releases them.
+  bool hold = false;
+  std::vector<caf::response_promise> held;
+  caf::actor mailer; ///< the latest; a tick answers its held sends
+  int sends = 0;
+};
+
+user_record ada() {
+  return {"u1", "Ada", "Lovelace", "ada@example.com", "UTC",
+          {{"birthday", "1990-01-15"}}, 0};
+}
+
+struct delivery_fixture : coordinator_fixture {
+  instant start = from_ms(1'800'003'600'000); // 2027-01-15T09:00:00Z
+  std::shared_ptr<seen> log = std::make_shared<seen>();
+  caf::actor consumer;
+  caf::actor delivery;
+
+  explicit delivery_fixture(uint32_t breaker_failures_max = 10)
+    : coordinator_fixture(from_ms(1'800'003'600'000)) {
+    ctx->dir = std::make_shared<directory>();
+    ctx->breaker_failures_max = breaker_failures_max;
+    ctx->breaker_cooldown = 5s;
+    auto log = this->log;
+    ctx->dir->put(
+      send_journal_name,
+      sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
+        return {
+          [log](attempt_atom, const std::string& key, int64_t,
+                int64_t) -> attempt_verdict {
+            log->events.push_back("attempt " + key);
+            attempt_verdict v;
+            v.proceed = log->owed;
+            v.attempts = 1;
+            v.status = log->owed ? "handed_off" : log->status_when_not_owed;
+            if (v.proceed)
+              v.user = ada();
+            return v;
+          },
+          [log](outcome_atom, const delivery_outcome& o) {
+            log->events.push_back("outcome " + o.key + " " + o.status);
+            return caf::ok_atom::value;
+          },
+        };
+      }));
+    ctx->dir->put(handoff_name,
+                  sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
+                    return {[log](retry_atom, const delivery_record& d, int64_t) {
+                      log->events.push_back("retry " + d.key);
+                      return caf::ok_atom::value;
+                    }};
+                  }));
+    ctx->make_mailer = [log](caf::actor_system& sys) {
+      log->mailer = sys.spawn([log](caf::event_based_actor* self) -> caf::behavior {
+        return {[log](tick_atom) {
+                  for (auto& rp : log->held)
+                    rp.deliver(send_result{200, -1, "", false});
+                  log->held.clear();
+                },
+                [log, self](send_atom, const std::string&, const std::string&,
+                            const std::string& key,
+                            int64_t) -> caf::result<send_result> {
+          log->events.push_back("send " + key);
+          ++log->sends;
+          auto status = 200;
+          if (!log->answers.empty()) {
+            status = log->answers.front();
+            log->answers.pop_front();
+          }
+          if (log->hold) {
+            auto rp = self->make_response_promise();
+            log->held.push_back(rp);
+            return caf::delegated<send_result>{};
+          }
+          return send_result{status, -1, "", false};
+        }};
+      });
+      return log->mailer;
+    };
+    consumer = sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
+      return {
+        [log](ack_atom, const receipt& r) {
+          log->events.push_back("ack " + std::to_string(r.tag));
+        },
+        [log](nack_atom, const receipt& r, bool) {
+          log->events.push_back("nack " + std::to_string(r.tag));
+        },
+      };
+    });
+    delivery = spawn_delivery(sys, ctx);
+    sched.run();
+  }
+
+  ~delivery_fixture() {
+    caf::anon_send_exit(delivery, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+
+  /// The broker brings the birthday message of user `n` (tag n).
+  void deliver(int n) {
+    auto id = "u" + std::to_string(n);
+    delivery_record d{id + ":birthday:2027-01-15", id, "birthday", "2027-01-15",
+                      to_ms(start), "handed_off", 0, "", 0,
+                      "ada@example.com", "Happy birthday"};
+    caf::anon_send(delivery, deliver_atom::value, std::move(d),
+                   receipt{static_cast<uint64_t>(n), 1, consumer});
+    sched.run();
+  }
+
+};
+
+const std::string key1 = "u1:birthday:2027-01-15";
+
+/// What user 1's delivery asks of the fakes when it is sent: re-check,
+/// send, outcome, then what becomes of its broker message.
+std::vector<std::string> sent_path(const std::string& outcome,
+                                   std::vector<std::string> then) {
+  std::vector<std::string> out{"attempt " + key1, "send " + key1,
+                               "outcome " + key1 + " " + outcome};
+  out.insert(out.end(), then.begin(), then.end());
+  return out;
+}
+
+TEST_CASE("a delivery is re-checked, sent once, and its outcome journaled "
+          "before its broker message is acked",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  fx.deliver(1);
+  CHECK(fx.log->events == sent_path("sent", {"ack 1"}));
+}
+
+TEST_CASE("a delivery the journal says is owed no more is not sent, and its "
+          "message is acked",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  fx.log->owed = false;
+  fx.deliver(1);
+  CHECK(fx.log->sends == 0);
+  CHECK(fx.log->events
+        == std::vector<std::string>{"attempt " + key1, "ack 1"});
+}
+
+TEST_CASE("a failed send waits in the broker's retry queue, a refused one is "
+          "dead and its message nacked",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  fx.log->answers = {503};
+  fx.deliver(1);
+  CHECK(fx.log->events == sent_path("failed", {"retry " + key1, "ack 1"}));
+  fx.log->events.clear();
+  fx.log->answers = {400};
+  fx.deliver(1);
+  CHECK(fx.log->events == sent_path("dead", {"nack 1"}));
+}
+
+TEST_CASE("an open circuit breaker sends nothing until its cooldown ends, "
+          "then one probe",
+          "[unit][delivery]") {
+  delivery_fixture fx{3};
+  fx.log->answers = {503, 503, 503};
+  for (int n = 1; n <= 3; ++n)
+    fx.deliver(n);
+  CHECK(fx.log->sends == 3);
+  // Open: the next ones wait, re-checked and sent only after the cooldown.
+  fx.deliver(4);
+  fx.deliver(5);
+  CHECK(fx.log->sends == 3);
+  fx.advance(4s);
+  CHECK(fx.log->sends == 3);
+  fx.advance(2s);
+  // The probe succeeds and closes the breaker: the other goes too.
+  CHECK(fx.log->sends == 5);
+}
+
+TEST_CASE("a drain of a user is answered once its send in flight has its "
+          "outcome journaled",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  fx.log->hold = true;
+  fx.deliver(1);
+  REQUIRE(fx.log->held.size() == 1);
+  caf::scoped_actor self{fx.sys};
+  self->send(fx.delivery, drain_atom::value, std::string{"u1"});
+  fx.sched.run();
+  bool drained = false;
+  auto answered = [&] {
+    self->receive([&](caf::ok_atom) { drained = true; }, caf::after(0ms) >> [] {});
+    return drained;
+  };
+  CHECK_FALSE(answered());
+  caf::anon_send(fx.log->mailer, tick_atom::value);
+  fx.sched.run();
+  CHECK(answered());
+  CHECK(fx.log->events.back() == "ack 1");
+}
+
+} // namespace
+} // namespace chime
