@@ -551,7 +551,7 @@ TEST_CASE("an unreachable database is an error the caller can retry, not a "
   add_chime_types(cfg);
   caf::actor_system sys{cfg};
   auto journal = spawn_pg_journal(
-    sys, {"postgresql://postgres@127.0.0.1:1/nowhere", 256, 512, nullptr});
+    sys, {"postgresql://postgres@127.0.0.1:1/nowhere", 256, 512, nullptr, {}});
   caf::scoped_actor self{sys};
   bool unavailable = false;
   self->request(journal, std::chrono::seconds{30}, ping_atom::value)
