@@ -37,7 +37,6 @@ void add_chime_types(caf::actor_system_config& cfg) {
     .add_message_type<users_page>("users_page")
     .add_message_type<due_page>("due_page")
     .add_message_type<fire_request>("fire_request")
-    .add_message_type<std::vector<fire_result>>("std::vector<fire_result>")
     .add_message_type<attempt_verdict>("attempt_verdict")
     .add_message_type<delivery_outcome>("delivery_outcome")
     .add_message_type<send_result>("send_result")

@@ -24,7 +24,7 @@ using remove_atom = caf::atom_constant<caf::atom("remove")>;     // (id, at_ms) 
 using read_atom = caf::atom_constant<caf::atom("read")>;         // (id) -> user_view
 using list_atom = caf::atom_constant<caf::atom("list")>;         // (cursor, limit) -> users_page
 using load_due_atom = caf::atom_constant<caf::atom("load_due")>; // (until_ms, shards, after_due_ms, after_user, limit) -> due_page
-using fire_atom = caf::atom_constant<caf::atom("fire")>;         // (vector<fire_request>) -> vector<fire_result>; (fire_request) -> bool recorded
+using fire_atom = caf::atom_constant<caf::atom("fire")>;         // (fire_request) -> bool recorded
 using attempt_atom = caf::atom_constant<caf::atom("attempt")>;   // (key, now_ms, catch_up_ms) -> attempt_verdict; counts the attempt as begun
 using outcome_atom = caf::atom_constant<caf::atom("outcome")>;   // (delivery_outcome) -> ok
 using deliveries_atom = caf::atom_constant<caf::atom("deliveries")>; // (user, status, limit) -> vector<delivery_record>
@@ -204,17 +204,6 @@ typename Inspector::result_type inspect(Inspector& f, fire_request& x) {
   return f(caf::meta::type_name("fire_request"), x.user_id, x.due, x.next,
            x.delivery, x.at_ms);
 }
-
-/// What the journal made of one fire request. A journal that hands off
-/// itself (PostgreSQL with a broker) publishes the delivery inside the fire's
-/// transaction, so the shard has nothing left to do; otherwise the shard
-/// hands a recorded delivery off.
-enum class fire_result : uint8_t {
-  stale,     ///< the due index no longer held that instant: nothing recorded
-  recorded,  ///< recorded, not handed off
-  handed_off ///< recorded and confirmed by the broker
-}; // CAF 0.17 serializes an enum as its underlying integer
-
 
 /// Whether a delivery may be attempted now; `attempts` counts this one (the
 /// outcome records it).

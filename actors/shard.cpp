@@ -111,16 +111,14 @@ void arm_user(shard_actor* self,
 }
 
 /// What the journal answered to one fire request: the delivery handed off
-/// unless the journal did (or counted expired) once recorded, and the user's
-/// due instant moved on.
+/// (or counted expired) once recorded, and the user's due instant moved on.
 void fired(shard_actor* self, const fire_request& req, uint64_t version,
-           fire_result result) {
+           bool recorded) {
   auto& st = self->state;
   auto& d = req.delivery;
-  bool recorded = result != fire_result::stale;
-  if (result == fire_result::recorded && d.status == "scheduled") {
+  if (recorded && d.status == "scheduled") {
     caf::anon_send(st.ctx->dir->get(handoff_name), submit_atom::value, d);
-  } else if (recorded && d.status != "scheduled") {
+  } else if (recorded) {
     get_metric("chime_deliveries_expired_total").add();
     log(log_level::info, "user", "occasion expired",
         {{"user_id", d.user_id}, {"key", d.key}});
@@ -169,10 +167,9 @@ void fire(shard_actor* self, std::vector<fire_request> reqs,
     ->request(st.ctx->dir->get(journal_name), journal_timeout, fire_atom::value,
               reqs)
     .then(
-      [=](const std::vector<fire_result>& results) {
+      [=](const std::vector<bool>& recorded) {
         for (size_t k = 0; k < reqs.size(); ++k)
-          fired(self, reqs[k], versions[k],
-                k < results.size() ? results[k] : fire_result::stale);
+          fired(self, reqs[k], versions[k], k < recorded.size() && recorded[k]);
       },
       [=](caf::error& err) {
         for (auto& req : reqs)

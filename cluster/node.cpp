@@ -123,29 +123,21 @@ membership_options membership_of(const settings& cfg, const node_context& ctx) {
 
 std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   std::vector<child_spec> children;
+  pg_journal_options jopts{pg_url_with_timeouts(cfg.database_url), cfg.shard_count,
+                           cfg.journal_batch_max, ctx->cluster};
+  std::vector<const char*> journals{journal_name, send_journal_name};
+  journals.insert(journals.end(), std::begin(import_journal_names),
+                  std::end(import_journal_names));
+  for (auto name : journals)
+    children.push_back(registered(name, ctx, [jopts](auto& sys) {
+      return spawn_pg_journal(sys, jopts);
+    }));
   amqp_options aopts;
   aopts.url = cfg.amqp_url;
   aopts.prefetch = static_cast<uint16_t>(cfg.amqp_prefetch);
   aopts.topology.delivery_limit = cfg.amqp_delivery_limit;
   aopts.topology.retry_delay_max = std::max<millis>(ctx->backoff_cap, hold_max);
   aopts.publish_buffer_max = cfg.publish_buffer_max;
-  pg_journal_options jopts{pg_url_with_timeouts(cfg.database_url), cfg.shard_count,
-                           cfg.journal_batch_max, ctx->cluster, {}};
-  std::vector<const char*> journals{journal_name, send_journal_name};
-  journals.insert(journals.end(), std::begin(import_journal_names),
-                  std::end(import_journal_names));
-  for (auto name : journals) {
-    auto opts = jopts;
-    // The shards' journal publishes what it fires: the fire is then the
-    // delivery's only journal visit before its consumer's re-check.
-    if (name == std::string_view{journal_name})
-      opts.make_hand_off = [ctx, aopts] {
-        return make_amqp_fire_handoff(ctx, aopts);
-      };
-    children.push_back(registered(name, ctx, [opts](auto& sys) {
-      return spawn_pg_journal(sys, opts);
-    }));
-  }
   children.push_back(registered(handoff_name, ctx, [ctx, aopts](auto& sys) {
     return spawn_amqp_publisher(sys, ctx, aopts);
   }));

@@ -199,15 +199,6 @@ caf::behavior publisher(publisher_actor* self, context_ptr ctx,
   };
 }
 
-std::vector<amqp_outgoing> main_queue_messages(
-  const amqp_options& opts, const std::vector<delivery_record>& ds) {
-  std::vector<amqp_outgoing> out;
-  out.reserve(ds.size());
-  for (auto& d : ds)
-    out.push_back({opts.topology.queue, to_message_body(d)});
-  return out;
-}
-
 // -- consumer ---------------------------------------------------------------------
 
 void consume_loop(caf::blocking_actor* self, context_ptr ctx,
@@ -324,55 +315,6 @@ std::string broker_last_error() {
 caf::actor spawn_amqp_publisher(caf::actor_system& sys, context_ptr ctx,
                                 amqp_options opts) {
   return sys.spawn<caf::detached>(publisher, std::move(ctx), std::move(opts));
-}
-
-std::function<bool(const std::vector<delivery_record>&)>
-make_amqp_fire_handoff(context_ptr ctx, amqp_options opts) {
-  struct hand_off_state {
-    context_ptr ctx;
-    amqp_options opts;
-    std::unique_ptr<amqp_connection> conn;
-    reconnect_backoff backoff;
-    std::chrono::steady_clock::time_point next_try{};
-  };
-  auto st = std::make_shared<hand_off_state>();
-  st->ctx = std::move(ctx);
-  st->opts = std::move(opts);
-  return [st](const std::vector<delivery_record>& ds) {
-    if (ds.empty())
-      return true;
-    if (!st->conn) {
-      auto now = std::chrono::steady_clock::now();
-      if (now < st->next_try)
-        return false;
-      st->conn = connect(st->opts, "journal hand-off", st->backoff);
-      if (!st->conn) {
-        st->next_try = now + st->backoff.delay;
-        return false;
-      }
-    }
-    try {
-      if (!st->conn->publish_confirmed(main_queue_messages(st->opts, ds),
-                                       st->opts.timeout)) {
-        get_metric("chime_journal_handoffs_unconfirmed_total")
-          .add(static_cast<int64_t>(ds.size()));
-        return false;
-      }
-    } catch (const amqp_error& e) {
-      log(log_level::warn, "journal", "hand-off not published",
-          {{"error", std::string{e.what()}}});
-      st->conn.reset();
-      return false;
-    }
-    get_metric("chime_handoffs_total").add(static_cast<int64_t>(ds.size()));
-    std::vector<std::string> keys;
-    keys.reserve(ds.size());
-    for (auto& d : ds)
-      keys.push_back(d.key);
-    caf::anon_send(st->ctx->dir->get(send_journal_name), handed_atom::value,
-                   std::move(keys), to_ms(st->ctx->clock->now()));
-    return true;
-  };
 }
 
 caf::actor spawn_amqp_consumer(caf::actor_system& sys, context_ptr ctx,

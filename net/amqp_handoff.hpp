@@ -5,13 +5,9 @@
 
 #include <caf/fwd.hpp>
 
-#include <functional>
 #include <string>
-#include <vector>
 
 namespace chime {
-
-struct delivery_record;
 
 struct amqp_options {
   std::string url;
@@ -32,17 +28,6 @@ struct amqp_options {
 /// outage delays deliveries but loses none.
 caf::actor spawn_amqp_publisher(caf::actor_system& sys, context_ptr ctx,
                                 amqp_options opts);
-
-/// Publishes the deliveries the journal's fires recorded, on a connection
-/// of its own (the journal's thread blocks on it: never call it
-/// from a scheduler thread): true once the broker confirmed every one
-/// within the time-out; the confirmed ones are then marked handed_off by the
-/// send path's journal (as the publisher marks its own). While the broker is
-/// away it answers false at once between attempts to reach it. A new
-/// connection for each call of the factory: one per journal, restarts
-/// included.
-std::function<bool(const std::vector<delivery_record>&)>
-make_amqp_fire_handoff(context_ptr ctx, amqp_options opts);
 
 /// Spawns a consumer of `queue` on its own thread and connection: every
 /// message goes to the actor registered as `target` as (deliver_atom,

@@ -90,7 +90,6 @@ struct journal_state {
   std::chrono::steady_clock::time_point reconnect_at{};
   std::vector<queued_op> queue;
   bool flush_pending = false;
-  fire_hand_off hand_off;
   static inline const char* name = "chime.journal";
 };
 
@@ -200,10 +199,6 @@ metric& commits() {
   return m;
 }
 
-void hand_off_fired(journal_actor* self, const std::vector<queued_op>& ops,
-                    std::vector<caf::message>& results,
-                    const std::vector<caf::error>& errors);
-
 /// Commits every queued write in one transaction: single writes each in
 /// their own savepoint, so that one failing write (say, a duplicate email)
 /// fails alone; batched writes kind by kind.
@@ -214,7 +209,6 @@ void flush(journal_actor* self) {
     return;
   auto ops = std::move(st.queue);
   st.queue.clear();
-  bool committed = false;
   std::vector<caf::message> results(ops.size());
   std::vector<caf::error> errors(ops.size());
   auto fail_all = [&](journal_errc code) {
@@ -265,7 +259,6 @@ void flush(journal_actor* self) {
     }
     tx.commit();
     commits().add();
-    committed = true;
   } catch (const op_failure& f) {
     fail_all(f.code);
   } catch (const std::exception& e) {
@@ -275,8 +268,6 @@ void flush(journal_actor* self) {
     st.conn.reset();
     fail_all(journal_errc::unavailable);
   }
-  if (committed)
-    hand_off_fired(self, ops, results, errors);
   for (size_t i = 0; i < ops.size(); ++i) {
     if (!errors[i] && results[i].match_elements<caf::error>())
       errors[i] = results[i].get_as<caf::error>(0);
@@ -695,12 +686,11 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                    text_array(cols[8]));
   events.insert(tx);
   for (auto& m : reqs) {
-    std::vector<fire_result> answers;
+    std::vector<bool> answers;
     for (auto* f : fires_of(m))
-      answers.push_back(recorded_by[f] ? fire_result::recorded
-                                       : fire_result::stale);
+      answers.push_back(recorded_by[f]);
     replies.push_back(m.match_element<fire_request>(0)
-                        ? caf::make_message(answers.front() != fire_result::stale)
+                        ? caf::make_message(bool{answers.front()})
                         : caf::make_message(std::move(answers)));
   }
   return replies;
@@ -877,19 +867,6 @@ outcome_batch(pqxx::transaction_base& tx,
   return replies;
 }
 
-/// Moves recorded deliveries to handed_off. A join on unnest(), not
-/// key = ANY(...), and the status test kept out of any index (IS TRUE):
-/// otherwise the planner, misled by statistics taken before a burst, scans
-/// the status index for every scheduled delivery once per key (545 ms for
-/// 1,800 keys among 30,000 scheduled).
-void update_handed(pqxx::transaction_base& tx,
-                   const std::vector<std::string>& keys, int64_t at_ms) {
-  tx.exec_params("UPDATE deliveries d SET status = 'handed_off',"
-                 " updated_at_ms = $2 FROM unnest($1::text[]) AS r(k)"
-                 " WHERE d.key = r.k AND (d.status = 'scheduled') IS TRUE",
-                 text_array(keys), at_ms);
-}
-
 /// Marks confirmed deliveries handed off. Only one still waiting for its
 /// confirm moves: one already attempted (the consumer can be faster than
 /// the confirm) stays as it is.
@@ -907,48 +884,16 @@ handed_batch(pqxx::transaction_base& tx,
         keys.push_back(k);
     at_ms = std::max(at_ms, m.get_as<int64_t>(1));
   }
-  update_handed(tx, keys, at_ms);
+  // A join on unnest(), not key = ANY(...), and the status test kept out of
+  // any index (IS TRUE): otherwise the planner, misled by statistics taken
+  // before a burst, scans the status index for every scheduled delivery
+  // once per key (545 ms for 1,800 keys among 30,000 scheduled).
+  tx.exec_params("UPDATE deliveries d SET status = 'handed_off',"
+                 " updated_at_ms = $2 FROM unnest($1::text[]) AS r(k)"
+                 " WHERE d.key = r.k AND (d.status = 'scheduled') IS TRUE",
+                 text_array(keys), at_ms);
   return std::vector<caf::message>(reqs.size(),
                                    caf::make_message(caf::ok_atom::value));
-}
-
-/// After a commit: publishes the deliveries its fires recorded (scheduled
-/// ones) and answers those fires `handed_off` once the broker confirmed
-/// them (the hand-off marks them so, on the send path's journal). Committed
-/// first, then published, as the publisher does: a crash in between leaves
-/// them scheduled, and the outbox sweeper publishes them. Not confirmed:
-/// the shards hand them off through the publisher, which keeps trying.
-void hand_off_fired(journal_actor* self, const std::vector<queued_op>& ops,
-                    std::vector<caf::message>& results,
-                    const std::vector<caf::error>& errors) {
-  auto& st = self->state;
-  if (!st.hand_off)
-    return;
-  std::vector<delivery_record> owed;
-  std::vector<size_t> fires;
-  for (size_t i = 0; i < ops.size(); ++i) {
-    if (ops[i].kind != batch_kind::fire || errors[i]
-        || !results[i].match_elements<std::vector<fire_result>>())
-      continue;
-    fires.push_back(i);
-    auto& answers = results[i].get_as<std::vector<fire_result>>(0);
-    auto requests = fires_of(ops[i].request);
-    for (size_t k = 0; k < requests.size(); ++k)
-      if (answers[k] == fire_result::recorded
-          && requests[k]->delivery.status == "scheduled")
-        owed.push_back(requests[k]->delivery);
-  }
-  if (owed.empty() || !st.hand_off(owed))
-    return;
-  for (auto i : fires) {
-    auto answers = results[i].get_as<std::vector<fire_result>>(0);
-    auto requests = fires_of(ops[i].request);
-    for (size_t k = 0; k < requests.size(); ++k)
-      if (answers[k] == fire_result::recorded
-          && requests[k]->delivery.status == "scheduled")
-        answers[k] = fire_result::handed_off;
-    results[i] = caf::make_message(std::move(answers));
-  }
 }
 
 const std::map<batch_kind, batch_fn>& batch_executors() {
@@ -983,12 +928,9 @@ std::vector<delivery_record> user_deliveries(pqxx::transaction_base& tx,
 
 caf::behavior journal(journal_actor* self, pg_journal_options opts) {
   self->state.opts = std::move(opts);
-  if (self->state.opts.make_hand_off)
-    self->state.hand_off = self->state.opts.make_hand_off();
   auto shards = self->state.opts.shard_count;
   return {
     [=](flush_atom) { flush(self); },
-
     [=](create_atom, user_view& v) {
       return enqueue(self, batch_kind::create, caf::make_message(std::move(v)));
     },

@@ -3,18 +3,12 @@
 #include <caf/fwd.hpp>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
-#include <vector>
 
 namespace chime {
 
 class cluster_view;
-struct delivery_record;
-
-/// Publishes the deliveries a fire recorded: true once all are confirmed.
-using fire_hand_off = std::function<bool(const std::vector<delivery_record>&)>;
 
 struct pg_journal_options {
   std::string url;
@@ -25,10 +19,6 @@ struct pg_journal_options {
   /// refused (journal_errc::fenced) unless the lease table still has that
   /// epoch with this node as owner. Null: unfenced (tests of the journal).
   std::shared_ptr<const cluster_view> fence;
-  /// Makes the journal's hand-off (null: none; the shard hands off). With
-  /// one, the deliveries a fire recorded are published as soon as it
-  /// commits, and the shard is answered `handed_off` for the confirmed ones.
-  std::function<fire_hand_off()> make_hand_off;
 };
 
 /// Spawns the PostgreSQL journal: a detached actor (its own thread, since

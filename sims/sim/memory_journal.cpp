@@ -360,14 +360,11 @@ caf::behavior memory_journal(journal_actor* self,
       });
     },
     [=](fire_atom, std::vector<fire_request>& fs) {
-      // Recorded only: the node's publisher hands off (the broker is not
-      // the journal's here).
-      return answer<std::vector<fire_result>>(
-        self, [=]() -> caf::expected<std::vector<fire_result>> {
-          std::vector<fire_result> out;
+      return answer<std::vector<bool>>(
+        self, [=]() -> caf::expected<std::vector<bool>> {
+          std::vector<bool> out;
           for (auto& f : fs)
-            out.push_back(fire_traced(self, f) ? fire_result::recorded
-                                               : fire_result::stale);
+            out.push_back(fire_traced(self, f));
           return out;
         });
     },

@@ -55,7 +55,6 @@ struct backend {
 /// A fresh PostgreSQL database per test case.
 struct pg_backend : backend {
   std::string db_name;
-  std::function<fire_hand_off()> make_hand_off; ///< none unless a test sets it
 
   pg_backend() {
     db_name = "chime_pg_test_" + std::to_string(std::random_device{}());
@@ -67,8 +66,7 @@ struct pg_backend : backend {
   }
 
   caf::actor spawn(caf::actor_system& sys) override {
-    return spawn_pg_journal(sys, {server_url(db_name), 256, 512, nullptr,
-                                  make_hand_off});
+    return spawn_pg_journal(sys, {server_url(db_name), 256, 512, nullptr});
   }
 
   static void admin(const std::string& sql) {
@@ -203,58 +201,6 @@ int64_t f_at_ms(const user_view& v) {
 }
 
 } // namespace
-
-TEST_CASE("a journal that hands off publishes what its fires recorded, only "
-          "once committed, and says which it handed off",
-          "[pg][journal]") {
-  struct seen_by_broker {
-    std::vector<std::string> keys;
-    std::vector<int64_t> committed; ///< rows of each key another connection saw
-    bool confirm = true;
-  };
-  auto broker = std::make_shared<seen_by_broker>();
-  auto b = std::make_unique<pg_backend>();
-  auto url = server_url(b->db_name);
-  b->make_hand_off = [broker, url] {
-    return fire_hand_off{[broker, url](const std::vector<delivery_record>& ds) {
-      pqxx::connection c{url};
-      pqxx::nontransaction tx{c};
-      for (auto& d : ds) {
-        broker->keys.push_back(d.key);
-        broker->committed.push_back(
-          tx.exec_params("SELECT count(*) FROM deliveries WHERE key = $1", d.key)[0][0]
-            .as<int64_t>());
-      }
-      return broker->confirm;
-    }};
-  };
-  journal_fixture fx{std::move(b)};
-  auto ada = make_user("u1", "ada@example.com");
-  auto bob = make_user("u2", "bob@example.com");
-  auto cy = make_user("u3", "cy@example.com");
-  for (auto& v : {ada, bob, cy})
-    REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
-  auto late = make_fire(bob, "expired");
-  auto handed = fx.ask<std::vector<fire_result>>(
-    fire_atom::value, std::vector<fire_request>{make_fire(ada, "scheduled"), late});
-  REQUIRE(handed);
-  CHECK(*handed == std::vector<fire_result>{fire_result::handed_off,
-                                            fire_result::recorded});
-  // Only the delivery owed went to the broker, and its row was committed
-  // before it was published.
-  CHECK(broker->keys == std::vector<std::string>{"u1:birthday:2027-03-15"});
-  CHECK(broker->committed == std::vector<int64_t>{1});
-  // Not confirmed: recorded only, for the shard to hand off.
-  broker->confirm = false;
-  auto unconfirmed = fx.ask<std::vector<fire_result>>(
-    fire_atom::value, std::vector<fire_request>{make_fire(cy, "scheduled")});
-  REQUIRE(unconfirmed);
-  CHECK(*unconfirmed == std::vector<fire_result>{fire_result::recorded});
-  CHECK(broker->keys.size() == 2);
-  // The journal marks neither: the node's hand-off has the send path's
-  // journal mark what the broker confirmed.
-  CHECK(fx.deliveries("scheduled").size() == 2);
-}
 
 TEMPLATE_TEST_CASE("a created user is durable when acknowledged and reads back with "
           "its due index",
@@ -551,7 +497,7 @@ TEST_CASE("an unreachable database is an error the caller can retry, not a "
   add_chime_types(cfg);
   caf::actor_system sys{cfg};
   auto journal = spawn_pg_journal(
-    sys, {"postgresql://postgres@127.0.0.1:1/nowhere", 256, 512, nullptr, {}});
+    sys, {"postgresql://postgres@127.0.0.1:1/nowhere", 256, 512, nullptr});
   caf::scoped_actor self{sys};
   bool unavailable = false;
   self->request(journal, std::chrono::seconds{30}, ping_atom::value)
