@@ -57,8 +57,9 @@ struct coordinator_fixture {
   caf::scheduler::test_coordinator& sched
     = dynamic_cast<caf::scheduler::test_coordinator&>(sys.scheduler());
   std::shared_ptr<node_context> ctx = std::make_shared<node_context>();
+  instant start; ///< Chime's time when the fixture was made
 
-  explicit coordinator_fixture(instant start) {
+  explicit coordinator_fixture(instant at) : start(at) {
     ctx->clock = std::make_shared<coordinator_clock>(sched, start);
     ctx->monotonic = coordinator_monotonic(sched);
   }

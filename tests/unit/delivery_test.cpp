@@ -44,13 +44,12 @@ user_record ada() {
 }
 
 struct delivery_fixture : coordinator_fixture {
-  instant start = from_ms(1'800'003'600'000); // 2027-01-15T09:00:00Z
   std::shared_ptr<seen> log = std::make_shared<seen>();
   caf::actor consumer;
   caf::actor delivery;
 
   explicit delivery_fixture(uint32_t breaker_failures_max = 10)
-    : coordinator_fixture(from_ms(1'800'003'600'000)) {
+    : coordinator_fixture(from_ms(1'800'003'600'000)) { // 2027-01-15T09:00Z
     ctx->dir = std::make_shared<directory>();
     ctx->breaker_failures_max = breaker_failures_max;
     ctx->breaker_cooldown = 5s;

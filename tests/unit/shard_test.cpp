@@ -29,10 +29,10 @@ struct seen {
 };
 
 struct shard_fixture : coordinator_fixture {
-  instant start = from_ms(1'800'000'000'000); // 2027-01-15T08:00:00Z
   std::shared_ptr<seen> log = std::make_shared<seen>();
   caf::actor shard;
 
+  // 2027-01-15T08:00:00Z
   shard_fixture() : coordinator_fixture(from_ms(1'800'000'000'000)) {
     ctx->dir = std::make_shared<directory>();
     ctx->horizon = 1h;
