@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <optional>
 #include <random>
 #include <unordered_map>
@@ -126,8 +127,9 @@ void enqueue(delivery_state& st, job j) {
   st.queue.push_back(std::move(j));
 }
 
-caf::actor journal_of(delivery_actor* self) {
-  return self->state.ctx->dir->get(send_journal_name);
+caf::actor journal_of(delivery_actor* self, const delivery_record& d) {
+  auto& ctx = *self->state.ctx;
+  return ctx.dir->get(send_journal_of(d.user_id, ctx.shard_count));
 }
 
 void settle(job& j, bool dead) {
@@ -359,7 +361,7 @@ void retry_later(delivery_actor* self, job j, millis delay,
 /// email service already answered and must not be asked again.
 void record(delivery_actor* self, job j, delivery_outcome o,
             millis retry_delay) {
-  self->request(journal_of(self), journal_timeout, outcome_atom::value, o)
+  self->request(journal_of(self, j.d), journal_timeout, outcome_atom::value, o)
     .then(
       [=](caf::ok_atom) mutable {
         get_metric("chime_deliveries_total{status=\"" + o.status + "\"}")
@@ -438,7 +440,7 @@ void send_email(delivery_actor* self, job j);
 void attempt(delivery_actor* self, job j) {
   auto& ctx = *self->state.ctx;
   self
-    ->request(journal_of(self), journal_timeout, attempt_atom::value, j.d.key,
+    ->request(journal_of(self, j.d), journal_timeout, attempt_atom::value, j.d.key,
               to_ms(ctx.clock->now()),
               static_cast<int64_t>(ctx.rules.catch_up.count()))
     .then(
@@ -788,6 +790,40 @@ struct sweeper_state {
   static inline const char* name = "chime.outbox_sweeper";
 };
 
+/// Claims and republishes the deliveries recorded before `handoff_oldest`
+/// (and the grace) but not handed off.
+void sweep(caf::stateful_actor<sweeper_state>* self, int64_t handoff_oldest) {
+  auto& ctx = *self->state.ctx;
+  auto now = ctx.clock->now();
+  auto scheduled_before = std::min(to_ms(now), handoff_oldest)
+                          - ctx.outbox_grace.count();
+  // Handed-off deliveries untouched for much longer than any backoff
+  // (their broker message lost, say, to an ack of a duplicate before a
+  // crash) are republished too; a live copy makes the new one a no-op.
+  auto stale = std::max<millis>(60 * ctx.outbox_grace,
+                                std::chrono::duration_cast<millis>(
+                                  4 * ctx.backoff_cap * ctx.clock_rate));
+  self
+    ->request(ctx.dir->get(journal_name), journal_timeout,
+              outbox_atom::value, scheduled_before,
+              to_ms(now - stale), uint32_t{10000}, to_ms(now))
+    .then(
+      [=](std::vector<delivery_record>& stuck) {
+        if (stuck.empty())
+          return;
+        get_metric("chime_outbox_republished_total")
+          .add(static_cast<int64_t>(stuck.size()));
+        log(log_level::info, "outbox", "republishing unconfirmed deliveries",
+            {{"count", static_cast<int64_t>(stuck.size())}});
+        auto handoff = self->state.ctx->dir->get(handoff_name);
+        for (auto& d : stuck)
+          self->send(handoff, submit_atom::value, std::move(d));
+      },
+      [=](caf::error&) {
+        // The journal is away; the next tick tries again.
+      });
+}
+
 caf::behavior outbox_sweeper(caf::stateful_actor<sweeper_state>* self,
                              context_ptr ctx) {
   self->state.ctx = std::move(ctx);
@@ -796,32 +832,15 @@ caf::behavior outbox_sweeper(caf::stateful_actor<sweeper_state>* self,
     [=](tick_atom) {
       auto& ctx = *self->state.ctx;
       self->delayed_send(self, ctx.outbox_sweep_interval, tick_atom::value);
-      auto now = ctx.clock->now();
-      // Handed-off deliveries untouched for much longer than any backoff
-      // (their broker message lost, say, to an ack of a duplicate before a
-      // crash) are republished too; a live copy makes the new one a no-op.
-      auto stale = std::max<millis>(60 * ctx.outbox_grace,
-                                    std::chrono::duration_cast<millis>(
-                                      4 * ctx.backoff_cap * ctx.clock_rate));
+      // Deliveries fired since the oldest one the handoff still holds are
+      // on their way, not lost. A handoff that does not answer holds none.
       self
-        ->request(ctx.dir->get(journal_name), journal_timeout,
-                  outbox_atom::value, to_ms(now - ctx.outbox_grace),
-                  to_ms(now - stale), uint32_t{10000}, to_ms(now))
-        .then(
-          [=](std::vector<delivery_record>& stuck) {
-            if (stuck.empty())
-              return;
-            get_metric("chime_outbox_republished_total")
-              .add(static_cast<int64_t>(stuck.size()));
-            log(log_level::info, "outbox", "republishing unconfirmed deliveries",
-                {{"count", static_cast<int64_t>(stuck.size())}});
-            auto handoff = self->state.ctx->dir->get(handoff_name);
-            for (auto& d : stuck)
-              self->send(handoff, submit_atom::value, std::move(d));
-          },
-          [=](caf::error&) {
-            // The journal is away; the next tick tries again.
-          });
+        ->request(ctx.dir->get(handoff_name), journal_timeout,
+                  pending_atom::value)
+        .then([=](int64_t oldest) { sweep(self, oldest); },
+              [=](caf::error&) {
+                sweep(self, std::numeric_limits<int64_t>::max());
+              });
     },
   };
 }
@@ -842,8 +861,8 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
       delivery_outcome o{d.key, "dead", "dead-lettered by the broker",
                          to_ms(ctx.clock->now())};
       self
-        ->request(ctx.dir->get(send_journal_name), journal_timeout,
-                  outcome_atom::value, o)
+        ->request(ctx.dir->get(send_journal_of(d.user_id, ctx.shard_count)),
+                  journal_timeout, outcome_atom::value, o)
         .then(
           [=](caf::ok_atom) {
             get_metric("chime_dead_letters_total").add();
@@ -871,6 +890,28 @@ caf::actor spawn_outbox_sweeper(caf::actor_system& sys, context_ptr ctx) {
 
 caf::actor spawn_dead_letter_keeper(caf::actor_system& sys, context_ptr ctx) {
   return sys.spawn(dead_letter_keeper, std::move(ctx));
+}
+
+void report_handed(caf::event_based_actor* self, const node_context& ctx,
+                   const std::vector<std::string>& keys, int64_t at_ms,
+                   std::function<void()> done) {
+  std::map<const char*, std::vector<std::string>> by_journal;
+  for (auto& key : keys)
+    by_journal[send_journal_of(user_of_key(key), ctx.shard_count)].push_back(key);
+  if (by_journal.empty()) {
+    done();
+    return;
+  }
+  auto left = std::make_shared<size_t>(by_journal.size());
+  auto answered = [left, done] {
+    if (--*left == 0)
+      done();
+  };
+  for (auto& [name, part] : by_journal)
+    self->request(ctx.dir->get(name), journal_timeout, handed_atom::value,
+                  std::move(part), at_ms)
+      .then([answered](caf::ok_atom) { answered(); },
+            [answered](caf::error&) { answered(); });
 }
 
 } // namespace chime

@@ -2,6 +2,12 @@
 
 #include "actors/node_context.hpp"
 
+#include <caf/fwd.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
 namespace chime {
 
 /// Spawns the node's delivery actor. It takes deliveries from the broker's
@@ -20,6 +26,13 @@ namespace chime {
 /// memory); a job that waited in the node for hold_max goes back the same
 /// way. A dead delivery is nacked into the dead-letter queue.
 caf::actor spawn_delivery(caf::actor_system& sys, context_ptr ctx);
+
+/// Tells the send journals that the deliveries of `keys` are in the broker
+/// now (each its own shard's journal); calls `done` in `self` once all
+/// have answered, whether they recorded it or failed.
+void report_handed(caf::event_based_actor* self, const node_context& ctx,
+                   const std::vector<std::string>& keys, int64_t at_ms,
+                   std::function<void()> done);
 
 /// Spawns the outbox sweeper: every sweep interval it asks the journal for
 /// deliveries recorded but not handed off within the grace period (a crash,

@@ -40,6 +40,7 @@ using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using wake_atom = caf::atom_constant<caf::atom("wake")>;
 using submit_atom = caf::atom_constant<caf::atom("submit")>; // handoff seam: (delivery_record)
+using pending_atom = caf::atom_constant<caf::atom("pending")>; // handoff: () -> int64_t, when the oldest delivery not yet marked handed off was taken (Chime ms; INT64_MAX: none)
 using send_atom = caf::atom_constant<caf::atom("send")>;     // mailer seam: (email, message, key, timeout_ms) -> send_result
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using upsert_atom = caf::atom_constant<caf::atom("upsert")>; // shard: (user_view)

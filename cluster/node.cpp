@@ -125,12 +125,16 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   std::vector<child_spec> children;
   pg_journal_options jopts{pg_url_with_timeouts(cfg.database_url), cfg.shard_count,
                            cfg.journal_batch_max, ctx->cluster};
-  std::vector<const char*> journals{journal_name, send_journal_name};
+  std::vector<const char*> journals{journal_name};
+  journals.insert(journals.end(), std::begin(send_journal_names),
+                  std::end(send_journal_names));
   journals.insert(journals.end(), std::begin(import_journal_names),
                   std::end(import_journal_names));
   for (auto name : journals)
-    children.push_back(registered(name, ctx, [jopts](auto& sys) {
-      return spawn_pg_journal(sys, jopts);
+    children.push_back(registered(name, ctx, [jopts, name](auto& sys) {
+      auto opts = jopts;
+      opts.name = name;
+      return spawn_pg_journal(sys, std::move(opts));
     }));
   amqp_options aopts;
   aopts.url = cfg.amqp_url;

@@ -1,5 +1,7 @@
 #include "net/amqp_handoff.hpp"
 
+#include "actors/delivery.hpp"
+#include "actors/handoff_tracker.hpp"
 #include "actors/protocol.hpp"
 #include "net/delivery_message.hpp"
 #include "runtime/log.hpp"
@@ -73,6 +75,7 @@ struct outgoing {
   delivery_record d;
   std::string queue;
   std::optional<caf::response_promise> retry;
+  int64_t taken_ms = 0; ///< a hand-off: when it was taken (Chime time)
 };
 
 struct publisher_state {
@@ -82,6 +85,7 @@ struct publisher_state {
   reconnect_backoff backoff;
   std::vector<outgoing> buffer;
   size_t handoffs = 0; ///< of them in the buffer
+  handoff_tracker pending;
   bool flush_pending = false;
   metric* buffer_full = &get_metric("chime_publish_buffer_full_total");
   static inline const char* name = "chime.publisher";
@@ -154,14 +158,19 @@ void publish(publisher_actor* self) {
     return;
   }
   std::vector<std::string> keys;
-  for (size_t i = 0; i < n; ++i)
+  std::vector<int64_t> taken;
+  for (size_t i = 0; i < n; ++i) {
     keys.push_back(st.buffer[i].d.key);
+    taken.push_back(st.buffer[i].taken_ms);
+  }
   st.buffer.erase(st.buffer.begin(), st.buffer.begin() + static_cast<long>(n));
   st.handoffs -= n;
   if (n > 0) {
     get_metric("chime_handoffs_total").add(static_cast<int64_t>(n));
-    caf::anon_send(st.ctx->dir->get(send_journal_name), handed_atom::value,
-                   std::move(keys), to_ms(st.ctx->clock->now()));
+    report_handed(self, *st.ctx, keys, to_ms(st.ctx->clock->now()),
+                  [self, taken = std::move(taken)] {
+                    self->state.pending.done(taken);
+                  });
   }
   if (!st.buffer.empty())
     schedule_flush(self, std::chrono::milliseconds{0});
@@ -182,7 +191,9 @@ caf::behavior publisher(publisher_actor* self, context_ptr ctx,
         return;
       }
       ++st.handoffs;
-      st.buffer.push_back({std::move(d), st.opts.topology.queue, std::nullopt});
+      auto now = to_ms(st.ctx->clock->now());
+      st.pending.taken(now);
+      st.buffer.push_back({std::move(d), st.opts.topology.queue, std::nullopt, now});
       // Everything already in the mailbox joins this batch.
       schedule_flush(self, std::chrono::milliseconds{0});
     },
@@ -196,6 +207,7 @@ caf::behavior publisher(publisher_actor* self, context_ptr ctx,
       return rp;
     },
     [=](flush_atom) { publish(self); },
+    [=](pending_atom) { return self->state.pending.oldest(); },
   };
 }
 

@@ -19,6 +19,8 @@ struct pg_journal_options {
   /// refused (journal_errc::fenced) unless the lease table still has that
   /// epoch with this node as owner. Null: unfenced (tests of the journal).
   std::shared_ptr<const cluster_view> fence;
+  /// Its registered name: labels its busy time in the metrics.
+  std::string name = "journal";
 };
 
 /// Spawns the PostgreSQL journal: a detached actor (its own thread, since

@@ -50,6 +50,9 @@ const std::map<std::string, family_def>& families() {
      {"counter", "imports stopped at --import-lines-max lines (answered 413)"}},
     {"chime_journal_commits_total",
      {"counter", "journal transactions committed, each with a batch of writes"}},
+    {"chime_journal_busy_microseconds_total",
+     {"counter", "time a journal's connection spent on its batches and reads,"
+                 " by journal: near a second a second, it sets the pace"}},
     {"chime_journal_up", {"gauge", "1 when the journal answered this scrape"}},
     {"chime_outbox_republished_total",
      {"counter", "deliveries the outbox sweeper published again"}},

@@ -1,5 +1,7 @@
 #include "sims/sim/memory_broker.hpp"
 
+#include "actors/delivery.hpp"
+#include "actors/handoff_tracker.hpp"
 #include "actors/protocol.hpp"
 #include "sims/sim/env.hpp"
 
@@ -201,6 +203,8 @@ struct publisher_state {
   context_ptr ctx;
   caf::actor broker;
   std::vector<delivery_record> buffer;
+  std::vector<int64_t> taken; ///< when each of the buffer was taken
+  handoff_tracker pending;
   bool busy = false;          ///< a publish is waiting for its confirm
   bool flush_pending = false;
   static inline const char* name = "chime.sim.publisher";
@@ -232,10 +236,14 @@ void publish(publisher_actor* self) {
         std::vector<std::string> keys;
         for (auto& d : batch)
           keys.push_back(d.key);
-        st.buffer.erase(st.buffer.begin(),
-                        st.buffer.begin() + static_cast<long>(batch.size()));
-        caf::anon_send(st.ctx->dir->get(send_journal_name), handed_atom::value,
-                       std::move(keys), to_ms(st.ctx->clock->now()));
+        auto end = static_cast<long>(batch.size());
+        std::vector<int64_t> taken(st.taken.begin(), st.taken.begin() + end);
+        st.buffer.erase(st.buffer.begin(), st.buffer.begin() + end);
+        st.taken.erase(st.taken.begin(), st.taken.begin() + end);
+        report_handed(self, *st.ctx, keys, to_ms(st.ctx->clock->now()),
+                      [self, taken = std::move(taken)] {
+                    self->state.pending.done(taken);
+                  });
         if (!st.buffer.empty())
           schedule_flush(self, millis{0});
       },
@@ -252,9 +260,14 @@ caf::behavior memory_publisher(publisher_actor* self, context_ptr ctx,
   self->state.broker = std::move(broker);
   return {
     [=](submit_atom, delivery_record& d) {
-      self->state.buffer.push_back(std::move(d));
+      auto& st = self->state;
+      auto now = to_ms(st.ctx->clock->now());
+      st.pending.taken(now);
+      st.buffer.push_back(std::move(d));
+      st.taken.push_back(now);
       schedule_flush(self, millis{0});
     },
+    [=](pending_atom) { return self->state.pending.oldest(); },
     [=](flush_atom) { publish(self); },
     [=](retry_atom, delivery_record& d, int64_t delay_ms) {
       return self->delegate(self->state.broker, sim_publish_atom::value,

@@ -223,7 +223,8 @@ void simulation::start_node(uint32_t i) {
     ctx->dir->put(coordination_name, coordination_);
   }
   ctx->dir->put(journal_name, journal);
-  ctx->dir->put(send_journal_name, journal);
+  for (auto name : send_journal_names)
+    ctx->dir->put(name, journal);
   std::vector<child_spec> children;
   auto broker = broker_;
   children.push_back(registered(handoff_name, ctx, [ctx, broker](auto& sys) {

@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include <deque>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,8 +55,7 @@ struct delivery_fixture : coordinator_fixture {
     ctx->breaker_failures_max = breaker_failures_max;
     ctx->breaker_cooldown = 5s;
     auto log = this->log;
-    ctx->dir->put(
-      send_journal_name,
+    auto journal =
       sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
         return {
           [log](attempt_atom, const std::string& key, int64_t,
@@ -74,7 +74,9 @@ struct delivery_fixture : coordinator_fixture {
             return caf::ok_atom::value;
           },
         };
-      }));
+      });
+    for (auto name : send_journal_names)
+      ctx->dir->put(name, journal);
     ctx->dir->put(handoff_name,
                   sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
                     return {[log](retry_atom, const delivery_record& d, int64_t) {
@@ -224,6 +226,58 @@ TEST_CASE("a drain of a user is answered once its send in flight has its "
   fx.sched.run();
   CHECK(answered());
   CHECK(fx.log->events.back() == "ack 1");
+}
+
+/// The outbox sweeper's claim, each time it asks the journal: the time
+/// before which deliveries still scheduled count as lost.
+struct sweeper_fixture : coordinator_fixture {
+  std::shared_ptr<std::vector<int64_t>> claims
+    = std::make_shared<std::vector<int64_t>>();
+  caf::actor sweeper;
+
+  /// `held_since`: what the handoff answers, when the oldest delivery it
+  /// holds unmarked was taken (INT64_MAX: none).
+  explicit sweeper_fixture(int64_t held_since)
+    : coordinator_fixture(from_ms(1'800'003'600'000)) {
+    ctx->dir = std::make_shared<directory>();
+    ctx->outbox_grace = 10s;
+    auto claims = this->claims;
+    ctx->dir->put(journal_name,
+                  sys.spawn([claims](caf::event_based_actor*) -> caf::behavior {
+                    return {[claims](outbox_atom, int64_t scheduled_before,
+                                     int64_t, uint32_t, int64_t) {
+                      claims->push_back(scheduled_before);
+                      return std::vector<delivery_record>{};
+                    }};
+                  }));
+    ctx->dir->put(handoff_name,
+                  sys.spawn([held_since](caf::event_based_actor*) -> caf::behavior {
+                    return {[held_since](pending_atom) { return held_since; }};
+                  }));
+    sweeper = spawn_outbox_sweeper(sys, ctx);
+    sched.run();
+  }
+
+  ~sweeper_fixture() {
+    caf::anon_send_exit(sweeper, caf::exit_reason::user_shutdown);
+    sched.run();
+  }
+};
+
+TEST_CASE("the outbox sweeper takes for lost only what was fired before the "
+          "oldest delivery the handoff still holds",
+          "[unit][delivery]") {
+  SECTION("the handoff holds one taken 30 s ago: nothing since then is lost") {
+    auto taken = to_ms(from_ms(1'800'003'600'000)) - 30'000;
+    sweeper_fixture fx{taken};
+    REQUIRE(fx.claims->size() == 1);
+    CHECK(fx.claims->front() == taken - 10'000);
+  }
+  SECTION("the handoff holds none: everything older than the grace is") {
+    sweeper_fixture fx{std::numeric_limits<int64_t>::max()};
+    REQUIRE(fx.claims->size() == 1);
+    CHECK(fx.claims->front() == to_ms(fx.start) - 10'000);
+  }
 }
 
 } // namespace
