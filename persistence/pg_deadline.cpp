@@ -103,6 +103,15 @@ std::string pg_url_with_timeouts(const std::string& url) {
   add("keepalives_idle", "5");
   add("keepalives_interval", "2");
   add("keepalives_count", "2");
+  // A call ended by pg_deadline leaves its server session behind, still
+  // running the statement or waiting for a lock, with the rows it wrote
+  // locked: the next connection's writes wait for it, past their own
+  // deadline, and so on (seen in a 100,000 burst: a dozen such sessions,
+  // leases lost). The server ends a statement before the client gives up
+  // on the call, so an abandoned session ends, releasing its rows.
+  auto statement_limit = std::to_string(pg_call_limit.count() * 7 / 8);
+  add("options", uri ? "-c%20statement_timeout%3D" + statement_limit
+                     : "'-c statement_timeout=" + statement_limit + "'");
   return out;
 }
 

@@ -10,6 +10,7 @@
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
 #include "runtime/metrics.hpp"
+#include "persistence/pg_deadline.hpp"
 #include "persistence/pg_journal.hpp"
 #include "sims/sim/env.hpp"
 #include "sims/sim/memory_journal.hpp"
@@ -488,6 +489,27 @@ TEMPLATE_TEST_CASE("load_due reads pages in due order, each user whole, none "
   }
   CHECK(seen == expected);
   CHECK(pages >= 3);
+}
+
+TEST_CASE("a node's sessions end their own statements before the client's "
+          "deadline gives up on them",
+          "[pg][journal]") {
+  // A session whose client gave up would otherwise keep its statement
+  // running, and its rows locked, for as long as the statement takes.
+  for (auto url : {base_url(), std::string{"host=127.0.0.1 dbname=postgres"}}) {
+    if (url.rfind("host=", 0) == 0) {
+      // The key=value form, on the test server's port.
+      auto port = base_url().substr(base_url().rfind(':') + 1);
+      url += " user=postgres port=" + port.substr(0, port.find('/'));
+    }
+    pqxx::connection c{pg_url_with_timeouts(url)};
+    auto limit = pqxx::nontransaction{c}
+                   .exec("SELECT setting::int FROM pg_settings"
+                         " WHERE name = 'statement_timeout'")[0][0]
+                   .as<int64_t>();
+    CHECK(limit > 0);
+    CHECK(limit < pg_call_limit.count());
+  }
 }
 
 TEST_CASE("an unreachable database is an error the caller can retry, not a "
