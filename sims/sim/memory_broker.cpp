@@ -242,8 +242,8 @@ void publish(publisher_actor* self) {
         st.taken.erase(st.taken.begin(), st.taken.begin() + end);
         report_handed(self, *st.ctx, keys, to_ms(st.ctx->clock->now()),
                       [self, taken = std::move(taken)] {
-                    self->state.pending.done(taken);
-                  });
+                        self->state.pending.done(taken);
+                      });
         if (!st.buffer.empty())
           schedule_flush(self, millis{0});
       },
