@@ -105,7 +105,8 @@ struct delivery_state {
   bool wake_pending = false;
   // Resolved once: pump runs for every message.
   metric* queue_gauge = &get_metric("chime_delivery_queue");
-  metric* breaker_gauge = &get_metric("chime_circuit_breaker_state");
+  metric* breaker_gauge = &get_metric("chime_breaker_state");
+  metric* tokens_gauge = &get_metric("chime_rate_limit_tokens");
   metric* limit_gauge = &get_metric("chime_email_concurrency_limit");
   metric* timeout_gauge = &get_metric("chime_email_timeout_ms");
   metric* ambiguous = &get_metric("chime_email_ambiguous_total");
@@ -366,6 +367,12 @@ void record(delivery_actor* self, job j, delivery_outcome o,
       [=](caf::ok_atom) mutable {
         get_metric("chime_deliveries_total{status=\"" + o.status + "\"}")
           .add();
+        if (o.status == "sent") {
+          static auto& lateness = get_histogram("chime_delivery_lateness_seconds");
+          lateness.observe_us(std::max<int64_t>(0, o.at_ms - j.d.due_at_ms) * 1000);
+        } else if (auto& board = self->state.ctx->supervision) {
+          board->failed("delivery", j.d.key, o.status + ": " + o.error);
+        }
         log(o.status == "dead" ? log_level::warn : log_level::debug,
             "delivery", "delivery " + o.status,
             {{"user_id", j.d.user_id}, {"key", j.d.key},
@@ -643,6 +650,7 @@ void pump(delivery_actor* self) {
   }
   st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
   st.breaker_gauge->set(static_cast<int64_t>(st.breaker->current()));
+  st.tokens_gauge->set(static_cast<int64_t>(st.limiter->tokens()));
   st.limit_gauge->set(static_cast<int64_t>(st.limit->limit()));
   st.timeout_gauge->set(static_cast<int64_t>(st.limit->timeout().count()));
 }

@@ -4,6 +4,7 @@
 #include "actors/sharding.hpp"
 #include "runtime/clock.hpp"
 #include "runtime/directory.hpp"
+#include "runtime/supervision_board.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -24,6 +25,12 @@ class cluster_view;
 struct node_context {
   clock_ptr clock;
   directory_ptr dir;
+  /// Restart intensity of the node's supervisors, the shard host's too.
+  uint32_t restart_max = 5;
+  millis restart_window{10000};
+  /// The node's supervisors and recent failures, as reported (never null).
+  std::shared_ptr<supervision_board> supervision
+    = std::make_shared<supervision_board>();
   schedule_rules rules;
   millis horizon{std::chrono::hours{1}}; ///< users due within stay resident
   millis poll_interval{std::chrono::minutes{1}}; ///< Chime time between loads
@@ -85,6 +92,7 @@ using context_ptr = std::shared_ptr<const node_context>;
 /// Directory names of a node's actors.
 inline constexpr const char* shard_host_name = "shards";
 inline constexpr const char* due_poller_name = "due_poller";
+inline constexpr const char* http_name = "http";
 inline constexpr const char* membership_name = "membership";
 inline constexpr const char* journal_name = "journal";
 /// The send path's journal connection (hand-offs, attempts, outcomes),

@@ -6,6 +6,7 @@
 #include "actors/user.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/supervisor.hpp"
 
 #include <caf/all.hpp>
 
@@ -59,7 +60,7 @@ struct shard_state {
   /// Keeps the node's count of resident users (the bound's) and its gauge.
   static void count_resident(const context_ptr& ctx, int64_t n) {
     *ctx->resident_users += n;
-    static auto& gauge = get_metric("chime_resident_users");
+    static auto& gauge = get_metric("chime_users_resident");
     gauge.add(n);
   }
 };
@@ -259,10 +260,16 @@ caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
   };
 }
 
+using stop_timeout_atom = caf::atom_constant<caf::atom("sh_stopto")>;
+
 struct host_state {
   context_ptr ctx;
   std::map<uint32_t, caf::actor> shards;
   std::map<caf::actor_addr, uint32_t> by_addr;
+  std::optional<restart_intensity> intensity;
+  /// Set once the host is ending: it exits with this when its shards are gone.
+  std::optional<caf::error> ending;
+  size_t stopping = 0;
   static inline const char* name = "chime.shard_host";
 };
 
@@ -275,10 +282,31 @@ void host_start(host_actor* self, uint32_t id) {
   auto actor = self->spawn<caf::linked>(shard, st.ctx, id);
   st.by_addr.emplace(actor.address(), id);
   st.ctx->dir->put(shard_name(id), actor);
+  st.ctx->supervision->set_running(shard_host_name, shard_name(id), true);
   // A shard just taken over has its due users loaded at once, not at the
   // next poll.
   self->send(st.ctx->dir->get(due_poller_name), tick_atom::value, true);
   st.shards.emplace(id, std::move(actor));
+}
+
+void host_end(host_actor* self, caf::error reason) {
+  auto& st = self->state;
+  st.ending = reason;
+  for (auto& [id, shard] : st.shards) {
+    self->unlink_from(shard);
+    self->monitor(shard);
+    self->send_exit(shard, caf::exit_reason::user_shutdown);
+    ++st.stopping;
+  }
+  st.shards.clear();
+  if (st.stopping == 0)
+    return self->quit(reason);
+  self->set_down_handler([self](caf::down_msg&) {
+    if (--self->state.stopping == 0)
+      self->quit(*self->state.ending);
+  });
+  // Shards answer an exit at once; this only bounds the wait.
+  self->delayed_send(self, std::chrono::seconds{10}, stop_timeout_atom::value);
 }
 
 /// The shards of a node in a cluster, started and stopped as its leases
@@ -289,7 +317,10 @@ caf::behavior shard_host(host_actor* self, context_ptr ctx) {
     auto& st = self->state;
     auto i = st.by_addr.find(msg.source);
     if (i == st.by_addr.end()) {
-      self->quit(msg.reason); // from our supervisor: the shards go with us
+      // From our supervisor: the shards go first, so that our successor's
+      // start none while they run.
+      if (msg.reason && !st.ending)
+        host_end(self, msg.reason);
       return;
     }
     auto id = i->second;
@@ -299,23 +330,49 @@ caf::behavior shard_host(host_actor* self, context_ptr ctx) {
       return; // given away already
     st.shards.erase(j);
     st.ctx->dir->erase(shard_name(id));
-    if (st.ctx->cluster->held_epoch(id) != 0) {
-      log(log_level::warn, "shard", "shard failed; restarting it",
-          {{"shard", int64_t{id}},
-           {"reason", self->system().render(msg.reason)}});
-      host_start(self, id);
+    auto& board = *st.ctx->supervision;
+    board.set_running(shard_host_name, shard_name(id), false);
+    if (st.ctx->cluster->held_epoch(id) == 0 || !msg.reason)
+      return;
+    auto reason = self->system().render(msg.reason);
+    if (!st.intensity->admit()) {
+      // As a supervisor does: the shards go, and ours decides.
+      log(log_level::error, "shard", "shard restarts exceeded their limit",
+          {{"shard", int64_t{id}}, {"reason", reason}});
+      board.exited(shard_host_name, shard_name(id), reason);
+      self->quit(msg.reason);
+      return;
     }
+    log(log_level::warn, "shard", "shard failed; restarting it",
+        {{"shard", int64_t{id}}, {"reason", reason}});
+    board.restarted(shard_host_name, shard_name(id), reason);
+    host_start(self, id);
   });
+  auto& c = *self->state.ctx;
+  self->state.intensity.emplace(c.restart_max, c.restart_window, c.monotonic);
+  supervisor_entry entry;
+  entry.name = shard_host_name;
+  entry.restart_max = c.restart_max;
+  entry.restart_window_ms = c.restart_window.count();
+  for (auto& old : c.supervision->supervisors())
+    if (old.name == entry.name)
+      entry.children = old.children; // a restarted host keeps the history
+  c.supervision->put(std::move(entry));
   for (auto id : self->state.ctx->shards_here())
     host_start(self, id);
   return {
-    [=](take_atom, uint32_t id) { host_start(self, id); },
+    [=](take_atom, uint32_t id) {
+      if (!self->state.ending)
+        host_start(self, id);
+    },
+    [=](stop_timeout_atom) { self->quit(*self->state.ending); },
     [=](give_atom, uint32_t id) {
       auto& st = self->state;
       auto i = st.shards.find(id);
       if (i == st.shards.end())
         return;
       st.ctx->dir->erase(shard_name(id));
+      st.ctx->supervision->set_running(shard_host_name, shard_name(id), false);
       self->send_exit(i->second, caf::exit_reason::user_shutdown);
       st.shards.erase(i);
     },

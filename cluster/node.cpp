@@ -100,6 +100,8 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   ctx->breaker_cooldown = millis{cfg.breaker_cooldown_ms};
   ctx->outbox_grace = std::chrono::seconds{cfg.outbox_grace_s};
   ctx->clock_rate = cfg.clock_rate;
+  ctx->restart_max = cfg.restart_max;
+  ctx->restart_window = std::chrono::seconds{cfg.restart_window_s};
   return ctx;
 }
 
@@ -122,7 +124,7 @@ membership_options membership_of(const settings& cfg, const node_context& ctx) {
 }
 
 std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
-  std::vector<child_spec> children;
+  node_seams seams;
   pg_journal_options jopts{pg_url_with_timeouts(cfg.database_url), cfg.shard_count,
                            cfg.journal_batch_max, ctx->cluster};
   std::vector<const char*> journals{journal_name};
@@ -131,7 +133,7 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   journals.insert(journals.end(), std::begin(import_journal_names),
                   std::end(import_journal_names));
   for (auto name : journals)
-    children.push_back(registered(name, ctx, [jopts, name](auto& sys) {
+    seams.journals.push_back(registered(name, ctx, [jopts, name](auto& sys) {
       auto opts = jopts;
       opts.name = name;
       return spawn_pg_journal(sys, std::move(opts));
@@ -142,31 +144,36 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
   aopts.topology.delivery_limit = cfg.amqp_delivery_limit;
   aopts.topology.retry_delay_max = std::max<millis>(ctx->backoff_cap, hold_max);
   aopts.publish_buffer_max = cfg.publish_buffer_max;
-  children.push_back(registered(handoff_name, ctx, [ctx, aopts](auto& sys) {
+  seams.handoff = registered(handoff_name, ctx, [ctx, aopts](auto& sys) {
     return spawn_amqp_publisher(sys, ctx, aopts);
-  }));
-  for (auto& child : logic_children(ctx))
-    children.push_back(std::move(child));
-  children.push_back(registered("consumer", ctx, [ctx, aopts](auto& sys) {
+  });
+  seams.consumer = registered("consumer", ctx, [ctx, aopts](auto& sys) {
     return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.queue,
                                delivery_name);
-  }));
-  children.push_back(registered("dead_consumer", ctx, [ctx, aopts](auto& sys) {
+  });
+  seams.dead_consumer = registered("dead_consumer", ctx, [ctx, aopts](auto& sys) {
     return spawn_amqp_consumer(sys, ctx, aopts, aopts.topology.dead_audit_queue,
                                dead_letters_name);
-  }));
-  children.push_back(registered(coordination_name, ctx, [cfg](auto& sys) {
+  });
+  seams.cluster.push_back(registered(coordination_name, ctx, [cfg](auto& sys) {
     return spawn_pg_coordination(sys, pg_url_with_timeouts(cfg.database_url),
                                  cfg.shard_count);
   }));
   if (cfg.cluster_port != 0)
-    children.push_back(registered(transport_name, ctx, [](auto& sys) {
+    seams.cluster.push_back(registered(transport_name, ctx, [](auto& sys) {
       return spawn_middleman_transport(sys);
     }));
-  children.push_back(registered(membership_name, ctx, [ctx, cfg](auto& sys) {
+  seams.cluster.push_back(registered(membership_name, ctx, [ctx, cfg](auto& sys) {
     return spawn_membership(sys, ctx, membership_of(cfg, *ctx));
   }));
-  return children;
+  http_api_options hopts{cfg.http_bind, cfg.http_port, cfg.http_threads,
+                         cfg.api_token};
+  hopts.import_lines_max = cfg.import_lines_max;
+  hopts.test_hooks = cfg.test_hooks != 0;
+  seams.http = registered(http_name, ctx, [ctx, hopts](auto& sys) {
+    return spawn_http_server(sys, ctx, hopts);
+  });
+  return node_tree(ctx, std::move(seams));
 }
 
 /// A graceful stop: leave the cluster (every shard given away once its sends
@@ -223,23 +230,11 @@ int run_node(const settings& cfg) {
   }
   caf::actor_system sys{sys_cfg};
   auto ctx = make_context(cfg);
-  supervisor_options sopts;
-  sopts.restart_max = cfg.restart_max;
-  sopts.restart_window = std::chrono::seconds{cfg.restart_window_s};
-  auto root = spawn_supervisor(sys, "node", sopts, node_children(cfg, ctx));
+  auto root = spawn_supervisor(sys, "node",
+                               group_options(*ctx, restart_strategy::one_for_one),
+                               node_children(cfg, ctx));
   std::atomic<bool> root_down{false};
   root->attach_functor([&root_down] { root_down = true; });
-
-  http_api_options hopts{cfg.http_bind, cfg.http_port, cfg.http_threads,
-                         cfg.api_token};
-  hopts.import_lines_max = cfg.import_lines_max;
-  http_api api{sys, ctx, hopts};
-  if (!api.start()) {
-    log(log_level::error, "node", "cannot listen on the HTTP port",
-        {{"port", int64_t{cfg.http_port}}});
-    caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
-    return 2;
-  }
   log(log_level::info, "node", "serving",
       {{"node", cfg.node_name},
        {"http", "http://" + cfg.http_bind + ":" + std::to_string(cfg.http_port)},
@@ -266,7 +261,6 @@ int run_node(const settings& cfg) {
   }
   if (exit_code == 0)
     drain(sys, *ctx, cfg);
-  api.stop();
   caf::anon_send_exit(root, caf::exit_reason::user_shutdown);
   {
     caf::scoped_actor self{sys};

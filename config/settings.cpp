@@ -256,6 +256,10 @@ const std::vector<key_def>& key_defs() {
      int_setter(&settings::restart_max, 0, 1000)},
     {"restart-window-s", "10", "supervisor restart-intensity window",
      int_setter(&settings::restart_window_s, 1, 86400)},
+    {"test-hooks", "0",
+     "1 enables POST /v1/admin/crash, which makes a named actor fail (for"
+     " crash tests; never in production)",
+     int_setter(&settings::test_hooks, 0, 1)},
     {"log-level", "info", "debug, info, warn or error",
      string_setter(&settings::log_level,
                    [](const std::string& v) {

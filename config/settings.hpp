@@ -53,6 +53,7 @@ struct settings {
   uint64_t import_lines_max = 1000000; ///< lines of one bulk import at most
   uint32_t restart_max = 5;     ///< supervisor restarts allowed ...
   uint32_t restart_window_s = 10; ///< ... within this many seconds
+  uint32_t test_hooks = 0; ///< 1: POST /v1/admin/crash is served
   std::string log_level = "info";
 };
 

@@ -7,6 +7,7 @@
 #include "actors/sharding.hpp"
 #include "actors/user_commands.hpp"
 #include "net/amqp_handoff.hpp"
+#include "net/dashboard.hpp"
 #include "net/openapi.hpp"
 #include "net/user_import.hpp"
 #include "net/user_json.hpp"
@@ -15,14 +16,18 @@
 
 #include <caf/all.hpp>
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include <openssl/crypto.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <random>
 #include <regex>
 #include <thread>
@@ -455,7 +460,7 @@ struct http_api::impl {
     if (seed.error)
       return reply_problem(res, *seed.error);
     caf::anon_send(ctx->dir->get(membership_name), join_atom::value,
-                   seed.seed);
+                   seed.value);
     res.status = 202;
     res.set_content(R"({"status":"joining"})", json_type);
   }
@@ -483,7 +488,8 @@ struct http_api::impl {
     }
   }
 
-  void metrics(httplib::Response& res) {
+  /// The gauges the journal gives (its running counts).
+  void refresh_journal_gauges() {
     auto stats = ask<journal_stats>(journal(), stats_atom::value,
                                     to_ms(ctx->clock->now()));
     if (stats) {
@@ -494,7 +500,102 @@ struct http_api::impl {
         .set(stats->pending_deliveries);
     }
     get_metric("chime_journal_up").set(stats ? 1 : 0);
+  }
+
+  void metrics(httplib::Response& res) {
+    refresh_journal_gauges();
     res.set_content(render_metrics(), "text/plain; version=0.0.4");
+  }
+
+  // -- dashboard, supervision, test hooks ------------------------------------
+
+  /// Dashboards open at once share one journal read a second, whatever
+  /// their number.
+  std::atomic<int64_t> gauges_read_at_ms{0};
+  std::mutex streams_mtx;
+  std::condition_variable streams_cv;
+  size_t streams_open = 0;
+  bool stopping = false;
+
+  void refresh_for_dashboard() {
+    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now().time_since_epoch())
+                 .count();
+    auto last = gauges_read_at_ms.load();
+    if (now - last >= 1000 && gauges_read_at_ms.compare_exchange_strong(last, now))
+      refresh_journal_gauges();
+  }
+
+  void dashboard_snapshot(httplib::Response& res) {
+    refresh_for_dashboard();
+    // The page reads every member's snapshot from whichever node serves it.
+    res.set_header("Access-Control-Allow-Origin", "*");
+    res.set_content(dashboard_json(*ctx), json_type);
+  }
+
+  /// Server-sent events: a snapshot a second, on one HTTP thread per open
+  /// page, so their number is capped; past it the page polls.
+  void dashboard_events(httplib::Response& res) {
+    {
+      std::lock_guard<std::mutex> guard{streams_mtx};
+      if (stopping || streams_open >= opts.dashboard_streams_max)
+        return reply_problem(res, {503, "Busy",
+                                   "too many dashboard streams are open; poll"
+                                   " GET /v1/dashboard instead",
+                                   {}});
+      ++streams_open;
+    }
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("Access-Control-Allow-Origin", "*");
+    res.set_chunked_content_provider(
+      "text/event-stream",
+      [this](size_t, httplib::DataSink& sink) {
+        refresh_for_dashboard();
+        auto event = "data: " + dashboard_json(*ctx) + "\n\n";
+        if (!sink.write(event.data(), event.size()))
+          return false;
+        std::unique_lock<std::mutex> lock{streams_mtx};
+        streams_cv.wait_for(lock, opts.dashboard_interval,
+                            [this] { return stopping; });
+        if (stopping)
+          sink.done();
+        return true;
+      },
+      [this](bool) {
+        std::lock_guard<std::mutex> guard{streams_mtx};
+        --streams_open;
+      });
+  }
+
+  void end_streams() {
+    std::lock_guard<std::mutex> guard{streams_mtx};
+    stopping = true;
+    streams_cv.notify_all();
+  }
+
+  /// POST /v1/admin/crash {"actor": NAME}: the actor registered as NAME
+  /// fails as if it had thrown, for its supervisor to restart. Served only
+  /// with --test-hooks 1.
+  void crash(const httplib::Request& req, httplib::Response& res) {
+    if (!authorized(req, res))
+      return;
+    auto body = json_body(req, res, nullptr);
+    if (!body)
+      return;
+    auto target = parse_string_body(*body, "actor");
+    if (target.error)
+      return reply_problem(res, *target.error);
+    auto actor = ctx->dir->get(target.value);
+    if (!actor)
+      return reply_problem(res, {404, "Not found",
+                                 "no running actor is named '" + target.value + "'",
+                                 "actor"});
+    log(log_level::warn, "http", "crash requested through the test hook",
+        {{"actor", target.value}});
+    caf::anon_send_exit(actor, caf::exit_reason::unhandled_exception);
+    res.status = 202;
+    res.set_content(nlohmann::json{{"actor", target.value}, {"crashed", true}}.dump(),
+                    json_type);
   }
 
   /// The methods of each route, for a 405's Allow header.
@@ -567,9 +668,24 @@ struct http_api::impl {
     route("POST", R"(/v1/deliveries/(.+):retry)");
     server.Post(R"(/v1/deliveries/(.+):retry)",
                 [this](req_t q, res_t s) { redrive(q, s); });
-    for (auto path :
-         {"/healthz", "/readyz", "/v1/cluster", "/metrics", "/openapi.json"})
+    for (auto path : {"/healthz", "/readyz", "/v1/cluster", "/metrics",
+                      "/openapi.json", "/v1/supervision", "/v1/dashboard",
+                      "/v1/dashboard/events", "/dashboard"})
       route("GET", path);
+    server.Get("/v1/supervision", [this](req_t, res_t s) {
+      s.set_content(supervision_json(*ctx), json_type);
+    });
+    server.Get("/v1/dashboard", [this](req_t, res_t s) { dashboard_snapshot(s); });
+    server.Get("/v1/dashboard/events",
+               [this](req_t, res_t s) { dashboard_events(s); });
+    server.Get("/dashboard", [](req_t, res_t s) {
+      auto page = dashboard_page();
+      s.set_content(page.data(), page.size(), "text/html; charset=utf-8");
+    });
+    if (opts.test_hooks) {
+      route("POST", "/v1/admin/crash");
+      server.Post("/v1/admin/crash", [this](req_t q, res_t s) { crash(q, s); });
+    }
     for (auto path : {"/v1/cluster:leave", "/v1/cluster:join"})
       route("POST", path);
     server.Get("/healthz", [this](req_t, res_t s) {
@@ -655,9 +771,43 @@ bool http_api::start() {
 
 void http_api::stop() {
   if (impl_ && impl_->thread.joinable()) {
+    impl_->end_streams();
     impl_->server.stop();
     impl_->thread.join();
   }
+}
+
+namespace {
+
+struct http_server_state {
+  std::unique_ptr<http_api> api;
+  static inline const char* name = "chime.http";
+};
+
+caf::behavior http_server(caf::stateful_actor<http_server_state>* self,
+                          context_ptr ctx, http_api_options opts) {
+  auto port = opts.port;
+  self->state.api = std::make_unique<http_api>(self->system(), std::move(ctx),
+                                               std::move(opts));
+  if (!self->state.api->start()) {
+    log(log_level::error, "http", "cannot listen on the HTTP port",
+        {{"port", int64_t{port}}});
+    self->quit(make_error(caf::sec::cannot_open_port));
+    return {};
+  }
+  // The state (and with it the server, stopped by its destructor) goes
+  // before the exit reaches the supervisor.
+  return {
+    [](ping_atom) { return caf::ok_atom::value; },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_http_server(caf::actor_system& sys, context_ptr ctx,
+                             http_api_options opts) {
+  // Detached: starting and stopping the server block on its threads.
+  return sys.spawn<caf::detached>(http_server, std::move(ctx), std::move(opts));
 }
 
 } // namespace chime

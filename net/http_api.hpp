@@ -4,6 +4,7 @@
 
 #include <caf/fwd.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -25,7 +26,19 @@ struct http_api_options {
   size_t keep_alive_requests_max = 1000;
   /// Users an import writes in one journal transaction at most.
   size_t import_batch_size_max = 5000;
+  /// Dashboard event streams open at once at most (each holds an HTTP
+  /// thread), and the time between their events.
+  size_t dashboard_streams_max = 4;
+  std::chrono::milliseconds dashboard_interval{1000};
+  /// Serves POST /v1/admin/crash (--test-hooks).
+  bool test_hooks = false;
 };
+
+/// The HTTP API as a supervised actor: it serves while the actor lives, and
+/// its port is free again once the actor is gone (a successor can bind it).
+/// Fails at start when the port cannot be bound.
+caf::actor spawn_http_server(caf::actor_system& sys, context_ptr ctx,
+                             http_api_options opts);
 
 /// The node's HTTP API (SPEC.md section 2) on cpp-httplib's own thread pool,
 /// so handlers may block on actor requests without touching CAF's scheduler

@@ -206,17 +206,24 @@ std::optional<problem> parse_object(const std::string& text, json& body) {
 
 } // namespace
 
-parsed_seed parse_seed(const std::string& text) {
-  parsed_seed r;
+parsed_string parse_string_body(const std::string& text,
+                                const std::string& field) {
+  parsed_string r;
   json body;
   if ((r.error = parse_object(text, body)))
     return r;
   for (auto& [key, value] : body.items())
-    if (key != "seed")
+    if (key != field)
       return {{}, bad_field(key, "unknown field")};
-  if ((r.error = take_string(body, "seed", r.seed)))
+  r.error = take_string(body, field, r.value);
+  return r;
+}
+
+parsed_string parse_seed(const std::string& text) {
+  auto r = parse_string_body(text, "seed");
+  if (r.error)
     return r;
-  if (auto err = check_seeds(r.seed); !err.empty() || r.seed.empty())
+  if (auto err = check_seeds(r.value); !err.empty() || r.value.empty())
     r.error = bad_field("seed", err.empty() ? "expected HOST:PORT" : err);
   return r;
 }

@@ -42,12 +42,15 @@ bool is_user_id(std::string_view s);
 /// A delivery key as Chime makes them: `<user id>:<occasion>:<date>`.
 bool is_delivery_key(std::string_view s);
 
-/// `{"seed": "HOST:PORT"}` of POST /v1/cluster:join, or the problem.
-struct parsed_seed {
-  std::string seed;
+/// A body that is a JSON object of one string field, or the problem.
+struct parsed_string {
+  std::string value;
   std::optional<problem> error;
 };
-parsed_seed parse_seed(const std::string& text);
+parsed_string parse_string_body(const std::string& text, const std::string& field);
+
+/// `{"seed": "HOST:PORT"}` of POST /v1/cluster:join, or the problem.
+parsed_string parse_seed(const std::string& text);
 
 /// GET /v1/cluster: this node, the members, and every shard's owner and
 /// epoch as last read.

@@ -225,20 +225,18 @@ void simulation::start_node(uint32_t i) {
   ctx->dir->put(journal_name, journal);
   for (auto name : send_journal_names)
     ctx->dir->put(name, journal);
-  std::vector<child_spec> children;
+  node_seams seams;
   auto broker = broker_;
-  children.push_back(registered(handoff_name, ctx, [ctx, broker](auto& sys) {
+  seams.handoff = registered(handoff_name, ctx, [ctx, broker](auto& sys) {
     return spawn_memory_publisher(sys, ctx, broker);
-  }));
-  for (auto& child : logic_children(ctx))
-    children.push_back(std::move(child));
-  children.push_back(registered("consumer", ctx, [ctx, broker](auto& sys) {
+  });
+  seams.consumer = registered("consumer", ctx, [ctx, broker](auto& sys) {
     return spawn_memory_consumer(sys, ctx, broker, main_queue, delivery_name);
-  }));
-  children.push_back(registered("dead_consumer", ctx, [ctx, broker](auto& sys) {
+  });
+  seams.dead_consumer = registered("dead_consumer", ctx, [ctx, broker](auto& sys) {
     return spawn_memory_consumer(sys, ctx, broker, dead_audit_queue,
                                  dead_letters_name);
-  }));
+  });
   if (cluster_mode()) {
     membership_options m;
     m.name = slot.name;
@@ -252,15 +250,15 @@ void simulation::start_node(uint32_t i) {
     auto book = book_;
     auto env = &e_;
     auto name = slot.name;
-    children.push_back(registered(transport_name, ctx, [book, env, name](auto& sys) {
+    seams.cluster.push_back(registered(transport_name, ctx, [book, env, name](auto& sys) {
       return spawn_memory_transport(sys, book, env, name);
     }));
-    children.push_back(registered(membership_name, ctx, [ctx, m](auto& sys) {
+    seams.cluster.push_back(registered(membership_name, ctx, [ctx, m](auto& sys) {
       return spawn_membership(sys, ctx, m);
     }));
   }
-  supervisor_options sopts;
-  sopts.now = [e = &e_] { return e->monotonic(); };
+  auto children = node_tree(ctx, std::move(seams));
+  auto sopts = group_options(*ctx, restart_strategy::one_for_one);
   slot.root = spawn_supervisor(sys_, "node", sopts, std::move(children));
   slot.ctx = std::move(ctx);
   e_.trace.add(e_.now_ms(), "node.start", slot.owner);

@@ -31,7 +31,7 @@ def resident_users_are_bounded(workdir, db, cleanup):
     peak = [0]
 
     def all_sent():
-        peak[0] = max(peak[0], node.metric("chime_resident_users"))
+        peak[0] = max(peak[0], node.metric("chime_users_resident"))
         return len(email.keys()) >= USERS_RESIDENT
 
     wait_until("every message", all_sent, 120, 0.1)
