@@ -7,6 +7,7 @@
 #include "actors/errc.hpp"
 #include "actors/occasion.hpp"
 #include "actors/protocol.hpp"
+#include "actors/mailer_front.hpp"
 #include "actors/rate_limiter.hpp"
 #include "actors/schedule.hpp"
 #include "actors/sharding.hpp"
@@ -250,9 +251,16 @@ void route(delivery_actor* self, job j, bool later) {
       });
 }
 
-caf::actor new_mailer(delivery_actor* self) {
-  auto mailer = self->state.ctx->make_mailer(self->system());
-  self->link_to(mailer);
+/// The node's mailer. Not linked: it outlives a crash of this actor, and
+/// the successor takes it over with the sends it has in flight, which it
+/// answers again instead of sending twice (see mailer_front). A new one
+/// when there is none, or to replace a stuck one.
+caf::actor node_mailer(delivery_actor* self, bool replace) {
+  auto& ctx = *self->state.ctx;
+  if (auto mailer = ctx.dir->get(mailer_name); mailer && !replace)
+    return mailer;
+  auto mailer = spawn_mailer_front(self->system(), ctx.make_mailer);
+  ctx.dir->put(mailer_name, mailer);
   return mailer;
 }
 
@@ -268,7 +276,7 @@ void quarantine(delivery_actor* self, const caf::actor_addr& mailer,
     self->monitor(st.mailer);
     self->send_exit(st.mailer, caf::exit_reason::kill);
     st.dying.insert(mailer);
-    st.mailer = new_mailer(self);
+    st.mailer = node_mailer(self, true);
   }
   if (st.dying.count(mailer) > 0)
     st.quarantined.emplace(mailer, key);
@@ -718,7 +726,7 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
   lo.min = std::min(lo.min, lo.max);
   lo.timeout_ceiling = st.ctx->email_timeout;
   st.limit.emplace(lo);
-  st.mailer = new_mailer(self);
+  st.mailer = node_mailer(self, false);
   self->delayed_send(self, hold_max / 4, hold_atom::value);
   return {
     [=](deliver_atom, delivery_record& d, receipt& r) {

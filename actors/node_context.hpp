@@ -93,6 +93,7 @@ using context_ptr = std::shared_ptr<const node_context>;
 inline constexpr const char* shard_host_name = "shards";
 inline constexpr const char* due_poller_name = "due_poller";
 inline constexpr const char* http_name = "http";
+inline constexpr const char* mailer_name = "mailer";
 inline constexpr const char* membership_name = "membership";
 inline constexpr const char* journal_name = "journal";
 /// The send path's journal connection (hand-offs, attempts, outcomes),

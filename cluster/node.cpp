@@ -266,6 +266,12 @@ int run_node(const settings& cfg) {
     caf::scoped_actor self{sys};
     self->wait_for(root);
   }
+  // The mailer is no one's child: it outlives a crash of the delivery actor.
+  if (auto mailer = ctx->dir->get(mailer_name)) {
+    caf::scoped_actor self{sys};
+    self->send_exit(mailer, caf::exit_reason::user_shutdown);
+    self->wait_for(mailer);
+  }
   // Detached actors' threads end only when their last handle is gone.
   ctx->dir->clear();
   log(log_level::info, "node", "stopped");

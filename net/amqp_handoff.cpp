@@ -254,8 +254,11 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
     settle(r, false, requeue);
   };
   auto on_exit = [&](caf::exit_msg& msg) {
-    if (msg.reason)
+    if (msg.reason) {
+      // Ends with the reason it was given, so that a crash reads as one.
+      self->fail_state(msg.reason);
       running = false;
+    }
   };
   // Waits up to `wait` for one message (used while disconnected).
   auto handlers = [&](std::chrono::milliseconds wait) {

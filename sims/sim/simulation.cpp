@@ -286,6 +286,9 @@ void simulation::crash_node(uint32_t i) {
         check_takeover(i, crashed);
     });
   }
+  // The mailer outlives the delivery actor, not the node.
+  if (auto mailer = slot.ctx->dir->get(mailer_name))
+    caf::anon_send_exit(mailer, caf::exit_reason::kill);
   slot.ctx->dir->clear();
   slot.ctx = nullptr;
   // What this incarnation sent and had not journaled as sent is the crash

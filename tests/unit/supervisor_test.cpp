@@ -432,6 +432,74 @@ TEST_CASE("a parent supervisor restarts a child supervisor that gave up",
   CHECK(h.answers(h.latest("x")));
 }
 
+/// A child that takes its time to stop: asked to exit, it reports and
+/// quits only when told `t_halt` (as one that must close a connection first).
+caf::behavior slow_stopper(caf::event_based_actor* self, caf::actor observer,
+                           std::string name) {
+  self->send(observer, up_atom::value, name, caf::actor_cast<caf::actor>(self));
+  self->set_exit_handler([self, observer, name](caf::exit_msg& msg) {
+    if (msg.reason)
+      self->send(observer, gone_atom::value, name + " asked", msg.reason);
+  });
+  return {
+    [self](crash_atom) { self->quit(caf::sec::runtime_error); },
+    [self](halt_atom) { self->quit(caf::exit_reason::user_shutdown); },
+  };
+}
+
+TEST_CASE("a restarted child starts only after its predecessor has gone",
+          "[runtime][supervisor]") {
+  harness h;
+  auto observer = caf::actor_cast<caf::actor>(h.self);
+  auto b_starts = std::make_shared<std::atomic<int>>(0);
+  chime::child_spec b{"b", [observer, b_starts](caf::actor_system& s) {
+                        ++*b_starts;
+                        return s.spawn(slow_stopper, observer, std::string{"b"});
+                      }};
+  auto children = h.workers({"a"});
+  children.push_back(b);
+  h.supervise(with(chime::restart_strategy::one_for_all), children);
+  REQUIRE(h.await([&] { return h.ups.size() == 2; }));
+  auto old_b = h.latest("b");
+  h.self->monitor(old_b);
+  h.self->send(h.latest("a"), crash_atom::value);
+  // b is asked to stop; until it has, neither a nor b starts again.
+  REQUIRE(h.await([&] { return h.gones_of("b asked") == 1; }));
+  CHECK_FALSE(h.await([&] { return h.ups.size() > 2; }, 200ms));
+  CHECK(b_starts->load() == 1);
+  h.self->send(old_b, halt_atom::value);
+  REQUIRE(h.await([&] { return h.down_of(old_b) && h.ups.size() == 4; }));
+  CHECK(h.started("a") == 2);
+  CHECK(b_starts->load() == 2);
+}
+
+TEST_CASE("the supervision board shows each child's restarts and last exit",
+          "[runtime][supervisor]") {
+  harness h;
+  auto opts = with(chime::restart_strategy::one_for_one);
+  opts.board = std::make_shared<chime::supervision_board>();
+  h.supervise(opts, h.workers({"a", "b"}));
+  REQUIRE(h.await([&] { return h.ups.size() == 2; }));
+  auto a = h.latest("a");
+  h.self->monitor(a);
+  h.self->send(a, crash_atom::value);
+  REQUIRE(h.await([&] { return h.ups_of("a") == 2 && h.down_of(a); }));
+  auto entries = opts.board->supervisors();
+  REQUIRE(entries.size() == 1);
+  CHECK(entries[0].name == "test");
+  CHECK(entries[0].strategy == chime::restart_strategy::one_for_one);
+  REQUIRE(entries[0].children.size() == 2);
+  CHECK(entries[0].children[0].name == "a");
+  CHECK(entries[0].children[0].restarts == 1);
+  CHECK(entries[0].children[0].running);
+  CHECK(entries[0].children[0].last_exit_reason.find("runtime_error")
+        != std::string::npos);
+  CHECK(entries[0].children[1].restarts == 0);
+  REQUIRE(opts.board->failures().size() == 1);
+  CHECK(opts.board->failures()[0].subject == "a");
+  CHECK(opts.board->restarts().at("a") == 1);
+}
+
 TEST_CASE("stopping a supervisor stops all its children",
           "[runtime][supervisor]") {
   harness h;

@@ -1,0 +1,93 @@
+#include "actors/mailer_front.hpp"
+
+#include "actors/protocol.hpp"
+
+#include <caf/all.hpp>
+
+#include <deque>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace chime {
+
+namespace {
+
+struct front_state {
+  caf::actor inner;
+  size_t accepted_max = 0;
+  /// Keys in flight, with everyone waiting for their answer.
+  std::unordered_map<std::string,
+                     std::vector<caf::typed_response_promise<send_result>>>
+    in_flight;
+  std::unordered_set<std::string> accepted;
+  std::deque<std::string> accepted_order; ///< oldest first, for eviction
+  static inline const char* name = "chime.mailer_front";
+};
+
+using front_actor = caf::stateful_actor<front_state>;
+
+void remember_accepted(front_state& st, const std::string& key) {
+  if (!st.accepted.insert(key).second)
+    return;
+  st.accepted_order.push_back(key);
+  while (st.accepted_order.size() > st.accepted_max) {
+    st.accepted.erase(st.accepted_order.front());
+    st.accepted_order.pop_front();
+  }
+}
+
+caf::behavior mailer_front(front_actor* self,
+                           std::function<caf::actor(caf::actor_system&)> make_inner,
+                           size_t accepted_max) {
+  auto& st = self->state;
+  st.inner = make_inner(self->system());
+  self->link_to(st.inner);
+  st.accepted_max = accepted_max;
+  return {
+    [=](send_atom a, std::string& email, std::string& message, std::string& key,
+        int64_t timeout_ms) -> caf::result<send_result> {
+      auto& st = self->state;
+      if (st.accepted.count(key) > 0)
+        return send_result{200, -1, {}, false};
+      auto rp = self->make_response_promise<send_result>();
+      auto [i, first] = st.in_flight.try_emplace(key);
+      i->second.push_back(rp);
+      if (!first)
+        return rp;
+      // The inner mailer answers within the time-out; the margin only
+      // bounds a stuck one (its askers time out on their own anyway).
+      self
+        ->request(st.inner, std::chrono::milliseconds{timeout_ms}
+                              + std::chrono::seconds{10},
+                  a, std::move(email), std::move(message), key, timeout_ms)
+        .then(
+          [=](send_result& r) {
+            auto& st = self->state;
+            auto waiters = std::move(st.in_flight[key]);
+            st.in_flight.erase(key);
+            if (r.http_status >= 200 && r.http_status < 300)
+              remember_accepted(st, key);
+            for (auto& w : waiters)
+              w.deliver(r);
+          },
+          [=](caf::error& err) {
+            auto& st = self->state;
+            auto waiters = std::move(st.in_flight[key]);
+            st.in_flight.erase(key);
+            for (auto& w : waiters)
+              w.deliver(err);
+          });
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_mailer_front(
+  caf::actor_system& sys, std::function<caf::actor(caf::actor_system&)> make_inner,
+  size_t accepted_max) {
+  return sys.spawn(mailer_front, std::move(make_inner), accepted_max);
+}
+
+} // namespace chime
