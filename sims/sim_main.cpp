@@ -143,7 +143,8 @@ int main(int argc, char** argv) {
     std::cout << "seed " << opts.seed << "\nusers " << opts.users << "\ndays "
               << opts.days << "\nfaults " << opts.faults << "\nnodes "
               << opts.nodes << "\ncommands " << r.commands << "\nfaults_injected "
-              << r.faults << "\ncrashes " << r.crashes << "\nemail_requests "
+              << r.faults << "\ncrashes " << r.crashes
+              << "\nactor_crashes " << r.actor_crashes << "\nemail_requests "
               << r.requests << "\ndelivered " << r.delivered
               << "\noccurrences_checked " << r.occurrences_checked
               << "\nexpired " << r.expired << "\ntrace_events "

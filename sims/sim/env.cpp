@@ -34,6 +34,7 @@ std::optional<fault_profile> find_profile(std::string_view name) {
   if (name != "default" && name != "harsh")
     return std::nullopt;
   p.node_crashes_per_day = 1;
+  p.actor_crashes_per_day = 2;
   p.journal_outages_per_day = 1;
   p.journal_slow_spells_per_day = 1;
   p.broker_outages_per_day = 1;
@@ -52,6 +53,7 @@ std::optional<fault_profile> find_profile(std::string_view name) {
     p.link_delay = 0.2;
     p.link_delay_max = std::chrono::seconds{5};
     p.node_crashes_per_day = 6;
+    p.actor_crashes_per_day = 8;
     p.journal_outages_per_day = 4;
     p.journal_slow_spells_per_day = 4;
     p.broker_outages_per_day = 4;

@@ -49,6 +49,8 @@ private:
 struct fault_profile {
   std::string name = "none";
   double node_crashes_per_day = 0;
+  /// One actor of a running node fails (its supervisor restarts it).
+  double actor_crashes_per_day = 0;
   millis node_down_max{std::chrono::minutes{10}};
   double journal_outages_per_day = 0;
   millis journal_outage_max{std::chrono::minutes{5}};

@@ -157,6 +157,7 @@ private:
   uint64_t commands_ = 0;
   uint64_t faults_ = 0;
   uint64_t crashes_ = 0;
+  uint64_t actor_crashes_ = 0;
   /// Copies (ledger indices) a crashed incarnation had delivered without
   /// journaling the outcome: each excuses one later copy, the measured
   /// crash window.
@@ -505,6 +506,32 @@ void simulation::plan_faults() {
     auto down = e_.up_to(e_.faults.node_down_max);
     add_fault(e_.now_ms() + down.count(), true);
     schedule(e_.now_ms() + down.count(), [this, i] { start_node(i); });
+  });
+  plan(f.actor_crashes_per_day, [this] {
+    auto i = static_cast<uint32_t>(e_.between(0, opts_.nodes - 1));
+    auto& slot = nodes_[i];
+    if (!slot.root)
+      return;
+    // Every long-lived actor of the node's tree, and one of its shards. Not
+    // the mailer: a send it had in flight is the email service's to know
+    // about, and its retry a possible duplicate (as for a node crash).
+    std::vector<std::string> names{delivery_name,   "consumer",     "dead_consumer",
+                                   dead_letters_name, user_commands_name,
+                                   shard_host_name, due_poller_name, "outbox_sweeper",
+                                   handoff_name,    membership_name, transport_name};
+    names.push_back(shard_name(static_cast<uint32_t>(
+      e_.between(0, slot.ctx->shard_count - 1))));
+    auto name = names[static_cast<size_t>(
+      e_.between(0, static_cast<int64_t>(names.size()) - 1))];
+    auto actor = slot.ctx->dir->get(name);
+    if (!actor)
+      return;
+    ++actor_crashes_;
+    e_.trace.add(e_.now_ms(), "fault.actor_crash", slot.owner + " " + name);
+    caf::anon_send_exit(actor, caf::exit_reason::unhandled_exception);
+    // A restart reloads from the journal and the broker at once; a
+    // membership restart may cost the node its leases for a while.
+    add_fault(e_.now_ms() + 60'000, true);
   });
   plan(f.journal_outages_per_day, [this] {
     e_.journal_down_until_ms = e_.now_ms() + e_.up_to(e_.faults.journal_outage_max).count();
@@ -903,6 +930,7 @@ sim_report simulation::run() {
   r.commands = commands_;
   r.faults = faults_;
   r.crashes = crashes_;
+  r.actor_crashes = actor_crashes_;
   r.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now()
                                               - wall_start)
                   .count();

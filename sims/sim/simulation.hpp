@@ -41,6 +41,7 @@ struct sim_report {
   uint64_t commands = 0;
   uint64_t faults = 0;
   uint64_t crashes = 0;
+  uint64_t actor_crashes = 0; ///< single actors failed (their supervisors restart them)
   double elapsed_s = 0;
 };
 
