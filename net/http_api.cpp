@@ -538,11 +538,13 @@ struct http_api::impl {
   void dashboard_events(httplib::Response& res) {
     {
       std::lock_guard<std::mutex> guard{streams_mtx};
-      if (stopping || streams_open >= opts.dashboard_streams_max)
+      if (stopping || streams_open >= opts.dashboard_streams_max) {
+        res.set_header("Retry-After", "10");
         return reply_problem(res, {503, "Busy",
                                    "too many dashboard streams are open; poll"
                                    " GET /v1/dashboard instead",
                                    {}});
+      }
       ++streams_open;
     }
     res.set_header("Cache-Control", "no-cache");

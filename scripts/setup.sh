@@ -11,6 +11,7 @@ packages=(
   postgresql-15 postgresql-client-15 rabbitmq-server python3 python3-jsonschema
   clang-14 libclang-rt-14-dev llvm-14 libjemalloc-dev
   redis-server wrk
+  nodejs chromium
 )
 
 missing=()
@@ -29,6 +30,19 @@ if ((${#missing[@]})); then
   $sudo_cmd chmod +x /usr/sbin/policy-rc.d
   $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
   $sudo_cmd rm -f /usr/sbin/policy-rc.d
+fi
+# npm comes with some Node.js packages (NodeSource's) and apart with Debian's.
+if ! command -v npm >/dev/null; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends npm
+fi
+# The dashboard's browser test drives Debian's Chromium with playwright-core,
+# pinned by its lock file; it never downloads a browser.
+browser=$here/tests/browser
+if [ ! -f "$browser/node_modules/.package-lock.json" ] \
+  || [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then
+  (cd "$browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 build_type=${CHIME_BUILD_TYPE:-RelWithDebInfo}

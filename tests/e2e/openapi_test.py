@@ -39,6 +39,10 @@ ROUTES = {
     "/v1/cluster": {"get"},
     "/v1/cluster:leave": {"post"},
     "/v1/cluster:join": {"post"},
+    "/v1/supervision": {"get"},
+    "/v1/dashboard": {"get"},
+    "/v1/dashboard/events": {"get"},
+    "/dashboard": {"get"},
 }
 OPERATION_KEYS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 # Statuses only a fault provokes (a handler throwing, the journal or a
@@ -169,7 +173,7 @@ def wrong_methods_are_405_with_allow(api, node):
             allow = {m.strip().lower() for m in headers["Allow"].split(",")}
             assert allow == methods, f"{what}: Allow {headers['Allow']}, documented {sorted(methods)}"
     not_found = api.resolve({"$ref": "#/components/responses/NotFound"})
-    for path in ("/v1/users:export", "/dashboard", "/v2/users"):
+    for path in ("/v1/users:export", "/v1/dashboards", "/v2/users"):
         status, headers, text = node.exchange("GET", path, headers={})
         assert status == 404, f"GET {path} (not served) -> {status}"
         api.check_answer(not_found, headers, text, f"GET {path}")
@@ -296,6 +300,14 @@ def operations(api, node):
     _, cluster = api.call(node, "GET", "/v1/cluster", expect=200)
     assert [m["name"] for m in cluster["members"]] == [cluster["self"]], cluster
 
+    _, tree = api.call(node, "GET", "/v1/supervision", expect=200)
+    assert tree["root"]["name"] == "node" and tree["root"]["children"], tree
+    _, snapshot = api.call(node, "GET", "/v1/dashboard", expect=200)
+    assert snapshot["node"] == tree["node"], snapshot
+    _, page = api.call(node, "GET", "/dashboard", expect=200)
+    assert "<title>Chime" in page, page[:200]
+    first_event(api, node)
+
     join = "/v1/cluster:join"
     seed = f"127.0.0.1:{free_port()}"
     for raw, field in ((b'{"seed": ', None), (b'{"seed": "nowhere"}', "seed"),
@@ -309,6 +321,33 @@ def operations(api, node):
     api.call(node, "POST", join, body={"seed": seed}, expect=202)
     api.call(node, "POST", "/v1/cluster:leave", headers={}, expect=401)
     api.call(node, "POST", "/v1/cluster:leave", expect=202)
+
+
+def first_event(api, node):
+    """GET /v1/dashboard/events never ends: its headers and first event are
+    read, checked, and the stream closed."""
+    import http.client
+    template = "/v1/dashboard/events"
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    try:
+        conn.request("GET", template)
+        response = conn.getresponse()
+        assert response.status == 200, response.status
+        op = api.doc["paths"][template]["get"]
+        data = b""
+        while b"\n\n" not in data:
+            chunk = response.read1(65536)
+            assert chunk, "the stream ended before its first event"
+            data += chunk
+        line = data.split(b"\n\n")[0].decode()
+        assert line.startswith("data: "), line[:200]
+        api.check_answer(op["responses"]["200"], dict(response.getheaders()), line,
+                         f"GET {template} -> 200")
+        api.validate(api.resolve({"$ref": "#/components/schemas/DashboardSnapshot"}),
+                     json.loads(line[len("data: "):]), f"GET {template}, first event")
+    finally:
+        conn.close()
+    api.seen.setdefault((template, "get"), set()).add("200")
 
 
 def not_ready(api, workdir, db, email, cleanup):
