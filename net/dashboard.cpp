@@ -49,8 +49,9 @@ json supervision(const node_context& ctx) {
   std::map<std::string, supervisor_entry> all;
   for (auto& e : ctx.supervision->supervisors())
     all.emplace(e.name, e);
-  json root{{"name", "node"}, {"kind", "supervisor"}, {"running", true},
-            {"restarts", 0}};
+  json root{{"name", "node"},         {"kind", "supervisor"},
+            {"running", true},          {"restarts", 0},
+            {"last_exit_reason", nullptr}, {"last_exit_at", nullptr}};
   if (auto i = all.find("node"); i != all.end())
     root.update(supervisor_json(all, i->second, 0));
   uint64_t restarts = 0;

@@ -361,6 +361,45 @@ def measure_idle(n, node, http_port, ready_s, rss):
     return result
 
 
+class DashboardStream(threading.Thread):
+    """An open dashboard page's event stream (GET /v1/dashboard/events):
+    read, and its events counted, until stopped."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.events, self.sock = port, 0, None
+
+    def run(self):
+        try:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            self.sock.sendall(b"GET /v1/dashboard/events HTTP/1.1\r\nHost: bench\r\n\r\n")
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return
+                self.events += data.count(b"data: ")
+        except OSError:
+            return
+
+    def stop(self):
+        if self.sock:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.join(5)
+
+
+def snapshot_cpu_us(pid, port, n=500):
+    """The node's CPU per dashboard snapshot: n snapshots asked for back to
+    back on one idle node, its CPU ticks before and after."""
+    before = cpu_ticks(pid)
+    for _ in range(n):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/dashboard", timeout=5).read()
+    ticks = cpu_ticks(pid) - before
+    return round(ticks / os.sysconf("SC_CLK_TCK") * 1e6 / n, 1)
+
+
 def percentile(sorted_values, q):
     if not sorted_values:
         return None
@@ -381,6 +420,9 @@ def main():
                     help="no burst: the users' birthdays spread over a year; measure"
                          " start-up, RSS and the cost of a /metrics scrape, a user list"
                          " page and a user read at this number of users")
+    ap.add_argument("--dashboard", action="store_true",
+                    help="keep a dashboard event stream open through the burst (as an open"
+                         " /dashboard page does) and measure a snapshot's CPU cost")
     ap.add_argument("--keep", action="store_true",
                     help="keep the working folder (logs, ledger) and the database after a success")
     args = ap.parse_args()
@@ -483,6 +525,10 @@ def main():
             print(json.dumps(measure_idle(n, node, http_port, ready_s, rss)), flush=True)
             ok = True
             return
+        stream = DashboardStream(http_port) if args.dashboard else None
+        if stream:
+            stream.start()
+            cleanup.append(("close the dashboard stream", stream.stop))
         # CPU is counted from the due instant (or readiness, if later) on.
         if time.time() < due_real:
             time.sleep(due_real - time.time())
@@ -520,6 +566,12 @@ def main():
         time.sleep(1)  # a late duplicate would show up here
         rss.stop()
         peak_hwm_kb = max(rss.hwm_kb, proc_status_kb(node.pid, "VmHWM") or 0)
+
+        dashboard = {}
+        if stream:
+            stream.stop()
+            dashboard = {"dashboard_events_during_burst": stream.events,
+                         "dashboard_snapshot_cpu_us": snapshot_cpu_us(node.pid, http_port)}
 
         # 4. The figures.
         entries = ledger.entries()
@@ -560,6 +612,7 @@ def main():
             "node_ready_s": round(ready_s, 2),
             "load_users_per_s": round(n / load_s),
             "cpu_during_burst": cpu_used,
+            **dashboard,
         }
         print()
         print(f"users                   {n}  (concurrency {args.concurrency},"
@@ -577,6 +630,14 @@ def main():
         print(f"node ready after        {ready_s:.2f}s")
         print("CPU during the burst    " + ", ".join(
             f"{k} {v['cpu_s']}s ({v['cores']} cores)" for k, v in cpu_used.items()))
+        if dashboard:
+            node_cpu_s = cpu_used.get("chime", {}).get("cpu_s", 0)
+            share = dashboard["dashboard_snapshot_cpu_us"] * dashboard["dashboard_events_during_burst"] \
+                / 1e6 / max(node_cpu_s, 1e-9)
+            result["dashboard_cpu_share_of_node"] = round(share, 5)
+            print(f"dashboard               {dashboard['dashboard_events_during_burst']} events during the"
+                  f" burst, {dashboard['dashboard_snapshot_cpu_us']:.0f} us of node CPU each:"
+                  f" {share:.3%} of the node's CPU in the burst")
         print(json.dumps(result), flush=True)
         ok = True
     finally:

@@ -919,9 +919,15 @@ sim_report simulation::run() {
   check(r);
   if (auto errors = error_log_count() - errors_before; errors > 0)
     violation(r, std::to_string(errors) + " error lines logged");
-  for (auto& slot : nodes_)
+  for (auto& slot : nodes_) {
     if (slot.root)
       caf::anon_send_exit(slot.root, caf::exit_reason::kill);
+    if (!slot.ctx)
+      continue;
+    if (auto mailer = slot.ctx->dir->get(mailer_name))
+      caf::anon_send_exit(mailer, caf::exit_reason::kill);
+    slot.ctx->dir->clear();
+  }
   for (auto& h : {journal_, broker_, email_, client_})
     caf::anon_send_exit(h, caf::exit_reason::kill);
   sched_.run();

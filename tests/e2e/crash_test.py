@@ -3,7 +3,8 @@ burst, one actor of every long-lived kind is made to fail through the test
 hook (POST /v1/admin/crash, served with --test-hooks 1), one after another
 as the burst goes on. Every message still reaches the email service exactly
 once, and each failure shows as a restart of that actor in
-GET /v1/supervision and in chime_actor_restarts_total."""
+GET /v1/supervision and in chime_actor_restarts_total. Then one actor is made
+to fail past the root's restart limit, and the node exits 1."""
 
 from harness import FakeEmail, Node, http, run, user_fields, wait_until
 
@@ -76,6 +77,29 @@ def every_kind_fails_mid_burst_and_nothing_is_lost_or_doubled(workdir, db, clean
     assert {f["subject"] for f in tree["failures"] if f["kind"] == "actor"} >= {n for n, _ in crashed}
     print(f"{USERS} messages, each once, with {len(crashed)} actors crashed mid-burst "
           f"(sent when each failed: {', '.join(f'{n}@{s}' for n, s in crashed)})")
+
+    # Past the root's restart limit (5 within 10 s, the defaults) the node
+    # gives up: it exits non-zero, and says why, instead of looping.
+    def gone_or_restarted(before):
+        if node.proc.poll() is not None:
+            return True
+        try:
+            return tree_restarts(node)[0]["handoff"] > before
+        except OSError:
+            return False  # the node is going: the next check sees it gone
+    for _ in range(8):
+        if node.proc.poll() is not None:
+            break
+        before = tree_restarts(node)[0]["handoff"]
+        try:
+            node.api("POST", "/v1/admin/crash", {"actor": "handoff"}, timeout=5)
+        except OSError:
+            break
+        wait_until("the publisher restarted, or the node gone", lambda: gone_or_restarted(before), 10, 0.02)
+    code = node.proc.wait(30)
+    assert code == 1, f"the node exited with {code} past its restart limit"
+    assert "supervision tree gave up" in node.log_text()
+    assert "restart intensity exceeded" in node.log_text()
 
 
 def http_up(node):
