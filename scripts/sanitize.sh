@@ -3,7 +3,7 @@
 # whole suite): builds build-asan with clang 14, AddressSanitizer and
 # UndefinedBehaviorSanitizer on every target plus the libFuzzer targets, runs
 # the unit, pg and sim tests in it and replays each fuzz corpus, then fuzzes
-# each target for CHIME_FUZZ_S (20) seconds. Any sanitizer report, crash or
+# each target for CHIME_FUZZ_S (10) seconds. Any sanitizer report, crash or
 # broken fuzz property fails the run.
 #
 # Needs the services scripts/test.sh starts and the CHIME_TEST_* variables it
@@ -13,7 +13,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$here/build-asan
-fuzz_s=${CHIME_FUZZ_S:-20}
+fuzz_s=${CHIME_FUZZ_S:-10}
 fuzzers=(user_json settings delivery_message cluster_messages)
 stage_start=$SECONDS
 

@@ -15,9 +15,8 @@ export CHIME_DATA_DIR=${CHIME_TEST_DATA_DIR:-$here/.data/test}
 export CHIME_PG_PORT=${CHIME_TEST_PG_PORT:-25442}
 export CHIME_FAKE_EMAIL_PORT=${CHIME_TEST_FAKE_EMAIL_PORT:-18025}
 export CHIME_AMQP_PORT=${CHIME_TEST_AMQP_PORT:-25682}
-# A strict broker: a delivery held unacked for 40 s closes its channel
-# (twice the node's hold_max; RabbitMQ's own default is 30 minutes).
-export CHIME_AMQP_CONSUMER_TIMEOUT_MS=40000
+# A strict broker: a delivery held unacked for a minute closes its channel.
+export CHIME_AMQP_CONSUMER_TIMEOUT_MS=60000
 # Every run starts from empty services and removes them afterwards.
 "$here/scripts/services.sh" destroy
 trap '"$here/scripts/services.sh" destroy' EXIT

@@ -20,7 +20,8 @@ constexpr const char* usage = R"(usage: chime-sim [flags]
   --soak-s N        runs seeds from --seed on until N seconds have passed
   --users N         users at the start (default 1000)
   --days N          simulated days (default 30)
-  --faults P        none | default | harsh (default: default)
+  --faults P        none | default | harsh | actors (default: default;
+                    actors: the default faults and single actors failing)
   --nodes N         nodes sharing the journal and broker (default 1)
   --traffic F       creates, updates and deletes per user per day (default 0.004)
   --rate N          email requests per second, cluster-wide (default 50)

@@ -31,10 +31,9 @@ std::optional<fault_profile> find_profile(std::string_view name) {
   p.name = std::string{name};
   if (name == "none")
     return p;
-  if (name != "default" && name != "harsh")
+  if (name != "default" && name != "harsh" && name != "actors")
     return std::nullopt;
   p.node_crashes_per_day = 1;
-  p.actor_crashes_per_day = 2;
   p.journal_outages_per_day = 1;
   p.journal_slow_spells_per_day = 1;
   p.broker_outages_per_day = 1;
@@ -48,12 +47,15 @@ std::optional<fault_profile> find_profile(std::string_view name) {
   p.email_day_outages_per_day = 1.0 / 30;
   p.link_loss = 0.01;
   p.link_delay = 0.05;
+  // The default faults, and single actors failing four times a day (their
+  // supervisors restart them).
+  if (name == "actors")
+    p.actor_crashes_per_day = 4;
   if (name == "harsh") {
     p.link_loss = 0.05;
     p.link_delay = 0.2;
     p.link_delay_max = std::chrono::seconds{5};
     p.node_crashes_per_day = 6;
-    p.actor_crashes_per_day = 8;
     p.journal_outages_per_day = 4;
     p.journal_slow_spells_per_day = 4;
     p.broker_outages_per_day = 4;

@@ -507,6 +507,7 @@ void simulation::plan_faults() {
     add_fault(e_.now_ms() + down.count(), true);
     schedule(e_.now_ms() + down.count(), [this, i] { start_node(i); });
   });
+  if (f.actor_crashes_per_day > 0) // else the other faults' draws stay as they were
   plan(f.actor_crashes_per_day, [this] {
     auto i = static_cast<uint32_t>(e_.between(0, opts_.nodes - 1));
     auto& slot = nodes_[i];
