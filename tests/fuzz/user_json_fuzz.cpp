@@ -62,7 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       !updated.error)
     check_get_put_round_trip(updated.user);
   auto seed = parse_seed(text);
-  CHIME_FUZZ_CHECK(seed.error || !seed.seed.empty());
+  CHIME_FUZZ_CHECK(seed.error || !seed.value.empty());
   // A cursor is a user id; a delivery key starts with one.
   if (is_delivery_key(text))
     CHIME_FUZZ_CHECK(is_user_id(text.substr(0, 36)));
