@@ -354,9 +354,6 @@ caf::behavior shard_host(host_actor* self, context_ptr ctx) {
   entry.name = shard_host_name;
   entry.restart_max = c.restart_max;
   entry.restart_window_ms = c.restart_window.count();
-  for (auto& old : c.supervision->supervisors())
-    if (old.name == entry.name)
-      entry.children = old.children; // a restarted host keeps the history
   c.supervision->put(std::move(entry));
   for (auto id : self->state.ctx->shards_here())
     host_start(self, id);

@@ -2,6 +2,8 @@
 
 #include "runtime/metrics.hpp"
 
+#include <algorithm>
+
 namespace chime {
 
 namespace {
@@ -25,6 +27,16 @@ const char* to_string(restart_strategy s) {
 
 void supervision_board::put(supervisor_entry e) {
   std::lock_guard<std::mutex> guard{mtx_};
+  // A restarted supervisor keeps its children's history.
+  if (auto old = entries_.find(e.name); old != entries_.end())
+    for (auto& was : old->second.children) {
+      auto now = std::find_if(e.children.begin(), e.children.end(),
+                              [&](const supervised_child& c) { return c.name == was.name; });
+      if (now == e.children.end())
+        e.children.push_back(was); // a dynamic group's (the shards')
+      else
+        *now = was;
+    }
   auto name = e.name;
   entries_[name] = std::move(e);
 }

@@ -55,7 +55,8 @@ class supervision_board {
 public:
   static constexpr size_t failures_max = 50;
 
-  /// Adds or replaces the entry of `e.name`.
+  /// Adds or replaces the entry of `e.name`, keeping the history (restarts,
+  /// last exit) of the children it had before.
   void put(supervisor_entry e);
 
   /// The child `child` of supervisor `sup` started (running) or stopped.

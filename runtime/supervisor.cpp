@@ -58,12 +58,6 @@ void report_entry(supervisor_actor* self) {
   for (auto& slot : st.children)
     e.children.push_back(
       supervised_child{slot.spec.name, slot.spec.supervisor, false, 0, {}, 0});
-  // A restarted supervisor keeps its children's history.
-  for (auto& old : st.opts.board->supervisors())
-    if (old.name == e.name)
-      for (size_t i = 0; i < e.children.size() && i < old.children.size(); ++i)
-        if (old.children[i].name == e.children[i].name)
-          e.children[i] = old.children[i];
   st.opts.board->put(std::move(e));
 }
 
