@@ -403,8 +403,8 @@ void watch_peers(membership_actor* self) {
       .then(
         [=](caf::actor& gateway) {
           auto& st = self->state;
-          self->monitor(gateway);
-          st.peer_of[gateway.address()] = name;
+          if (st.peer_of.emplace(gateway.address(), name).second)
+            self->monitor(gateway);
           // The handles are given only to a member that proves the secret
           // against the peer's nonce.
           self->request(gateway, std::chrono::seconds{5}, hello_atom::value,
@@ -419,9 +419,20 @@ void watch_peers(membership_actor* self) {
                             caf::get_atom::value, st.opts.name, nonce, mac)
                   .then(
                     [=](caf::actor& users, caf::actor& delivery) {
-                      auto& view = self->state.view();
-                      view.set_peer(name, user_commands_name, users);
-                      view.set_peer(name, delivery_name, delivery);
+                      auto& st = self->state;
+                      if (!users || !delivery) {
+                        // The peer is restarting one of them: ask again at
+                        // the next round.
+                        st.watching.erase(name);
+                        return;
+                      }
+                      // A peer's actor restarted by its supervisor is a new
+                      // actor: watched, so that its successor is asked for.
+                      for (auto& handle : {users, delivery})
+                        if (st.peer_of.emplace(handle.address(), name).second)
+                          self->monitor(handle);
+                      st.view().set_peer(name, user_commands_name, users);
+                      st.view().set_peer(name, delivery_name, delivery);
                     },
                     forget);
               },

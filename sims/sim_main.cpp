@@ -145,7 +145,8 @@ int main(int argc, char** argv) {
               << opts.days << "\nfaults " << opts.faults << "\nnodes "
               << opts.nodes << "\ncommands " << r.commands << "\nfaults_injected "
               << r.faults << "\ncrashes " << r.crashes
-              << "\nactor_crashes " << r.actor_crashes << "\nemail_requests "
+              << "\nactor_crashes " << r.actor_crashes << "\ngive_ups "
+              << r.give_ups << "\nemail_requests "
               << r.requests << "\ndelivered " << r.delivered
               << "\noccurrences_checked " << r.occurrences_checked
               << "\nexpired " << r.expired << "\ntrace_events "
@@ -178,7 +179,8 @@ int main(int argc, char** argv) {
               << " violations " << r.violations << " duplicates_in_crash_window "
               << r.duplicates_in_crash_window << " duplicates_in_fence_window "
               << r.duplicates_in_fence_window << " duplicates_ambiguous "
-              << r.duplicates_ambiguous << " delivered " << r.delivered
+              << r.duplicates_ambiguous << " give_ups " << r.give_ups
+              << " delivered " << r.delivered
               << " checked " << r.occurrences_checked << "\n";
     if (r.violations > 0) {
       ++failed;

@@ -52,6 +52,7 @@ std::optional<fault_profile> find_profile(std::string_view name) {
   if (name == "actors")
     p.actor_crashes_per_day = 4;
   if (name == "harsh") {
+    p.actor_crashes_per_day = 4; // on top of everything below
     p.link_loss = 0.05;
     p.link_delay = 0.2;
     p.link_delay_max = std::chrono::seconds{5};

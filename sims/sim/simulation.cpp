@@ -158,6 +158,7 @@ private:
   uint64_t faults_ = 0;
   uint64_t crashes_ = 0;
   uint64_t actor_crashes_ = 0;
+  uint64_t give_ups_ = 0;
   /// Copies (ledger indices) a crashed incarnation had delivered without
   /// journaling the outcome: each excuses one later copy, the measured
   /// crash window.
@@ -262,6 +263,20 @@ void simulation::start_node(uint32_t i) {
   auto sopts = group_options(*ctx, restart_strategy::one_for_one);
   slot.root = spawn_supervisor(sys_, "node", sopts, std::move(children));
   slot.ctx = std::move(ctx);
+  // A root that exits while its slot still holds it gave up (crash_node
+  // lets go of the root before killing it).
+  slot.root->attach_functor([this, i, incarnation = slot.incarnation] {
+    schedule(e_.now_ms(), [this, i, incarnation] {
+      auto& slot = nodes_[i];
+      if (slot.incarnation != incarnation || !slot.root)
+        return;
+      ++give_ups_;
+      e_.trace.add(e_.now_ms(), "node.gave_up", slot.owner);
+      crash_node(i);
+      add_fault(e_.now_ms() + 60'000, true);
+      schedule(e_.now_ms() + 60'000, [this, i] { start_node(i); });
+    });
+  });
   e_.trace.add(e_.now_ms(), "node.start", slot.owner);
 }
 
@@ -923,6 +938,10 @@ sim_report simulation::run() {
   for (auto& slot : nodes_) {
     if (slot.root)
       caf::anon_send_exit(slot.root, caf::exit_reason::kill);
+    // A node's own journal in a cluster (else the actor system waits for it
+    // forever, once a message in flight holds it).
+    if (slot.journal)
+      caf::anon_send_exit(slot.journal, caf::exit_reason::kill);
     if (!slot.ctx)
       continue;
     if (auto mailer = slot.ctx->dir->get(mailer_name))
@@ -938,6 +957,7 @@ sim_report simulation::run() {
   r.faults = faults_;
   r.crashes = crashes_;
   r.actor_crashes = actor_crashes_;
+  r.give_ups = give_ups_;
   r.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now()
                                               - wall_start)
                   .count();

@@ -42,6 +42,9 @@ struct sim_report {
   uint64_t faults = 0;
   uint64_t crashes = 0;
   uint64_t actor_crashes = 0; ///< single actors failed (their supervisors restart them)
+  /// Node roots that exited on their own (past --restart-max); each node is
+  /// then restarted as after a crash, as its service manager would.
+  uint64_t give_ups = 0;
   double elapsed_s = 0;
 };
 

@@ -27,9 +27,11 @@ ACTORS_SET = ["--seeds", "401..430", "--users", "300", "--days", "14",
               "--faults", "actors"]
 # Three nodes with the real membership, leases and fencing: node crashes,
 # partitions (node to node, node to database), pauses past the lease,
-# graceful leaves and joins; every user's dates fall inside the run.
+# graceful leaves and joins, single actors crashed (a peer's restarted
+# delivery actor is a new actor to forward to); every user's dates fall
+# inside the run.
 CLUSTER_SET = ["--seeds", "301..400", "--users", "300", "--days", "3",
-               "--faults", "default", "--nodes", "3"]
+               "--faults", "actors", "--nodes", "3"]
 
 
 def run(*args):
