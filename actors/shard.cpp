@@ -406,7 +406,10 @@ void load_page(poller_actor* self) {
   // reading, rather than reading the same rows for a few slots at a time.
   auto worthwhile = std::min<int64_t>(due_page_max,
                                       std::max<int64_t>(1, st.ctx->resident_users_max / 10));
-  if (room < worthwhile) {
+  // No journal yet: the node is starting, its journals beside this poller.
+  // Either way the page is read shortly, not at the next poll a minute on.
+  auto journal = st.ctx->dir->get(journal_name);
+  if (room < worthwhile || !journal) {
     self->delayed_send(self, std::chrono::milliseconds{100}, tick_atom::value,
                        false);
     st.loading = true; // the tick above is the next load
@@ -417,7 +420,7 @@ void load_page(poller_actor* self) {
   st.loading = true;
   auto pass = st.pass;
   self
-    ->request(st.ctx->dir->get(journal_name), journal_timeout,
+    ->request(journal, journal_timeout,
               load_due_atom::value, until, st.ctx->shards_here(),
               st.after_due_ms, st.after_user, limit)
     .then(

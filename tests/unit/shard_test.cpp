@@ -170,5 +170,30 @@ TEST_CASE("a shard fires many users due at one instant, each once",
   CHECK(fx.residents() == 0);
 }
 
+TEST_CASE("the due poller reads its first page once the journal starts, not a "
+          "poll later",
+          "[unit][shard]") {
+  // A node's journals start beside the poller, so its first tick may find
+  // none: the users due in the first minute must not wait for the next poll.
+  coordinator_fixture fx{from_ms(1'800'000'000'000)};
+  fx.ctx->dir = std::make_shared<directory>();
+  fx.ctx->owned_shards = {0, 1, 2};
+  auto poller = spawn_due_poller(fx.sys, fx.ctx);
+  fx.sched.run();
+  auto loads = std::make_shared<int>(0);
+  fx.ctx->dir->put(journal_name,
+                   fx.sys.spawn([loads](caf::event_based_actor*) -> caf::behavior {
+                     return {[loads](load_due_atom, int64_t, std::vector<uint32_t>&,
+                                     int64_t, std::string&, uint32_t) {
+                       ++*loads;
+                       return due_page{};
+                     }};
+                   }));
+  fx.advance(200ms);
+  CHECK(*loads == 1);
+  caf::anon_send_exit(poller, caf::exit_reason::user_shutdown);
+  fx.sched.run();
+}
+
 } // namespace
 } // namespace chime
