@@ -311,7 +311,9 @@ class Cluster:
 
     def converged(self, nodes=None):
         """The shard map every given node reports, when all agree that every
-        shard is owned by one of them (all up)."""
+        shard is owned by one of them (all up) and each of them owns some: a
+        node just up owns none until the others give it its share, and the
+        shards in that hand-over answer 503 for a moment."""
         nodes = nodes or self.nodes
         names = {f"n{self.nodes.index(n) + 1}" for n in nodes}
         maps = []
@@ -322,7 +324,8 @@ class Cluster:
                 return None
             up = {m["name"] for m in c["members"] if m["state"] == "up"}
             owners = [s["owner"] for s in c["shards"]]
-            if up != names or any(o not in names for o in owners):
+            if up != names or any(o not in names for o in owners) \
+                    or any(n not in owners for n in names):
                 return None
             maps.append([(s["owner"], s["epoch"]) for s in c["shards"]])
         return maps[0] if all(m == maps[0] for m in maps) else None
