@@ -134,9 +134,25 @@ caf::actor journal_of(delivery_actor* self, const delivery_record& d) {
   return ctx.dir->get(send_journal_of(d.user_id, ctx.shard_count));
 }
 
-void settle(job& j, bool dead) {
+void settle(delivery_actor* self, job& j, bool dead) {
   if (j.forwarded) {
     j.forwarded->deliver(std::string{dead ? verdict_dead : verdict_ack});
+  } else if (j.from && dead && j.from->is_part()) {
+    // The broker dead-letters whole messages: this part goes on its own.
+    // Should the broker be away, the journal still says dead; only the
+    // operators' copy is missing.
+    auto from = *j.from;
+    auto key = j.d.key;
+    self
+      ->request(self->state.ctx->dir->get(handoff_name), journal_timeout,
+                dead_letter_atom::value, j.d)
+      .then([from](caf::ok_atom) { caf::anon_send(from.consumer, ack_atom::value, from); },
+            [from, key](caf::error&) {
+              log(log_level::warn, "delivery",
+                  "dead letter not copied to the dead-letter queue",
+                  {{"key", key}});
+              caf::anon_send(from.consumer, ack_atom::value, from);
+            });
   } else if (j.from) {
     if (dead)
       caf::anon_send(j.from->consumer, nack_atom::value, *j.from, false);
@@ -151,7 +167,7 @@ void finish(delivery_actor* self, job& j, bool retrying) {
   auto& st = self->state;
   if (!retrying) {
     st.active.erase(j.d.key);
-    settle(j, j.d.status == "dead");
+    settle(self, j, j.d.status == "dead");
   }
   CHIME_ASSERT(st.in_flight > 0 && st.in_flight_by_user[j.d.user_id] > 0,
                "a delivery finished that was not in flight");
@@ -238,7 +254,7 @@ void route(delivery_actor* self, job j, bool later) {
         if (verdict == verdict_reroute)
           route(self, std::move(fwd), true);
         else
-          settle(fwd, verdict == verdict_dead);
+          settle(self, fwd, verdict == verdict_dead);
       },
       [=](caf::error&) {
         auto& st = self->state;
@@ -355,7 +371,7 @@ void retry_later(delivery_actor* self, job j, millis delay,
       .then(
         [=](caf::ok_atom) mutable {
           self->state.active.erase(j.d.key);
-          settle(j, false);
+          settle(self, j, false);
           self->state.retries_handed_back->add();
         },
         [=](caf::error&) mutable {
@@ -678,7 +694,7 @@ void accept(delivery_actor* self, job j) {
   if (!st.active.insert(j.d.key).second) {
     // Already queued, in flight or backing off here: this copy (a republish
     // or a redelivery) adds nothing.
-    settle(j, false);
+    settle(self, j, false);
     return;
   }
   enqueue(st, std::move(j));

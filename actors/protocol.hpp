@@ -43,6 +43,7 @@ using submit_atom = caf::atom_constant<caf::atom("submit")>; // handoff seam: (d
 using pending_atom = caf::atom_constant<caf::atom("pending")>; // handoff: () -> int64_t, when the oldest delivery not yet marked handed off was taken (Chime ms; INT64_MAX: none)
 using send_atom = caf::atom_constant<caf::atom("send")>;     // mailer seam: (email, message, key, timeout_ms) -> send_result
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
+using dead_letter_atom = caf::atom_constant<caf::atom("deadletter")>; // handoff: (delivery_record) -> ok once the dead-letter queue has it
 using upsert_atom = caf::atom_constant<caf::atom("upsert")>; // shard: (user_view)
 using evict_atom = caf::atom_constant<caf::atom("evict")>;   // shard: (user id)
 using drain_atom = caf::atom_constant<caf::atom("drain")>;   // delivery: (user id) -> ok once idle; (shards) -> ok once none in flight
@@ -245,15 +246,25 @@ typename Inspector::result_type inspect(Inspector& f, delivery_outcome& x) {
 /// Identifies one consumed broker message, so that it can be acked later.
 /// Tags are per connection: `connection` tells a stale receipt (from before
 /// a reconnect, whose message the broker redelivers anyway) from a live one.
+/// A message carrying a bundle (`parts` > 1) is acked once each of its
+/// deliveries is; one of them that goes dead is dead-lettered on its own
+/// (`dead_letter_atom` to the handoff) before its part is acked, since the
+/// broker can dead-letter only whole messages.
 struct receipt {
   uint64_t tag = 0;
   uint64_t connection = 0;
   caf::actor consumer;
+  uint32_t parts = 1;
+
+  bool is_part() const {
+    return parts > 1;
+  }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, receipt& x) {
-  return f(caf::meta::type_name("receipt"), x.tag, x.connection, x.consumer);
+  return f(caf::meta::type_name("receipt"), x.tag, x.connection, x.consumer,
+           x.parts);
 }
 
 /// The email service's answer to one request.

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 
 namespace chime {
 
@@ -70,13 +71,42 @@ std::unique_ptr<amqp_connection> connect(const amqp_options& opts,
 // -- publisher --------------------------------------------------------------------
 
 /// A delivery to publish: a hand-off into the main queue, or a retry into
-/// the retry queue of its delay, whose sender waits for the confirm.
+/// the retry queue of its delay or a dead letter into the dead-letter queue,
+/// whose sender waits for the confirm.
 struct outgoing {
   delivery_record d;
   std::string queue;
-  std::optional<caf::response_promise> retry;
+  std::optional<caf::response_promise> waiter;
   int64_t taken_ms = 0; ///< a hand-off: when it was taken (Chime time)
 };
+
+/// The first `n` buffered deliveries as broker messages: consecutive
+/// hand-offs share bundles of at most `bundle_max`; a retry or dead letter
+/// travels alone, since its sender waits for it.
+std::vector<amqp_outgoing> to_messages(const std::vector<outgoing>& buffer,
+                                       size_t n, uint32_t bundle_max) {
+  std::vector<amqp_outgoing> messages;
+  std::vector<delivery_record> bundle;
+  const std::string* bundle_queue = nullptr;
+  auto close_bundle = [&] {
+    if (!bundle.empty())
+      messages.push_back({*bundle_queue, to_message_body(bundle)});
+    bundle.clear();
+  };
+  for (size_t i = 0; i < n; ++i) {
+    auto& o = buffer[i];
+    if (o.waiter) {
+      messages.push_back({o.queue, to_message_body(o.d)});
+      continue;
+    }
+    if (!bundle.empty() && (bundle.size() >= bundle_max || *bundle_queue != o.queue))
+      close_bundle();
+    bundle_queue = &o.queue;
+    bundle.push_back(o.d);
+  }
+  close_bundle();
+  return messages;
+}
 
 struct publisher_state {
   context_ptr ctx;
@@ -104,21 +134,21 @@ void schedule_flush(publisher_actor* self, std::chrono::milliseconds delay) {
     self->delayed_send(self, delay, flush_atom::value);
 }
 
-/// Answers the retries among the first `n` buffered messages and drops
+/// Answers the retries and dead letters among the first `n` buffered messages and drops
 /// them from the buffer. Unconfirmed retries are not tried again here: their
 /// senders still hold the broker messages and wait in memory instead.
-void answer_retries(publisher_state& st, size_t n, bool confirmed) {
+void answer_waiters(publisher_state& st, size_t n, bool confirmed) {
   auto first = st.buffer.begin();
   auto last = first + static_cast<long>(n);
   for (auto i = first; i != last; ++i) {
-    if (!i->retry)
+    if (!i->waiter)
       continue;
     if (confirmed)
-      i->retry->deliver(caf::ok_atom::value);
+      i->waiter->deliver(caf::ok_atom::value);
     else
-      i->retry->deliver(caf::make_error(caf::sec::request_timeout));
+      i->waiter->deliver(caf::make_error(caf::sec::request_timeout));
   }
-  auto kept = std::remove_if(first, last, [](auto& o) { return o.retry.has_value(); });
+  auto kept = std::remove_if(first, last, [](auto& o) { return o.waiter.has_value(); });
   st.buffer.erase(kept, last);
 }
 
@@ -128,15 +158,13 @@ void publish(publisher_actor* self) {
   if (st.buffer.empty())
     return;
   if (!st.conn && !(st.conn = connect(st.opts, "publisher", st.backoff))) {
-    answer_retries(st, st.buffer.size(), false);
+    answer_waiters(st, st.buffer.size(), false);
     if (!st.buffer.empty())
       schedule_flush(self, st.backoff.delay);
     return;
   }
   auto n = std::min<size_t>(st.buffer.size(), st.opts.publish_batch_max);
-  std::vector<amqp_outgoing> messages;
-  for (size_t i = 0; i < n; ++i)
-    messages.push_back({st.buffer[i].queue, to_message_body(st.buffer[i].d)});
+  auto messages = to_messages(st.buffer, n, st.opts.bundle_max);
   bool confirmed = false;
   try {
     confirmed = st.conn->publish_confirmed(messages, st.opts.timeout);
@@ -146,10 +174,11 @@ void publish(publisher_actor* self) {
     st.conn.reset();
   }
   // After the retries leave, the batch's hand-offs lead the buffer.
+  auto published = n;
   n = static_cast<size_t>(std::count_if(
     st.buffer.begin(), st.buffer.begin() + static_cast<long>(n),
-    [](auto& o) { return !o.retry; }));
-  answer_retries(st, messages.size(), confirmed);
+    [](auto& o) { return !o.waiter; }));
+  answer_waiters(st, published, confirmed);
   if (!confirmed) {
     // Not confirmed: try the same hand-offs again. A copy that did arrive
     // is delivered once anyway, since delivery re-checks the journal.
@@ -206,6 +235,13 @@ caf::behavior publisher(publisher_actor* self, context_ptr ctx,
       schedule_flush(self, std::chrono::milliseconds{0});
       return rp;
     },
+    [=](dead_letter_atom, delivery_record& d) {
+      auto& st = self->state;
+      auto rp = self->make_response_promise();
+      st.buffer.push_back({std::move(d), st.opts.topology.dead_queue, rp});
+      schedule_flush(self, std::chrono::milliseconds{0});
+      return rp;
+    },
     [=](flush_atom) { publish(self); },
     [=](pending_atom) { return self->state.pending.oldest(); },
   };
@@ -235,9 +271,25 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
     if (depths.empty() || queue == opts.topology.queue)
       depths.emplace_back(q, &get_metric("chime_queue_depth{queue=\"" + q + "\"}"));
   auto next_depth = std::chrono::steady_clock::now();
+  // Bundles with parts not yet settled, by tag (of this connection), and
+  // the deliveries not yet settled: the prefetch bounds these, since the
+  // broker's own prefetch counts messages, whatever they carry.
+  std::unordered_map<uint64_t, uint32_t> open_parts;
+  uint32_t outstanding = 0;
   auto settle = [&](const receipt& r, bool ack, bool requeue) {
     if (!conn || r.connection != connection)
       return; // its connection is gone; the broker redelivers the message
+    if (outstanding > 0)
+      --outstanding;
+    if (r.is_part()) {
+      // A dead part was dead-lettered on its own by its sender (see
+      // receipt): for the bundle it counts as settled.
+      auto i = open_parts.find(r.tag);
+      if (i == open_parts.end() || --i->second > 0)
+        return;
+      open_parts.erase(i);
+      ack = true;
+    }
     try {
       if (ack)
         conn->ack(r.tag);
@@ -272,6 +324,8 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
         try {
           conn->consume(queue, opts.prefetch);
           ++connection;
+          open_parts.clear();
+          outstanding = 0;
         } catch (const amqp_error& e) {
           log(log_level::warn, "consumer", "cannot consume",
               {{"queue", queue}, {"error", std::string{e.what()}}});
@@ -290,6 +344,10 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       self->receive(on_ack, on_nack, on_exit);
     if (!running || !conn)
       continue;
+    if (outstanding >= opts.prefetch) {
+      handlers(std::chrono::milliseconds{20});
+      continue;
+    }
     try {
       if (auto now = std::chrono::steady_clock::now(); now >= next_depth) {
         for (auto& [q, gauge] : depths)
@@ -299,17 +357,22 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       auto m = conn->next(std::chrono::milliseconds{20});
       if (!m)
         continue;
-      auto d = from_message_body(m->body);
-      if (!d) {
+      auto ds = from_message_body(m->body);
+      if (!ds) {
         log(log_level::warn, "consumer", "malformed message dead-lettered",
             {{"queue", queue}});
         conn->nack(m->tag, false);
         continue;
       }
-      caf::anon_send(ctx->dir->get(target), deliver_atom::value,
-                     std::move(*d),
-                     receipt{m->tag, connection,
-                             caf::actor_cast<caf::actor>(self)});
+      auto parts = static_cast<uint32_t>(ds->size());
+      outstanding += parts;
+      if (parts > 1)
+        open_parts[m->tag] = parts;
+      auto to = ctx->dir->get(target);
+      for (auto& d : *ds)
+        caf::anon_send(to, deliver_atom::value, std::move(d),
+                       receipt{m->tag, connection,
+                               caf::actor_cast<caf::actor>(self), parts});
     } catch (const amqp_error& e) {
       log(log_level::warn, "consumer", "connection lost",
           {{"queue", queue}, {"error", std::string{e.what()}}});

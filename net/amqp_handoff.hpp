@@ -14,6 +14,9 @@ struct amqp_options {
   amqp_topology topology;
   uint16_t prefetch = 1000;     ///< unacked messages per consumer at most
   uint32_t publish_batch_max = 1000;
+  /// Hand-offs carried by one broker message at most. Up to this many
+  /// wait for the slowest of them before their message is acked.
+  uint32_t bundle_max = 50;
   /// Hand-offs waiting for the broker at most; beyond, the outbox sweeper
   /// offers them again later.
   uint32_t publish_buffer_max = 50000;

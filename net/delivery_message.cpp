@@ -8,36 +8,73 @@
 
 namespace chime {
 
+namespace {
+
 using json = nlohmann::json;
 
-std::string to_message_body(const delivery_record& d) {
+json to_json(const delivery_record& d) {
   return json{{"key", d.key},           {"user_id", d.user_id},
               {"occasion", d.occasion}, {"local_date", d.local_date},
               {"due_at_ms", d.due_at_ms}, {"email", d.email},
-              {"message", d.message}}
-    .dump();
+              {"message", d.message}};
 }
 
-std::optional<delivery_record> from_message_body(const std::string& body) {
+std::optional<delivery_record> from_json(const json& j) {
+  delivery_record d;
+  d.key = j.at("key").get<std::string>();
+  d.user_id = j.at("user_id").get<std::string>();
+  d.occasion = j.at("occasion").get<std::string>();
+  d.local_date = j.at("local_date").get<std::string>();
+  // nlohmann_json keeps an integer past int64's range as a double, whose
+  // conversion would be undefined: only an int64 is an instant.
+  auto& due = j.at("due_at_ms");
+  if (!due.is_number_integer()
+      || (due.is_number_unsigned()
+          && due.get<uint64_t>() > std::numeric_limits<int64_t>::max()))
+    return std::nullopt;
+  d.due_at_ms = due.get<int64_t>();
+  d.email = j.at("email").get<std::string>();
+  d.message = j.at("message").get<std::string>();
+  d.status = "handed_off";
+  return d;
+}
+
+} // namespace
+
+std::string to_message_body(const delivery_record& d) {
+  return to_json(d).dump();
+}
+
+std::string to_message_body(const std::vector<delivery_record>& ds) {
+  if (ds.size() == 1)
+    return to_message_body(ds.front());
+  auto out = json::array();
+  for (auto& d : ds)
+    out.push_back(to_json(d));
+  return out.dump();
+}
+
+std::optional<std::vector<delivery_record>>
+from_message_body(const std::string& body) {
   try {
     auto j = json::parse(body);
-    delivery_record d;
-    d.key = j.at("key").get<std::string>();
-    d.user_id = j.at("user_id").get<std::string>();
-    d.occasion = j.at("occasion").get<std::string>();
-    d.local_date = j.at("local_date").get<std::string>();
-    // nlohmann_json keeps an integer past int64's range as a double, whose
-    // conversion would be undefined: only an int64 is an instant.
-    auto& due = j.at("due_at_ms");
-    if (!due.is_number_integer()
-        || (due.is_number_unsigned()
-            && due.get<uint64_t>() > std::numeric_limits<int64_t>::max()))
+    std::vector<delivery_record> out;
+    if (!j.is_array()) {
+      auto d = from_json(j);
+      if (!d)
+        return std::nullopt;
+      out.push_back(std::move(*d));
+      return out;
+    }
+    if (j.empty())
       return std::nullopt;
-    d.due_at_ms = due.get<int64_t>();
-    d.email = j.at("email").get<std::string>();
-    d.message = j.at("message").get<std::string>();
-    d.status = "handed_off";
-    return d;
+    for (auto& item : j) {
+      auto d = from_json(item);
+      if (!d)
+        return std::nullopt;
+      out.push_back(std::move(*d));
+    }
+    return out;
   } catch (const json::exception&) {
     return std::nullopt;
   }

@@ -80,9 +80,13 @@ struct delivery_fixture : coordinator_fixture {
     ctx->dir->put(handoff_name,
                   sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
                     return {[log](retry_atom, const delivery_record& d, int64_t) {
-                      log->events.push_back("retry " + d.key);
-                      return caf::ok_atom::value;
-                    }};
+                              log->events.push_back("retry " + d.key);
+                              return caf::ok_atom::value;
+                            },
+                            [log](dead_letter_atom, const delivery_record& d) {
+                              log->events.push_back("dead letter " + d.key);
+                              return caf::ok_atom::value;
+                            }};
                   }));
     ctx->make_mailer = [log](caf::actor_system& sys) {
       log->mailer = sys.spawn([log](caf::event_based_actor* self) -> caf::behavior {
@@ -133,14 +137,15 @@ struct delivery_fixture : coordinator_fixture {
     sched.run();
   }
 
-  /// The broker brings the birthday message of user `n` (tag n).
-  void deliver(int n) {
+  /// The broker brings the birthday message of user `n` (tag n), or, with
+  /// `parts` > 1, one delivery of a bundle of that many.
+  void deliver(int n, uint32_t parts = 1) {
     auto id = "u" + std::to_string(n);
     delivery_record d{id + ":birthday:2027-01-15", id, "birthday", "2027-01-15",
                       to_ms(start), "handed_off", 0, "", 0,
                       "ada@example.com", "Happy birthday"};
     caf::anon_send(delivery, deliver_atom::value, std::move(d),
-                   receipt{static_cast<uint64_t>(n), 1, consumer});
+                   receipt{static_cast<uint64_t>(n), 1, consumer, parts});
     sched.run();
   }
 
@@ -188,6 +193,16 @@ TEST_CASE("a failed send waits in the broker's retry queue, a refused one is "
   fx.log->answers = {400};
   fx.deliver(1);
   CHECK(fx.log->events == sent_path("dead", {"nack 1"}));
+}
+
+TEST_CASE("a refused delivery carried in a bundle is dead-lettered on its "
+          "own and its part acked, not the bundle nacked",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  fx.log->answers = {400};
+  fx.deliver(1, 50);
+  CHECK(fx.log->events
+        == sent_path("dead", {"dead letter " + key1, "ack 1"}));
 }
 
 TEST_CASE("an open circuit breaker sends nothing until its cooldown ends, "

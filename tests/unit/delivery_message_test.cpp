@@ -1,0 +1,58 @@
+// Proves the broker message format (net/delivery_message.hpp): one delivery
+// is an object, a bundle an array, both read back field for field; an empty
+// bundle, or one with a single bad delivery, is refused whole (the consumer
+// dead-letters it) rather than half read.
+
+#include "actors/protocol.hpp"
+#include "net/delivery_message.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+namespace chime {
+namespace {
+
+delivery_record numbered(int n) {
+  auto id = "u" + std::to_string(n);
+  return delivery_record{id + ":birthday:2027-01-15", id, "birthday",
+                         "2027-01-15", 1'800'003'600'000 + n, "scheduled",
+                         0, "", 0, id + "@example.com",
+                         "Hey, " + id + " it's your birthday"};
+}
+
+TEST_CASE("a bundle of deliveries reads back as the deliveries it carries",
+          "[unit][message]") {
+  std::vector<delivery_record> ds{numbered(1), numbered(2), numbered(3)};
+  auto body = to_message_body(ds);
+  CHECK(body.front() == '[');
+  auto back = from_message_body(body);
+  REQUIRE(back.has_value());
+  REQUIRE(back->size() == 3);
+  for (size_t i = 0; i < ds.size(); ++i) {
+    CHECK((*back)[i].key == ds[i].key);
+    CHECK((*back)[i].email == ds[i].email);
+    CHECK((*back)[i].message == ds[i].message);
+    CHECK((*back)[i].due_at_ms == ds[i].due_at_ms);
+    CHECK((*back)[i].status == "handed_off");
+  }
+  // One delivery travels as before bundles: an object.
+  auto single = to_message_body(std::vector<delivery_record>{numbered(4)});
+  CHECK(single == to_message_body(numbered(4)));
+  CHECK(single.front() == '{');
+  REQUIRE(from_message_body(single).has_value());
+  CHECK(from_message_body(single)->size() == 1);
+}
+
+TEST_CASE("an empty bundle or one with a bad delivery is refused whole",
+          "[unit][message]") {
+  CHECK_FALSE(from_message_body("[]").has_value());
+  auto body = to_message_body(std::vector<delivery_record>{numbered(1), numbered(2)});
+  auto broken = body.substr(0, body.rfind("\"due_at_ms\"")) + "\"due_at_ms\":\"x\"}]";
+  CHECK_FALSE(from_message_body(broken).has_value());
+  CHECK_FALSE(from_message_body("[1, 2]").has_value());
+}
+
+} // namespace
+} // namespace chime
