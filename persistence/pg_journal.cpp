@@ -496,6 +496,10 @@ caf::message remove_user(pqxx::transaction_base& tx, const std::string& id,
 /// One journal event per row, inserted in one statement.
 struct event_rows {
   std::vector<std::string> at_ms, kind, user_id, data;
+  /// The send path's events, one row per kind and batch: {"batch": [...]}.
+  /// A row per delivery cost each message two journal rows (a fifth of the
+  /// database's time in a burst) for events read only as a whole.
+  std::map<std::string, std::pair<int64_t, json>> batched;
 
   void add(int64_t at, std::string k, std::string user, const json& d) {
     at_ms.push_back(std::to_string(at));
@@ -504,7 +508,16 @@ struct event_rows {
     data.push_back(d.dump());
   }
 
-  void insert(pqxx::transaction_base& tx) const {
+  void add_to_batch(int64_t at, const std::string& k, json d) {
+    auto [i, fresh] = batched.try_emplace(k, at, json::array());
+    i->second.first = std::max(i->second.first, at);
+    i->second.second.push_back(std::move(d));
+  }
+
+  void insert(pqxx::transaction_base& tx) {
+    for (auto& [k, b] : batched)
+      add(b.first, k, {}, json{{"batch", std::move(b.second)}});
+    batched.clear();
     if (at_ms.empty())
       return;
     tx.exec_params("INSERT INTO journal (at_ms, kind, user_id, data)"
@@ -673,10 +686,11 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                         {5, d.status}, {6, d.email}, {7, d.message},
                         {8, std::to_string(f.at_ms)}})
       cols[i].push_back(v);
-    events.add(f.at_ms, "occasion_due", f.user_id,
-               {{"key", d.key},
-                {"status", d.status},
-                {"next_due_at_ms", f.next.due_at_ms}});
+    events.add_to_batch(f.at_ms, "occasion_due",
+                        {{"user_id", f.user_id},
+                         {"key", d.key},
+                         {"status", d.status},
+                         {"next_due_at_ms", f.next.due_at_ms}});
   }
   if (!cols[0].empty())
     tx.exec_params("INSERT INTO deliveries (key, user_id, occasion, local_date,"
@@ -774,7 +788,7 @@ attempt_batch(pqxx::transaction_base& tx,
       r.status = r.user_alive ? "expired" : "cancelled";
       r.changed = true;
       r.at_ms = now_ms;
-      events.add(now_ms, "delivery_" + r.status, {}, {{"key", key}});
+      events.add_to_batch(now_ms, "delivery_" + r.status, {{"key", key}});
     }
     v.proceed = open && !closes;
     v.status = r.status;
@@ -855,8 +869,8 @@ outcome_batch(pqxx::transaction_base& tx,
     auto i = last.find(o.key);
     if (i == last.end() || i->second.status != "sent")
       last[o.key] = o;
-    events.add(o.at_ms, "delivery_" + o.status, {},
-               {{"key", o.key}, {"error", o.error}, {"attempt", o.attempts}});
+    events.add_to_batch(o.at_ms, "delivery_" + o.status,
+                        {{"key", o.key}, {"error", o.error}, {"attempt", o.attempts}});
   }
   std::vector<std::string> k, s, e, t, a;
   for (auto& [key, o] : last) {
