@@ -893,6 +893,25 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
   return {
     [=](deliver_atom, delivery_record& d, receipt& r) {
       auto& ctx = *self->state.ctx;
+      if (r.is_part()) {
+        // A whole bundle was dead-lettered (it reached the broker's delivery
+        // limit): which of its deliveries was at fault is unknown, so each
+        // goes back alone, through a retry queue, to reach the limit on its
+        // own or be sent. One already settled is a no-op at its re-check.
+        self
+          ->request(ctx.dir->get(handoff_name), journal_timeout,
+                    retry_atom::value, d, int64_t{0})
+          .then(
+            [=](caf::ok_atom) {
+              get_metric("chime_dead_bundle_parts_retried_total").add();
+              caf::anon_send(r.consumer, ack_atom::value, r);
+            },
+            [=](caf::error&) {
+              self->delayed_send(self, std::chrono::seconds{1},
+                                 deliver_atom::value, d, r);
+            });
+        return;
+      }
       delivery_outcome o{d.key, "dead", "dead-lettered by the broker",
                          to_ms(ctx.clock->now())};
       self

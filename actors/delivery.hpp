@@ -44,7 +44,8 @@ caf::actor spawn_outbox_sweeper(caf::actor_system& sys, context_ptr ctx);
 /// letter (the broker's delivery limit, or nacks of dead deliveries; the
 /// dead-letter queue itself keeps its own copy for operators), records them
 /// as dead in the journal when they are still open, then acks them, so that
-/// `GET /v1/deliveries?status=dead` lists every one.
+/// `GET /v1/deliveries?status=dead` lists every one. A bundle dead-lettered
+/// whole is not its deliveries' verdict: each goes back alone instead.
 caf::actor spawn_dead_letter_keeper(caf::actor_system& sys, context_ptr ctx);
 
 } // namespace chime

@@ -28,6 +28,9 @@ const std::map<std::string, family_def>& families() {
     {"chime_amqp_connected", {"gauge", "consumers connected to the broker"}},
     {"chime_breaker_state",
      {"gauge", "the email circuit breaker: 0 closed, 1 open, 2 half-open"}},
+    {"chime_dead_bundle_parts_retried_total",
+     {"counter", "deliveries of a bundle the broker dead-lettered whole, each sent"
+                 " back alone through a retry queue"}},
     {"chime_dead_letters_total",
      {"counter", "deliveries the broker dead-lettered, journaled as dead"}},
     {"chime_deliveries_expired_total",

@@ -205,6 +205,25 @@ TEST_CASE("a refused delivery carried in a bundle is dead-lettered on its "
         == sent_path("dead", {"dead letter " + key1, "ack 1"}));
 }
 
+TEST_CASE("the dead-letter keeper records a dead letter as dead, but sends "
+          "each delivery of a bundle dead-lettered whole back alone",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  auto keeper = spawn_dead_letter_keeper(fx.sys, fx.ctx);
+  delivery_record d{key1, "u1", "birthday", "2027-01-15", 0, "handed_off", 0,
+                    "", 0, "ada@example.com", "Happy birthday"};
+  caf::anon_send(keeper, deliver_atom::value, d, receipt{7, 1, fx.consumer});
+  fx.sched.run();
+  CHECK(fx.log->events
+        == std::vector<std::string>{"outcome " + key1 + " dead", "ack 7"});
+  fx.log->events.clear();
+  caf::anon_send(keeper, deliver_atom::value, d, receipt{8, 1, fx.consumer, 50});
+  fx.sched.run();
+  CHECK(fx.log->events == std::vector<std::string>{"retry " + key1, "ack 8"});
+  caf::anon_send_exit(keeper, caf::exit_reason::user_shutdown);
+  fx.sched.run();
+}
+
 TEST_CASE("an open circuit breaker sends nothing until its cooldown ends, "
           "then one probe",
           "[unit][delivery]") {
