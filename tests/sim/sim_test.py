@@ -19,9 +19,9 @@ def seed_range(first, last):
     if SEEDS_MAX:
         last = min(last, first + SEEDS_MAX - 1)
     return ["--seeds", f"{first}..{last}"], last - first + 1
-CI_SET = ["--seeds", "1..140", "--users", "300", "--days", "14",
+CI_SET = ["--seeds", "1..100", "--users", "300", "--days", "14",
           "--faults", "default"]
-HARSH_SET = ["--seeds", "201..270", "--users", "300", "--days", "14",
+HARSH_SET = ["--seeds", "201..250", "--users", "300", "--days", "14",
              "--faults", "harsh"]
 ACTORS_SET = ["--seeds", "401..430", "--users", "300", "--days", "14",
               "--faults", "actors"]
@@ -30,7 +30,7 @@ ACTORS_SET = ["--seeds", "401..430", "--users", "300", "--days", "14",
 # graceful leaves and joins, single actors crashed (a peer's restarted
 # delivery actor is a new actor to forward to); every user's dates fall
 # inside the run.
-CLUSTER_SET = ["--seeds", "301..400", "--users", "300", "--days", "3",
+CLUSTER_SET = ["--seeds", "301..370", "--users", "300", "--days", "3",
                "--faults", "actors", "--nodes", "3"]
 
 
@@ -62,7 +62,7 @@ def check_seeds(first, last, options):
 
 
 def seeds():
-    out = check_seeds(1, 140, CI_SET[2:])
+    out = check_seeds(1, 100, CI_SET[2:])
     # Lost answers strike (1 % of requests), and their resends are counted
     # in their own class, not excused as a crash's.
     if not SEEDS_MAX:
@@ -70,7 +70,7 @@ def seeds():
 
 
 def seeds_harsh():
-    check_seeds(201, 270, HARSH_SET[2:])
+    check_seeds(201, 250, HARSH_SET[2:])
 
 
 def seeds_actors():
@@ -80,11 +80,11 @@ def seeds_actors():
 
 
 def seeds_cluster_a():
-    check_seeds(301, 350, CLUSTER_SET[2:])
+    check_seeds(301, 335, CLUSTER_SET[2:])
 
 
 def seeds_cluster_b():
-    check_seeds(351, 400, CLUSTER_SET[2:])
+    check_seeds(336, 370, CLUSTER_SET[2:])
 
 
 def determinism():
