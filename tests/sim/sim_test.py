@@ -30,7 +30,7 @@ ACTORS_SET = ["--seeds", "401..430", "--users", "300", "--days", "14",
 # graceful leaves and joins, single actors crashed (a peer's restarted
 # delivery actor is a new actor to forward to); every user's dates fall
 # inside the run.
-CLUSTER_SET = ["--seeds", "301..370", "--users", "300", "--days", "3",
+CLUSTER_SET = ["--seeds", "301..350", "--users", "300", "--days", "3",
                "--faults", "actors", "--nodes", "3"]
 
 
@@ -80,11 +80,11 @@ def seeds_actors():
 
 
 def seeds_cluster_a():
-    check_seeds(301, 335, CLUSTER_SET[2:])
+    check_seeds(301, 325, CLUSTER_SET[2:])
 
 
 def seeds_cluster_b():
-    check_seeds(336, 370, CLUSTER_SET[2:])
+    check_seeds(326, 350, CLUSTER_SET[2:])
 
 
 def determinism():
