@@ -893,41 +893,35 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
   return {
     [=](deliver_atom, delivery_record& d, receipt& r) {
       auto& ctx = *self->state.ctx;
-      if (r.is_part()) {
-        // A whole bundle was dead-lettered (it reached the broker's delivery
-        // limit): which of its deliveries was at fault is unknown, so each
-        // goes back alone, through a retry queue, to reach the limit on its
-        // own or be sent. One already settled is a no-op at its re-check.
-        self
-          ->request(ctx.dir->get(handoff_name), journal_timeout,
-                    retry_atom::value, d, int64_t{0})
+      // The message is acked once `to` has taken the request; while `to` is
+      // away it is held and tried again shortly (requeueing it would spin
+      // while the database or the broker is down).
+      auto hand_to = [=](const caf::actor& to, const char* counted, auto... xs) {
+        self->request(to, journal_timeout, xs...)
           .then(
             [=](caf::ok_atom) {
-              get_metric("chime_dead_bundle_parts_retried_total").add();
+              get_metric(counted).add();
               caf::anon_send(r.consumer, ack_atom::value, r);
             },
             [=](caf::error&) {
               self->delayed_send(self, std::chrono::seconds{1},
                                  deliver_atom::value, d, r);
             });
+      };
+      if (r.is_part()) {
+        // A whole bundle was dead-lettered (it reached the broker's delivery
+        // limit): which of its deliveries was at fault is unknown, so each
+        // goes back alone, through a retry queue, to reach the limit on its
+        // own or be sent. One already settled is a no-op at its re-check.
+        hand_to(ctx.dir->get(handoff_name),
+                "chime_dead_bundle_parts_retried_total", retry_atom::value, d,
+                int64_t{0});
         return;
       }
-      delivery_outcome o{d.key, "dead", "dead-lettered by the broker",
-                         to_ms(ctx.clock->now())};
-      self
-        ->request(ctx.dir->get(send_journal_of(d.user_id, ctx.shard_count)),
-                  journal_timeout, outcome_atom::value, o)
-        .then(
-          [=](caf::ok_atom) {
-            get_metric("chime_dead_letters_total").add();
-            caf::anon_send(r.consumer, ack_atom::value, r);
-          },
-          [=](caf::error&) {
-            // The journal is away: hold the message and try again shortly
-            // (requeueing it would spin while the database is down).
-            self->delayed_send(self, std::chrono::seconds{1},
-                               deliver_atom::value, d, r);
-          });
+      hand_to(ctx.dir->get(send_journal_of(d.user_id, ctx.shard_count)),
+              "chime_dead_letters_total", outcome_atom::value,
+              delivery_outcome{d.key, "dead", "dead-lettered by the broker",
+                               to_ms(ctx.clock->now())});
     },
   };
 }
