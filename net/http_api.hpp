@@ -25,7 +25,7 @@ struct http_api_options {
   /// it: httplib's default of 5 has a busy client reconnect all the time.
   size_t keep_alive_requests_max = 1000;
   /// Users an import writes in one journal transaction at most.
-  size_t import_batch_size_max = 5000;
+  size_t import_batch_size_max = 2000;
   /// Dashboard event streams open at once at most (each holds an HTTP
   /// thread), and the time between their events.
   size_t dashboard_streams_max = 4;

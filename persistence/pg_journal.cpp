@@ -507,6 +507,7 @@ caf::message remove_user(pqxx::transaction_base& tx, const std::string& id,
   auto r = tx.exec_params("DELETE FROM users WHERE id = $1", id);
   if (r.affected_rows() == 0)
     throw op_failure{journal_errc::not_found};
+  tx.exec_params("DELETE FROM due_index WHERE user_id = $1", id);
   auto cancelled = tx.exec_params(
     std::string{"UPDATE deliveries SET status = 'cancelled', updated_at_ms = $2"
                 " WHERE user_id = $1 AND status IN "}
@@ -607,17 +608,60 @@ std::vector<caf::error> insert_users(pqxx::transaction_base& tx,
   return refusals;
 }
 
+/// import_users' fast path: each table's rows streamed in by COPY, which
+/// PostgreSQL takes at a fraction of the cost of the same rows as array
+/// parameters (half an import's database time went to parsing those). It
+/// has no ON CONFLICT: an email already taken fails it whole.
+std::vector<caf::error> copy_users(pqxx::transaction_base& tx,
+                                   const std::vector<user_view>& views,
+                                   uint32_t shard_count) {
+  using cols = std::vector<std::string>;
+  pqxx::stream_to users{tx, "users",
+                        cols{"id", "first_name", "last_name", "email",
+                             "timezone", "dates", "created_at_ms",
+                             "updated_at_ms"}};
+  for (auto& v : views) {
+    auto& u = v.user;
+    users << std::make_tuple(u.id, u.first_name, u.last_name, u.email,
+                             u.timezone, json(u.dates).dump(), u.created_at_ms,
+                             u.created_at_ms);
+  }
+  users.complete();
+  pqxx::stream_to due{tx, "due_index",
+                      cols{"user_id", "occasion", "shard", "due_at_ms",
+                           "local_date"}};
+  for (auto& v : views)
+    for (auto& d : v.due)
+      due << std::make_tuple(v.user.id, d.occasion,
+                             shard_of(v.user.id, shard_count), d.due_at_ms,
+                             d.local_date);
+  due.complete();
+  pqxx::stream_to events{tx, "journal",
+                         cols{"at_ms", "kind", "user_id", "data"}};
+  for (auto& v : views)
+    events << std::make_tuple(v.at_ms, std::string{"user_created"}, v.user.id,
+                              json{{"user", user_json(v.user)},
+                                   {"due", due_json(v.due)}}
+                                .dump());
+  events.complete();
+  return std::vector<caf::error>(views.size());
+}
+
 /// Creates many users at once with the rows and events create_user writes
 /// for each. Replies one error per user, empty when it was created.
 caf::message import_users(pqxx::transaction_base& tx,
                           const std::vector<user_view>& views,
                           uint32_t shard_count) {
-  try {
-    return caf::make_message(
-      in_savepoint(tx, [&] { return insert_users(tx, views, shard_count); }));
-  } catch (const pqxx::sql_error& e) {
-    if (refusal_of(e) == journal_errc::unavailable)
-      throw;
+  // Each way in turn, cheapest first, until one takes the whole set: by
+  // COPY; by one statement per table that skips a taken email; user by user.
+  for (auto* way : {&copy_users, &insert_users}) {
+    try {
+      return caf::make_message(
+        in_savepoint(tx, [&] { return way(tx, views, shard_count); }));
+    } catch (const pqxx::sql_error& e) {
+      if (refusal_of(e) == journal_errc::unavailable)
+        throw;
+    }
   }
   // A value the database refuses (class 22 or 23) fails the whole set's
   // statement: user by user then, so that it fails only its own.

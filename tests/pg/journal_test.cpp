@@ -334,6 +334,9 @@ TEMPLATE_TEST_CASE("deleting a user cancels its open deliveries", "[pg][journal]
                               no_row_yet, std::string{}, uint32_t{100});
   REQUIRE(due);
   CHECK(due->users.empty());
+  if constexpr (is_pg<TestType>) // no foreign key removes them (migration 8)
+    CHECK(fx.count("SELECT count(*) FROM due_index WHERE user_id = 'u1'")
+          == 0);
   auto gone = fx.ask<user_view>(read_atom::value, std::string{"u1"});
   REQUIRE(!gone);
   CHECK(is(gone.error(), journal_errc::not_found));
@@ -418,6 +421,31 @@ TEST_CASE("an import writes each user as a create does, and a taken email or a "
                               shards, no_row_yet, std::string{}, uint32_t{100});
   REQUIRE(due);
   CHECK(due->users.size() == 3);
+}
+
+TEST_CASE("an import's users keep every byte of their values, whatever COPY "
+          "would have to escape",
+          "[pg][journal][import]") {
+  journal_fixture fx;
+  auto odd = make_user("u1", "odd@example.com");
+  odd.user.first_name = "Tab\there, back\\slash \\N";
+  odd.user.last_name = "new\nline \"quoted\" \xC3\xA9t\xC3\xA9 \r";
+  std::vector<user_view> views{odd, make_user("u2", "plain@example.com")};
+  auto refusals = fx.ask<std::vector<caf::error>>(import_atom::value, views);
+  REQUIRE(refusals);
+  CHECK(!(*refusals)[0]);
+  CHECK(!(*refusals)[1]);
+  auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
+  REQUIRE(read);
+  CHECK(read->user.first_name == odd.user.first_name);
+  CHECK(read->user.last_name == odd.user.last_name);
+  CHECK(read->user.dates == odd.user.dates);
+  REQUIRE(read->due.size() == 1);
+  CHECK(read->due[0].local_date == "2027-03-15");
+  CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'user_created'"
+                 " AND data->'user'->>'first_name' = "
+                 "E'Tab\\there, back\\\\slash \\\\N'")
+        == 1);
 }
 
 TEMPLATE_TEST_CASE("load_due returns only users due by the limit in the owned shards",
