@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <string_view>
 #include <cctype>
-#include <regex>
 
 namespace chime {
 
@@ -37,10 +37,43 @@ size_t utf8_length(const std::string& s) {
   return n;
 }
 
+bool ascii_alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+         || (c >= '0' && c <= '9');
+}
+
+/// A DNS label: 1 to 63 letters, digits and inner hyphens.
+bool valid_label(std::string_view l) {
+  return !l.empty() && l.size() <= 63 && ascii_alnum(l.front())
+         && ascii_alnum(l.back())
+         && std::all_of(l.begin(), l.end(),
+                        [](char c) { return ascii_alnum(c) || c == '-'; });
+}
+
+/// The HTML living standard's "valid email address": an atom of its local
+/// characters, '@', and two or more DNS labels. By hand, not std::regex,
+/// which was a twentieth of an import's CPU in the node.
 bool valid_email(const std::string& s) {
-  static const std::regex pattern{
-    R"(^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$)"};
-  return s.size() <= email_length_max && std::regex_match(s, pattern);
+  static constexpr std::string_view local_symbols = ".!#$%&'*+/=?^_`{|}~-";
+  auto at = s.find('@');
+  if (s.size() > email_length_max || at == std::string::npos || at == 0)
+    return false;
+  std::string_view view{s};
+  auto local = view.substr(0, at);
+  if (!std::all_of(local.begin(), local.end(), [](char c) {
+        return ascii_alnum(c) || local_symbols.find(c) != std::string_view::npos;
+      }))
+    return false;
+  auto domain = view.substr(at + 1);
+  size_t labels = 0;
+  for (size_t from = 0;; ++labels) {
+    auto dot = domain.find('.', from);
+    if (!valid_label(domain.substr(from, dot - from)))
+      return false;
+    if (dot == std::string_view::npos)
+      return labels >= 1;
+    from = dot + 1;
+  }
 }
 
 std::optional<problem> take_string(const json& body, const std::string& field,

@@ -397,6 +397,11 @@ json due_json(const std::vector<due_entry>& due) {
   return out;
 }
 
+/// A user_created event's data.
+json created_data(const user_view& v) {
+  return {{"user", user_json(v.user)}, {"due", due_json(v.due)}};
+}
+
 void append_event(pqxx::transaction_base& tx, int64_t at_ms,
                   const std::string& kind, const std::string& user_id,
                   const json& data) {
@@ -466,8 +471,7 @@ caf::message create_user(pqxx::transaction_base& tx, const user_view& v,
                  u.id, u.first_name, u.last_name, u.email, u.timezone,
                  json(u.dates).dump(), u.created_at_ms);
   write_due(tx, v, shard_count);
-  append_event(tx, v.at_ms, "user_created", u.id,
-               {{"user", user_json(u)}, {"due", due_json(v.due)}});
+  append_event(tx, v.at_ms, "user_created", u.id, created_data(v));
   return caf::make_message(caf::ok_atom::value);
 }
 
@@ -595,8 +599,7 @@ std::vector<caf::error> insert_users(pqxx::transaction_base& tx,
       for (auto [j, x] : {std::pair{0, v.user.id}, {1, d.occasion}, {2, shard},
                           {3, std::to_string(d.due_at_ms)}, {4, d.local_date}})
         due[j].push_back(std::move(x));
-    events.add(v.at_ms, "user_created", v.user.id,
-               {{"user", user_json(v.user)}, {"due", due_json(v.due)}});
+    events.add(v.at_ms, "user_created", v.user.id, created_data(v));
   }
   if (!due[0].empty())
     tx.exec_params("INSERT INTO due_index (user_id, occasion, shard,"
@@ -640,9 +643,7 @@ std::vector<caf::error> copy_users(pqxx::transaction_base& tx,
                          cols{"at_ms", "kind", "user_id", "data"}};
   for (auto& v : views)
     events << std::make_tuple(v.at_ms, std::string{"user_created"}, v.user.id,
-                              json{{"user", user_json(v.user)},
-                                   {"due", due_json(v.due)}}
-                                .dump());
+                              created_data(v).dump());
   events.complete();
   return std::vector<caf::error>(views.size());
 }

@@ -109,9 +109,13 @@ TEST_CASE("an unknown field is rejected and named", "[net][validation]") {
 }
 
 TEST_CASE("a malformed email is rejected", "[net][validation]") {
+  auto label_too_long = "ada@" + std::string(64, 'a') + ".com";
   for (auto email : {"", "not-an-email", "ada@", "@example.com",
                      "ada @example.com", "ada@exa mple.com", "ada@@example.com",
-                     "ada@example..com"}) {
+                     "ada@example..com", "ada@example", "ada@-example.com",
+                     "ada@example-.com", "ada(x)@example.com",
+                     "ada@exa_mple.com", "ada@example.com.",
+                     label_too_long.c_str()}) {
     INFO(email);
     auto body = valid_body();
     body["email"] = email;
