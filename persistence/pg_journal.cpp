@@ -579,7 +579,7 @@ std::vector<caf::error> insert_users(pqxx::transaction_base& tx,
          " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
          " $5::text[], $6::jsonb[], $7::bigint[]) AS r(i, f, l, e, z, d, c)"
          // Only the email's index decides: a check of the primary key as
-         // well costs a probe per row, for ids that are random UUIDs.
+         // well costs a probe per row, for ids that are new UUIDs.
          " ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
          text_array(cols[0]), text_array(cols[1]), text_array(cols[2]),
          text_array(cols[3]), text_array(cols[4]), text_array(cols[5]),
