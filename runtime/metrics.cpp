@@ -66,7 +66,9 @@ const std::map<std::string, family_def>& families() {
     {"chime_journal_busy_microseconds_total",
      {"counter", "time a journal's connection spent on its batches and reads,"
                  " by journal: near a second a second, it sets the pace"}},
-    {"chime_journal_up", {"gauge", "1 when the journal answered this scrape"}},
+    {"chime_journal_up",
+     {"gauge", "1 when the journal answered its last read of the gauges"
+               " (read at most once a second)"}},
     {"chime_outbox_republished_total",
      {"counter", "deliveries the outbox sweeper published again"}},
     {"chime_publish_buffer_full_total",
