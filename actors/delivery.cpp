@@ -6,6 +6,7 @@
 #include "actors/cluster_view.hpp"
 #include "actors/errc.hpp"
 #include "actors/occasion.hpp"
+#include "actors/journal.hpp"
 #include "actors/protocol.hpp"
 #include "actors/mailer_front.hpp"
 #include "actors/rate_limiter.hpp"
@@ -129,9 +130,9 @@ void enqueue(delivery_state& st, job j) {
   st.queue.push_back(std::move(j));
 }
 
-caf::actor journal_of(delivery_actor* self, const delivery_record& d) {
+journal_actor journal_of(delivery_actor* self, const delivery_record& d) {
   auto& ctx = *self->state.ctx;
-  return ctx.dir->get(send_journal_of(d.user_id, ctx.shard_count));
+  return journal_at(*ctx.dir, send_journal_of(d.user_id, ctx.shard_count));
 }
 
 void settle(delivery_actor* self, job& j, bool dead) {
@@ -839,7 +840,7 @@ void sweep(caf::stateful_actor<sweeper_state>* self, int64_t handoff_oldest) {
                                 std::chrono::duration_cast<millis>(
                                   4 * ctx.backoff_cap * ctx.clock_rate));
   self
-    ->request(ctx.dir->get(journal_name), journal_timeout,
+    ->request(journal_at(*ctx.dir, journal_name), journal_timeout,
               outbox_atom::value, scheduled_before,
               to_ms(now - stale), uint32_t{10000}, to_ms(now))
     .then(
@@ -896,7 +897,7 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
       // The message is acked once `to` has taken the request; while `to` is
       // away it is held and tried again shortly (requeueing it would spin
       // while the database or the broker is down).
-      auto hand_to = [=](const caf::actor& to, const char* counted, auto... xs) {
+      auto hand_to = [=](const auto& to, const char* counted, auto... xs) {
         self->request(to, journal_timeout, xs...)
           .then(
             [=](caf::ok_atom) {
@@ -918,7 +919,7 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
                 int64_t{0});
         return;
       }
-      hand_to(ctx.dir->get(send_journal_of(d.user_id, ctx.shard_count)),
+      hand_to(journal_at(*ctx.dir, send_journal_of(d.user_id, ctx.shard_count)),
               "chime_dead_letters_total", outcome_atom::value,
               delivery_outcome{d.key, "dead", "dead-lettered by the broker",
                                to_ms(ctx.clock->now())});
@@ -956,7 +957,7 @@ void report_handed(caf::event_based_actor* self, const node_context& ctx,
       done();
   };
   for (auto& [name, part] : by_journal)
-    self->request(ctx.dir->get(name), journal_timeout, handed_atom::value,
+    self->request(journal_at(*ctx.dir, name), journal_timeout, handed_atom::value,
                   std::move(part), at_ms)
       .then([answered](caf::ok_atom) { answered(); },
             [answered](caf::error&) { answered(); });

@@ -1,8 +1,11 @@
 #include "actors/protocol.hpp"
 
 #include "actors/errc.hpp"
+#include "actors/journal.hpp"
+#include "runtime/directory.hpp"
 
 #include <caf/actor_system_config.hpp>
+#include <caf/typed_actor.hpp>
 
 namespace chime {
 
@@ -22,6 +25,10 @@ std::string to_string(journal_errc x) {
       return "stale";
   }
   return "unknown";
+}
+
+journal_actor journal_at(const directory& dir, const char* name) {
+  return caf::actor_cast<journal_actor>(dir.get(name));
 }
 
 void add_chime_types(caf::actor_system_config& cfg) {

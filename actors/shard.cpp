@@ -1,6 +1,7 @@
 #include "actors/shard.hpp"
 
 #include "actors/cluster_view.hpp"
+#include "actors/journal.hpp"
 #include "actors/protocol.hpp"
 #include "actors/sharding.hpp"
 #include "actors/user.hpp"
@@ -165,7 +166,7 @@ void fire(shard_actor* self, std::vector<fire_request> reqs,
           std::vector<uint64_t> versions) {
   auto& st = self->state;
   self
-    ->request(st.ctx->dir->get(journal_name), journal_timeout, fire_atom::value,
+    ->request(journal_at(*st.ctx->dir, journal_name), journal_timeout, fire_atom::value,
               reqs)
     .then(
       [=](const std::vector<bool>& recorded) {
@@ -408,7 +409,7 @@ void load_page(poller_actor* self) {
                                       std::max<int64_t>(1, st.ctx->resident_users_max / 10));
   // No journal yet: the node is starting, its journals beside this poller.
   // Either way the page is read shortly, not at the next poll a minute on.
-  auto journal = st.ctx->dir->get(journal_name);
+  auto journal = journal_at(*st.ctx->dir, journal_name);
   if (room < worthwhile || !journal) {
     self->delayed_send(self, std::chrono::milliseconds{100}, tick_atom::value,
                        false);

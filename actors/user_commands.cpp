@@ -5,6 +5,7 @@
 #include "actors/errc.hpp"
 #include "actors/occasion.hpp"
 
+#include "actors/journal.hpp"
 #include "actors/protocol.hpp"
 #include "actors/sharding.hpp"
 #include "runtime/metrics.hpp"
@@ -109,7 +110,7 @@ template <class Atom, class OnError>
 void store(commands_actor* self, Atom op, user_view v,
            caf::typed_response_promise<user_view> rp, OnError on_error) {
   auto& ctx = *self->state.ctx;
-  self->request(ctx.dir->get(journal_name), journal_timeout, op, v)
+  self->request(journal_at(*ctx.dir, journal_name), journal_timeout, op, v)
     .then(
       [=](caf::ok_atom) mutable {
         auto& ctx = *self->state.ctx;
@@ -128,7 +129,7 @@ void store(commands_actor* self, Atom op, user_view v,
 void replace(commands_actor* self, user_record u,
              caf::typed_response_promise<user_view> rp, int tries_left) {
   auto& ctx = *self->state.ctx;
-  self->request(ctx.dir->get(journal_name), journal_timeout, read_atom::value, u.id)
+  self->request(journal_at(*ctx.dir, journal_name), journal_timeout, read_atom::value, u.id)
     .then(
       [=](user_view& old) mutable {
         auto& ctx = *self->state.ctx;
@@ -178,7 +179,7 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
         rp.deliver(make_error(journal_errc::fenced));
         return rp;
       }
-      self->request(ctx.dir->get(journal_name), journal_timeout,
+      self->request(journal_at(*ctx.dir, journal_name), journal_timeout,
                     remove_atom::value, id, to_ms(ctx.clock->now()))
         .then(
           [=](caf::ok_atom) mutable {

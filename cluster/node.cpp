@@ -138,7 +138,7 @@ std::vector<child_spec> node_children(const settings& cfg, context_ptr ctx) {
     seams.journals.push_back(registered(name, ctx, [jopts, name](auto& sys) {
       auto opts = jopts;
       opts.name = name;
-      return spawn_pg_journal(sys, std::move(opts));
+      return caf::actor_cast<caf::actor>(spawn_pg_journal(sys, std::move(opts)));
     }));
   amqp_options aopts;
   aopts.url = cfg.amqp_url;

@@ -3,6 +3,7 @@
 #include "actors/delivery_status.hpp"
 #include "actors/errc.hpp"
 #include "actors/cluster_view.hpp"
+#include "actors/journal.hpp"
 #include "actors/protocol.hpp"
 #include "actors/sharding.hpp"
 #include "actors/user_commands.hpp"
@@ -106,9 +107,9 @@ struct http_api::impl {
 
   /// Sends a request to `dest` and waits (on this HTTP thread) for the reply
   /// until `timeout`.
-  template <class T, class... Ts>
+  template <class T, class Handle, class... Ts>
   caf::expected<T> ask_within(std::chrono::milliseconds timeout,
-                              const caf::actor& dest, Ts&&... xs) {
+                              const Handle& dest, Ts&&... xs) {
     if (!dest)
       return make_error(journal_errc::unavailable);
     caf::scoped_actor self{sys};
@@ -127,13 +128,13 @@ struct http_api::impl {
   }
 
   /// Commands chain a few journal requests, each with its own time-out.
-  template <class T, class... Ts>
-  caf::expected<T> ask(const caf::actor& dest, Ts&&... xs) {
+  template <class T, class Handle, class... Ts>
+  caf::expected<T> ask(const Handle& dest, Ts&&... xs) {
     return ask_within<T>(3 * journal_timeout, dest, std::forward<Ts>(xs)...);
   }
 
-  caf::actor journal() const {
-    return ctx->dir->get(journal_name);
+  journal_actor journal() const {
+    return journal_at(*ctx->dir, journal_name);
   }
 
   bool authorized(const httplib::Request& req, httplib::Response& res) const {
@@ -283,9 +284,9 @@ struct http_api::impl {
                                  " ('Content-Type: text/csv')",
                                  {}});
     import_lines lines{*format, opts.body_size_max};
-    std::vector<caf::actor> journals;
+    std::vector<journal_actor> journals;
     for (auto name : import_journal_names)
-      journals.push_back(ctx->dir->get(name));
+      journals.push_back(journal_at(*ctx->dir, name));
     import_writer writer{sys, ctx, std::move(journals),
                          opts.import_batch_size_max};
     bool too_many = false;

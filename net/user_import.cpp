@@ -224,7 +224,7 @@ std::string import_stopped_json(const problem& p, const import_tally& t,
 
 struct import_writer::impl {
   context_ptr ctx;
-  std::vector<caf::actor> journals;
+  std::vector<journal_actor> journals;
   size_t batch_size_max;
   caf::scoped_actor self;
   import_tally tally;
@@ -246,7 +246,7 @@ struct import_writer::impl {
   bool failed = false;
   uint64_t resume_line = 0;
 
-  impl(caf::actor_system& sys, context_ptr c, std::vector<caf::actor> js,
+  impl(caf::actor_system& sys, context_ptr c, std::vector<journal_actor> js,
        size_t n)
     : ctx(std::move(c)), journals(std::move(js)), batch_size_max(n),
       self(sys) {
@@ -319,7 +319,7 @@ struct import_writer::impl {
 };
 
 import_writer::import_writer(caf::actor_system& sys, context_ptr ctx,
-                             std::vector<caf::actor> journals,
+                             std::vector<journal_actor> journals,
                              size_t batch_size_max)
   : impl_(std::make_unique<impl>(sys, std::move(ctx), std::move(journals),
                                  batch_size_max)) {

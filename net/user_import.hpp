@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/journal.hpp"
 #include "actors/node_context.hpp"
 #include "net/user_json.hpp"
 
@@ -102,7 +103,7 @@ std::string import_stopped_json(const problem& p, const import_tally& t,
 class import_writer {
 public:
   import_writer(caf::actor_system& sys, context_ptr ctx,
-                std::vector<caf::actor> journals, size_t batch_size_max);
+                std::vector<journal_actor> journals, size_t batch_size_max);
   ~import_writer();
 
   /// Takes a line's outcome (the user's id already set); false once the

@@ -5,7 +5,7 @@
 
 #include "actors/delivery_status.hpp"
 #include "actors/errc.hpp"
-#include "actors/protocol.hpp"
+#include "actors/journal.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_deadline.hpp"
 #include "runtime/log.hpp"
@@ -95,11 +95,13 @@ struct journal_state {
   static inline const char* name = "chime.journal";
 };
 
-using journal_actor = caf::stateful_actor<journal_state>;
+/// The journal interface, plus the flush it sends itself.
+using pg_journal_actor = journal_actor::extend<caf::reacts_to<flush_atom>>;
+using journal_self = pg_journal_actor::stateful_pointer<journal_state>;
 
 const std::string open_statuses = open_statuses_sql();
 
-pqxx::connection& connection(journal_actor* self) {
+pqxx::connection& connection(journal_self self) {
   auto& st = self->state;
   if (st.conn && st.conn->is_open())
     return *st.conn;
@@ -152,7 +154,7 @@ struct busy_span {
 
 /// Runs `fn` in a read transaction; maps failures to journal errors.
 template <class F>
-auto read(journal_actor* self, F fn) -> caf::result<decltype(fn(
+auto read(journal_self self, F fn) -> caf::result<decltype(fn(
   std::declval<pqxx::transaction_base&>()))> {
   busy_span span{*self->state.busy};
   try {
@@ -216,7 +218,7 @@ metric& commits() {
 /// Commits every queued write in one transaction: single writes each in
 /// their own savepoint, so that one failing write (say, a duplicate email)
 /// fails alone; batched writes kind by kind.
-void flush(journal_actor* self) {
+void flush(journal_self self) {
   auto& st = self->state;
   st.flush_pending = false;
   if (st.queue.empty())
@@ -299,10 +301,11 @@ std::vector<const fire_request*> fires_of(const caf::message& m);
 
 constexpr size_t fires_per_commit = 512;
 
-caf::response_promise enqueue(journal_actor* self, queued_op op) {
+template <class T>
+caf::typed_response_promise<T> enqueue(journal_self self, queued_op op) {
   auto& st = self->state;
-  op.promise = self->make_response_promise();
-  auto rp = op.promise;
+  auto rp = self->make_response_promise<T>();
+  op.promise = rp;
   if (op.kind == batch_kind::fire)
     st.queued_fires += fires_of(op.request).size();
   st.queue.push_back(std::move(op));
@@ -320,13 +323,18 @@ caf::response_promise enqueue(journal_actor* self, queued_op op) {
   return rp;
 }
 
-caf::response_promise enqueue(journal_actor* self, op_fn fn) {
-  return enqueue(self, queued_op{batch_kind::single, std::move(fn), {}, {}});
+/// A single write; `fn`'s message is the reply, of type T.
+template <class T>
+caf::typed_response_promise<T> enqueue(journal_self self, op_fn fn) {
+  return enqueue<T>(self, queued_op{batch_kind::single, std::move(fn), {}, {}});
 }
 
-caf::response_promise enqueue(journal_actor* self, batch_kind kind,
-                              caf::message request) {
-  return enqueue(self, queued_op{kind, nullptr, std::move(request), {}});
+/// A write batched with the others of its kind; its executor's message for
+/// it is the reply, of type T.
+template <class T>
+caf::typed_response_promise<T> enqueue(journal_self self, batch_kind kind,
+                                       caf::message request) {
+  return enqueue<T>(self, queued_op{kind, nullptr, std::move(request), {}});
 }
 
 // -- row mapping ---------------------------------------------------------------
@@ -1023,7 +1031,8 @@ std::vector<delivery_record> user_deliveries(pqxx::transaction_base& tx,
                            id);
 }
 
-caf::behavior journal(journal_actor* self, pg_journal_options opts) {
+pg_journal_actor::behavior_type journal(journal_self self,
+                                       pg_journal_options opts) {
   self->state.opts = std::move(opts);
   self->state.busy = &get_metric("chime_journal_busy_microseconds_total{journal=\""
                                  + self->state.opts.name + "\"}");
@@ -1031,43 +1040,44 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
   return {
     [=](flush_atom) { flush(self); },
     [=](create_atom, user_view& v) {
-      return enqueue(self, batch_kind::create, caf::make_message(std::move(v)));
+      return enqueue<caf::ok_atom>(self, batch_kind::create, caf::make_message(std::move(v)));
     },
     [=](import_atom, std::vector<user_view>& views) {
-      return enqueue(self, [views = std::move(views), shards](auto& tx) {
+      return enqueue<std::vector<caf::error>>(self, [views = std::move(views), shards](auto& tx) {
         return import_users(tx, views, shards);
       });
     },
     [=](replace_atom, user_view& v) {
-      return enqueue(self, [v = std::move(v), shards](auto& tx) {
+      return enqueue<caf::ok_atom>(self, [v = std::move(v), shards](auto& tx) {
         return replace_user(tx, v, shards);
       });
     },
     [=](remove_atom, std::string& id, int64_t at_ms) {
-      return enqueue(self, [id = std::move(id), at_ms](auto& tx) {
+      return enqueue<caf::ok_atom>(self, [id = std::move(id), at_ms](auto& tx) {
         return remove_user(tx, id, at_ms);
       });
     },
     [=](fire_atom, fire_request& f) {
-      return enqueue(self, batch_kind::fire, caf::make_message(std::move(f)));
+      return enqueue<bool>(self, batch_kind::fire, caf::make_message(std::move(f)));
     },
     [=](fire_atom, std::vector<fire_request>& fs) {
-      return enqueue(self, batch_kind::fire, caf::make_message(std::move(fs)));
+      return enqueue<std::vector<bool>>(self, batch_kind::fire,
+                                       caf::make_message(std::move(fs)));
     },
     [=](attempt_atom, std::string& key, int64_t now_ms, int64_t catch_up_ms) {
-      return enqueue(self, batch_kind::attempt,
+      return enqueue<attempt_verdict>(self, batch_kind::attempt,
                      caf::make_message(std::move(key), now_ms, catch_up_ms));
     },
     [=](outcome_atom, delivery_outcome& o) {
-      return enqueue(self, batch_kind::outcome,
+      return enqueue<caf::ok_atom>(self, batch_kind::outcome,
                      caf::make_message(std::move(o)));
     },
     [=](handed_atom, std::vector<std::string>& keys, int64_t at_ms) {
-      return enqueue(self, batch_kind::handed,
+      return enqueue<caf::ok_atom>(self, batch_kind::handed,
                      caf::make_message(std::move(keys), at_ms));
     },
     [=](redrive_atom, std::string& key, int64_t at_ms) {
-      return enqueue(self, [key = std::move(key), at_ms](auto& tx) {
+      return enqueue<delivery_record>(self, [key = std::move(key), at_ms](auto& tx) {
         return redrive(tx, key, at_ms);
       });
     },
@@ -1082,7 +1092,7 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
       if (fn.view)
         for (auto s : fn.view->held())
           held.push_back(std::to_string(s));
-      return enqueue(self, [=](pqxx::transaction_base& tx) {
+      return enqueue<std::vector<delivery_record>>(self, [=](pqxx::transaction_base& tx) {
         auto out = select_deliveries(
           tx,
           // The longest untouched of each kind, each through its own
@@ -1236,7 +1246,7 @@ caf::behavior journal(journal_actor* self, pg_journal_options opts) {
 
 } // namespace
 
-caf::actor spawn_pg_journal(caf::actor_system& sys, pg_journal_options opts) {
+journal_actor spawn_pg_journal(caf::actor_system& sys, pg_journal_options opts) {
   return sys.spawn<caf::detached>(journal, std::move(opts));
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 
-#include <caf/fwd.hpp>
+#include "actors/journal.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -25,10 +25,10 @@ struct pg_journal_options {
 
 /// Spawns the PostgreSQL journal: a detached actor (its own thread, since
 /// libpqxx blocks) that owns one connection and speaks the journal protocol
-/// of actors/protocol.hpp. Writes are queued and committed together (group
+/// of actors/journal.hpp. Writes are queued and committed together (group
 /// commit): each is answered only after its transaction committed. Applies
 /// schema migrations on first connect. Reconnects on demand after the
 /// database went away; meanwhile requests fail with journal_errc::unavailable.
-caf::actor spawn_pg_journal(caf::actor_system& sys, pg_journal_options opts);
+journal_actor spawn_pg_journal(caf::actor_system& sys, pg_journal_options opts);
 
 } // namespace chime

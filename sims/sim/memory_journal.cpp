@@ -36,7 +36,10 @@ struct journal_state {
   static inline const char* name = "chime.sim.journal";
 };
 
-using journal_actor = caf::stateful_actor<journal_state>;
+/// The journal interface, plus the deferred replies it sends itself.
+using memory_journal_actor
+  = journal_actor::extend<caf::reacts_to<sim_reply_atom, uint64_t>>;
+using journal_self = memory_journal_actor::stateful_pointer<journal_state>;
 
 /// Emails are unique whatever their case (as PostgreSQL's unique index on
 /// lower(email)).
@@ -102,7 +105,7 @@ std::vector<delivery_record> user_deliveries(const journal_store& s,
 /// Answers `rp` with `value` now, or later while the journal is slow; or
 /// with `unavailable` (changing nothing) while it is down.
 template <class T>
-caf::result<T> answer(journal_actor* self, std::function<caf::expected<T>()> op) {
+caf::result<T> answer(journal_self self, std::function<caf::expected<T>()> op) {
   auto& e = *self->state.e;
   auto now = e.now_ms();
   auto& view = self->state.fence.view;
@@ -259,7 +262,7 @@ void outcome(journal_store& s, const delivery_outcome& o) {
   d.updated_at_ms = o.at_ms;
 }
 
-caf::behavior memory_journal(journal_actor* self,
+memory_journal_actor::behavior_type memory_journal(journal_self self,
                              std::shared_ptr<journal_store> store, env* e,
                              journal_fence fence) {
   self->state.store = std::move(store);
@@ -269,7 +272,7 @@ caf::behavior memory_journal(journal_actor* self,
     auto& e = *self->state.e;
     e.trace.add(e.now_ms(), op, detail);
   };
-  auto fire_traced = [trace](journal_actor* self, const fire_request& f) {
+  auto fire_traced = [trace](journal_self self, const fire_request& f) {
     bool recorded = !self->state.fenced(f.user_id)
                     && fire(*self->state.store, f);
     trace("journal.fire", f.delivery.key + (recorded ? " recorded" : " stale"));
@@ -281,6 +284,17 @@ caf::behavior memory_journal(journal_actor* self,
       return answer<caf::ok_atom>(self, [=] {
         trace("journal.create", v.user.id);
         return create(*self->state.store, v);
+      });
+    },
+    [=](import_atom, std::vector<user_view>& views) {
+      return answer<std::vector<caf::error>>(self, [=] {
+        trace("journal.import", std::to_string(views.size()));
+        std::vector<caf::error> refusals;
+        for (auto& v : views) {
+          auto created = create(*self->state.store, v);
+          refusals.push_back(created ? caf::error{} : created.error());
+        }
+        return caf::expected<std::vector<caf::error>>{std::move(refusals)};
       });
     },
     [=](replace_atom, user_view& v) {
@@ -483,7 +497,7 @@ caf::behavior memory_journal(journal_actor* self,
 
 } // namespace
 
-caf::actor spawn_memory_journal(caf::actor_system& sys,
+journal_actor spawn_memory_journal(caf::actor_system& sys,
                                 std::shared_ptr<journal_store> store, env* e,
                                 journal_fence fence) {
   return sys.spawn(memory_journal, std::move(store), e, std::move(fence));

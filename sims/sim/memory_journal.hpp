@@ -1,6 +1,6 @@
 #pragma once
 
-#include "actors/protocol.hpp"
+#include "actors/journal.hpp"
 #include "sims/sim/oracle.hpp"
 
 #include <memory>
@@ -52,8 +52,8 @@ struct journal_store {
   int64_t now_ms = 0;
 };
 
-/// Spawns the in-memory implementation of the journal seam (the protocol in
-/// actors/protocol.hpp, with persistence/pg_journal.cpp's semantics) over
+/// Spawns the in-memory implementation of the journal seam (the interface in
+/// actors/journal.hpp, with persistence/pg_journal.cpp's semantics) over
 /// `store`. While the environment says the journal is down every request
 /// fails with journal_errc::unavailable and changes nothing; while it is
 /// slow, replies come late (after the change is made, like a commit whose
@@ -63,7 +63,7 @@ struct journal_store {
 /// refused like a database that is down, and every write made for a shard
 /// (fire, hand-off, attempt, outcome) is refused unless the lease table
 /// still shows the node holding the shard under the epoch it believes.
-caf::actor spawn_memory_journal(caf::actor_system& sys,
+journal_actor spawn_memory_journal(caf::actor_system& sys,
                                 std::shared_ptr<journal_store> store, env* e,
                                 journal_fence fence = {});
 

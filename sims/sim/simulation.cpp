@@ -218,9 +218,9 @@ void simulation::start_node(uint32_t i) {
   // by its leases.
   auto journal = journal_;
   if (cluster_mode()) {
-    slot.journal = spawn_memory_journal(
+    slot.journal = caf::actor_cast<caf::actor>(spawn_memory_journal(
       sys_, store_, &e_,
-      journal_fence{ctx->cluster, ctx->broken.no_fencing ? nullptr : leases_});
+      journal_fence{ctx->cluster, ctx->broken.no_fencing ? nullptr : leases_}));
     journal = slot.journal;
     ctx->dir->put(coordination_name, coordination_);
   }
@@ -892,7 +892,7 @@ sim_report simulation::run() {
   for (auto& z : date::get_tzdb().zones)
     zones_.push_back(z.name());
   store_->shard_count = base_.shard_count;
-  journal_ = spawn_memory_journal(sys_, store_, &e_);
+  journal_ = caf::actor_cast<caf::actor>(spawn_memory_journal(sys_, store_, &e_));
   leases_ = std::make_shared<lease_store>(base_.shard_count);
   coordination_ = spawn_memory_coordination(sys_, leases_, &e_);
   broker_options bopts;

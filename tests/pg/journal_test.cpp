@@ -45,7 +45,7 @@ std::string server_url(const std::string& db) {
 /// Where a fixture's journal keeps its data.
 struct backend {
   virtual ~backend() = default;
-  virtual caf::actor spawn(caf::actor_system& sys) = 0;
+  virtual journal_actor spawn(caf::actor_system& sys) = 0;
   /// The result of a counting SQL query (PostgreSQL only).
   virtual int64_t count(const std::string&) {
     FAIL("SQL needs the PostgreSQL journal");
@@ -66,7 +66,7 @@ struct pg_backend : backend {
     admin("DROP DATABASE IF EXISTS " + db_name + " WITH (FORCE)");
   }
 
-  caf::actor spawn(caf::actor_system& sys) override {
+  journal_actor spawn(caf::actor_system& sys) override {
     return spawn_pg_journal(sys, {server_url(db_name), 256, 512, nullptr});
   }
 
@@ -89,7 +89,7 @@ struct memory_backend : backend {
   std::shared_ptr<sim::journal_store> store
     = std::make_shared<sim::journal_store>();
 
-  caf::actor spawn(caf::actor_system& sys) override {
+  journal_actor spawn(caf::actor_system& sys) override {
     return sim::spawn_memory_journal(sys, store, &env);
   }
 };
@@ -99,7 +99,7 @@ struct journal_fixture {
   std::unique_ptr<backend> store;
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
-  caf::actor journal;
+  journal_actor journal;
 
   explicit journal_fixture(std::unique_ptr<backend> b
                            = std::make_unique<pg_backend>())
@@ -116,7 +116,7 @@ struct journal_fixture {
   ~journal_fixture() {
     caf::anon_send_exit(journal, caf::exit_reason::user_shutdown);
     // A detached actor's thread waits for its last handle to go.
-    journal = caf::actor{};
+    journal = journal_actor{};
     sys.reset();
   }
 
