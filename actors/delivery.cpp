@@ -65,7 +65,7 @@ constexpr const char* verdict_reroute = "reroute";
 struct delivery_state {
   context_ptr ctx;
   std::deque<job> queue;
-  caf::actor mailer;
+  mailer_actor mailer;
   /// Mailers replaced because one of their requests went unanswered, until
   /// they are gone; the keys of their requests that may still be running;
   /// and jobs of those keys, waiting for them.
@@ -272,15 +272,15 @@ void route(delivery_actor* self, job j, bool later) {
 /// the successor takes it over with the sends it has in flight, which it
 /// answers again instead of sending twice (see mailer_front). A new one
 /// when there is none, or to replace a stuck one.
-caf::actor node_mailer(delivery_actor* self, bool replace) {
+mailer_actor node_mailer(delivery_actor* self, bool replace) {
   auto& ctx = *self->state.ctx;
-  if (auto mailer = ctx.dir->get(mailer_name); mailer && !replace)
+  if (auto mailer = mailer_at(*ctx.dir, mailer_name); mailer && !replace)
     return mailer;
   // Remembering accepted keys is a re-check of its own: off when the
   // simulator breaks the re-check on purpose, so that its checker sees it.
   auto mailer = spawn_mailer_front(self->system(), ctx.make_mailer,
                                    ctx.broken.no_recheck ? 0 : 100000);
-  ctx.dir->put(mailer_name, mailer);
+  ctx.dir->put(mailer_name, caf::actor_cast<caf::actor>(mailer));
   return mailer;
 }
 

@@ -1,6 +1,6 @@
 #include "actors/mailer_front.hpp"
 
-#include "actors/protocol.hpp"
+#include "runtime/directory.hpp"
 
 #include <caf/all.hpp>
 
@@ -13,7 +13,7 @@ namespace chime {
 namespace {
 
 struct front_state {
-  caf::actor inner;
+  mailer_actor inner;
   size_t accepted_max = 0;
   /// Keys in flight, with everyone waiting for their answer.
   std::unordered_map<std::string,
@@ -24,7 +24,7 @@ struct front_state {
   static inline const char* name = "chime.mailer_front";
 };
 
-using front_actor = caf::stateful_actor<front_state>;
+using front_self = mailer_actor::stateful_pointer<front_state>;
 
 void remember_accepted(front_state& st, const std::string& key) {
   if (!st.accepted.insert(key).second)
@@ -36,9 +36,9 @@ void remember_accepted(front_state& st, const std::string& key) {
   }
 }
 
-caf::behavior mailer_front(front_actor* self,
-                           std::function<caf::actor(caf::actor_system&)> make_inner,
-                           size_t accepted_max) {
+mailer_actor::behavior_type mailer_front(front_self self,
+                                         mailer_factory make_inner,
+                                         size_t accepted_max) {
   auto& st = self->state;
   st.inner = make_inner(self->system());
   self->link_to(st.inner);
@@ -84,9 +84,13 @@ caf::behavior mailer_front(front_actor* self,
 
 } // namespace
 
-caf::actor spawn_mailer_front(
-  caf::actor_system& sys, std::function<caf::actor(caf::actor_system&)> make_inner,
-  size_t accepted_max) {
+mailer_actor mailer_at(const directory& dir, const char* name) {
+  return caf::actor_cast<mailer_actor>(dir.get(name));
+}
+
+mailer_actor spawn_mailer_front(caf::actor_system& sys,
+                                mailer_factory make_inner,
+                                size_t accepted_max) {
   return sys.spawn(mailer_front, std::move(make_inner), accepted_max);
 }
 

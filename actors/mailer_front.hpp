@@ -1,5 +1,7 @@
 #pragma once
 
+#include "actors/mailer.hpp"
+
 #include <caf/fwd.hpp>
 
 #include <cstddef>
@@ -15,9 +17,8 @@ namespace chime {
 /// answer; one for a key the service accepted gets that answer again
 /// (the `accepted_max` newest are kept). A failed send is not remembered:
 /// its retry goes out. The inner mailer is linked: it goes with the front.
-caf::actor spawn_mailer_front(
-  caf::actor_system& sys,
-  std::function<caf::actor(caf::actor_system&)> make_inner,
+mailer_actor spawn_mailer_front(
+  caf::actor_system& sys, mailer_factory make_inner,
   size_t accepted_max = 100000);
 
 } // namespace chime

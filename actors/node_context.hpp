@@ -1,5 +1,6 @@
 #pragma once
 
+#include "actors/mailer.hpp"
 #include "actors/schedule.hpp"
 #include "actors/sharding.hpp"
 #include "runtime/clock.hpp"
@@ -57,7 +58,7 @@ struct node_context {
   millis email_timeout{5000};
   /// Spawns one mailer (the email seam): an actor answering
   /// (send_atom, email, message, idempotency key) with a send_result.
-  std::function<caf::actor(caf::actor_system&)> make_mailer;
+  mailer_factory make_mailer;
   uint64_t seed = 0; ///< for jitter; fixed in simulations
   double clock_rate = 1.0; ///< Chime seconds per real second
   /// Real monotonic time for rate limiting and the circuit breaker, which

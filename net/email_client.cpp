@@ -206,10 +206,12 @@ struct email_client_state {
   static inline const char* name = "chime.email_client";
 };
 
-using email_client_actor = caf::stateful_actor<email_client_state>;
+using email_client_actor
+  = mailer_actor::extend<caf::reacts_to<email_done_atom, uint64_t, send_result>>;
 
-caf::behavior email_client(email_client_actor* self, std::string base_url,
-                           uint32_t in_flight_max) {
+email_client_actor::behavior_type
+email_client(email_client_actor::stateful_pointer<email_client_state> self,
+             std::string base_url, uint32_t in_flight_max) {
   auto& st = self->state;
   st.loop = std::make_shared<transfer_loop>(std::move(base_url), in_flight_max,
                                             self->address());
@@ -241,7 +243,7 @@ caf::behavior email_client(email_client_actor* self, std::string base_url,
 
 } // namespace
 
-caf::actor spawn_email_client(caf::actor_system& sys, std::string base_url,
+mailer_actor spawn_email_client(caf::actor_system& sys, std::string base_url,
                               uint32_t in_flight_max) {
   // Before any transfer thread exists (its set-up is not thread-safe).
   static std::once_flag curl_ready;

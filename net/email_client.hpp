@@ -1,5 +1,7 @@
 #pragma once
 
+#include "actors/mailer.hpp"
+
 #include <caf/fwd.hpp>
 
 #include <cstdint>
@@ -17,7 +19,7 @@ namespace chime {
 /// had its connection closed by then, so it is not running any more.
 /// At most `in_flight_max` requests are taken at once; beyond that a request
 /// is refused at once (no answer, not ambiguous).
-caf::actor spawn_email_client(caf::actor_system& sys, std::string base_url,
+mailer_actor spawn_email_client(caf::actor_system& sys, std::string base_url,
                               uint32_t in_flight_max);
 
 } // namespace chime

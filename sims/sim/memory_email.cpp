@@ -16,16 +16,22 @@ struct service_state {
   static inline const char* name = "chime.sim.email";
 };
 
-using service_actor = caf::stateful_actor<service_state>;
+// The mailer's request with the sending incarnation appended.
+using service_actor = caf::typed_actor<
+  caf::replies_to<send_atom, std::string, std::string, std::string, int64_t,
+                  std::string>::with<send_result>,
+  caf::reacts_to<sim_reply_atom, uint64_t>>;
 
-caf::behavior email_service(service_actor* self,
-                            std::shared_ptr<email_ledger> ledger, env* e) {
+service_actor::behavior_type
+email_service(service_actor::stateful_pointer<service_state> self,
+              std::shared_ptr<email_ledger> ledger, env* e) {
   self->state.ledger = std::move(ledger);
   self->state.e = e;
   return {
     [=](sim_reply_atom, uint64_t id) { self->state.later.fire(id); },
     [=](send_atom, const std::string&, const std::string&,
-        const std::string& key, int64_t timeout_ms, const std::string& owner) {
+        const std::string& key, int64_t timeout_ms,
+        const std::string& owner) -> caf::result<send_result> {
       auto& st = self->state;
       auto& e = *st.e;
       auto& f = e.faults;
@@ -72,14 +78,16 @@ caf::behavior email_service(service_actor* self,
 
 caf::actor spawn_email_service(caf::actor_system& sys,
                                std::shared_ptr<email_ledger> ledger, env* e) {
-  return sys.spawn(email_service, std::move(ledger), e);
+  return caf::actor_cast<caf::actor>(
+    sys.spawn(email_service, std::move(ledger), e));
 }
 
-caf::actor spawn_memory_mailer(caf::actor_system& sys, caf::actor service,
-                               std::string owner,
-                               std::function<void(const std::string&)> on_send) {
-  return sys.spawn([service, owner, on_send](caf::event_based_actor* self) {
-    return caf::behavior{
+mailer_actor spawn_memory_mailer(caf::actor_system& sys, caf::actor service_handle,
+                                 std::string owner,
+                                 std::function<void(const std::string&)> on_send) {
+  auto service = caf::actor_cast<service_actor>(service_handle);
+  return sys.spawn([service, owner, on_send](mailer_actor::pointer self) {
+    return mailer_actor::behavior_type{
       [=](send_atom a, std::string& email, std::string& message,
           std::string& key, int64_t timeout_ms) {
         if (on_send)

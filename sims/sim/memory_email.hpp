@@ -1,5 +1,7 @@
 #pragma once
 
+#include "actors/mailer.hpp"
+
 #include <caf/fwd.hpp>
 
 #include <cstdint>
@@ -40,9 +42,9 @@ caf::actor spawn_email_service(caf::actor_system& sys,
 /// Spawns one mailer (the seam) of the node incarnation `owner`: it passes
 /// each request on to `service`, which answers the sender directly, after
 /// showing its key to `on_send` (the checker's look at who sends).
-caf::actor spawn_memory_mailer(caf::actor_system& sys, caf::actor service,
-                               std::string owner,
-                               std::function<void(const std::string&)> on_send
-                               = nullptr);
+mailer_actor spawn_memory_mailer(caf::actor_system& sys, caf::actor service,
+                                 std::string owner,
+                                 std::function<void(const std::string&)> on_send
+                                 = nullptr);
 
 } // namespace chime::sim

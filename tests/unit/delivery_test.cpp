@@ -24,6 +24,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
+/// The mailer seam, plus a tick that answers the held sends.
+using test_mailer = mailer_actor::extend<caf::reacts_to<tick_atom>>;
+
 /// What the fakes were asked, in order, and how they answer.
 struct seen {
   std::vector<std::string> events; ///< "attempt K", "send K", "outcome K S", "ack T", "nack T", "retry K"
@@ -34,8 +37,8 @@ struct seen {
   std::deque<int> answers;
   /// Held sends: the mailer answers them only when the test releases them.
   bool hold = false;
-  std::vector<caf::response_promise> held;
-  caf::actor mailer; ///< the latest; a tick answers its held sends
+  std::vector<caf::typed_response_promise<send_result>> held;
+  test_mailer mailer; ///< the latest; a tick answers its held sends
   int sends = 0;
 };
 
@@ -89,7 +92,7 @@ struct delivery_fixture : coordinator_fixture {
                             }};
                   }));
     ctx->make_mailer = [log](caf::actor_system& sys) {
-      log->mailer = sys.spawn([log](caf::event_based_actor* self) -> caf::behavior {
+      log->mailer = sys.spawn([log](test_mailer::pointer self) -> test_mailer::behavior_type {
         return {[log](tick_atom) {
                   for (auto& rp : log->held)
                     rp.deliver(send_result{200, -1, "", false});
@@ -106,14 +109,14 @@ struct delivery_fixture : coordinator_fixture {
             log->answers.pop_front();
           }
           if (log->hold) {
-            auto rp = self->make_response_promise();
+            auto rp = self->make_response_promise<send_result>();
             log->held.push_back(rp);
             return caf::delegated<send_result>{};
           }
           return send_result{status, -1, "", false};
         }};
       });
-      return log->mailer;
+      return mailer_actor{log->mailer};
     };
     consumer = sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
       return {
