@@ -6,6 +6,7 @@
 #include "actors/cluster_view.hpp"
 #include "actors/errc.hpp"
 #include "actors/occasion.hpp"
+#include "actors/handoff.hpp"
 #include "actors/journal.hpp"
 #include "actors/protocol.hpp"
 #include "actors/mailer_front.hpp"
@@ -117,25 +118,32 @@ struct delivery_state {
   static inline const char* name = "chime.delivery";
 };
 
-using delivery_actor = caf::stateful_actor<delivery_state>;
+/// The seam, and what the delivery actor sends itself.
+using delivery_impl_actor = delivery_actor::extend<
+  caf::reacts_to<route_atom, delivery_record, receipt, bool, uint32_t>,
+  caf::reacts_to<retry_atom, std::string>, caf::reacts_to<tick_atom>,
+  caf::reacts_to<send_tick_atom>, caf::reacts_to<hold_atom>,
+  caf::reacts_to<outcome_atom, delivery_outcome, int64_t>>;
 
-void pump(delivery_actor* self);
-void pump_sends(delivery_actor* self);
-void settle_shard_drains(delivery_actor* self);
-void route(delivery_actor* self, job j, bool later);
-void hand_over(delivery_actor* self, job j);
+using delivery_self = delivery_impl_actor::stateful_pointer<delivery_state>;
+
+void pump(delivery_self self);
+void pump_sends(delivery_self self);
+void settle_shard_drains(delivery_self self);
+void route(delivery_self self, job j, bool later);
+void hand_over(delivery_self self, job j);
 
 void enqueue(delivery_state& st, job j) {
   j.since = st.ctx->monotonic();
   st.queue.push_back(std::move(j));
 }
 
-journal_actor journal_of(delivery_actor* self, const delivery_record& d) {
+journal_actor journal_of(delivery_self self, const delivery_record& d) {
   auto& ctx = *self->state.ctx;
   return journal_at(*ctx.dir, send_journal_of(d.user_id, ctx.shard_count));
 }
 
-void settle(delivery_actor* self, job& j, bool dead) {
+void settle(delivery_self self, job& j, bool dead) {
   if (j.forwarded) {
     j.forwarded->deliver(std::string{dead ? verdict_dead : verdict_ack});
   } else if (j.from && dead && j.from->is_part()) {
@@ -145,7 +153,7 @@ void settle(delivery_actor* self, job& j, bool dead) {
     auto from = *j.from;
     auto key = j.d.key;
     self
-      ->request(self->state.ctx->dir->get(handoff_name), journal_timeout,
+      ->request(handoff_at(*self->state.ctx->dir), journal_timeout,
                 dead_letter_atom::value, j.d)
       .then([from](caf::ok_atom) { caf::anon_send(from.consumer, ack_atom::value, from); },
             [from, key](caf::error&) {
@@ -164,7 +172,7 @@ void settle(delivery_actor* self, job& j, bool dead) {
 
 /// Frees the job's place in flight; unless it will be retried, forgets it
 /// and settles its broker message.
-void finish(delivery_actor* self, job& j, bool retrying) {
+void finish(delivery_self self, job& j, bool retrying) {
   auto& st = self->state;
   if (!retrying) {
     st.active.erase(j.d.key);
@@ -211,7 +219,7 @@ bool ours(const delivery_state& st, const delivery_record& d) {
 /// the owner gives it back, it is looked at again shortly, its broker
 /// message still unacked. If the owner goes down first, its forwards are
 /// routed again.
-void route(delivery_actor* self, job j, bool later) {
+void route(delivery_self self, job j, bool later) {
   auto& st = self->state;
   if (j.forwarded) {
     // A peer forwarded it to a node that does not own it (any more): the
@@ -224,8 +232,8 @@ void route(delivery_actor* self, job j, bool later) {
   auto& cluster = *st.ctx->cluster;
   auto owner = cluster.owner_of(shard_of(j.d.user_id, st.ctx->shard_count));
   auto peer = owner.empty() || owner == cluster.self()
-                ? caf::actor{}
-                : cluster.peer(owner, delivery_name);
+                ? delivery_actor{}
+                : caf::actor_cast<delivery_actor>(cluster.peer(owner, delivery_name));
   if (later || !peer || !j.from) {
     // Backing off to about a membership round: an owner may be away for a
     // lease or longer, and a new one shows up at a round.
@@ -272,7 +280,7 @@ void route(delivery_actor* self, job j, bool later) {
 /// the successor takes it over with the sends it has in flight, which it
 /// answers again instead of sending twice (see mailer_front). A new one
 /// when there is none, or to replace a stuck one.
-mailer_actor node_mailer(delivery_actor* self, bool replace) {
+mailer_actor node_mailer(delivery_self self, bool replace) {
   auto& ctx = *self->state.ctx;
   if (auto mailer = mailer_at(*ctx.dir, mailer_name); mailer && !replace)
     return mailer;
@@ -288,7 +296,7 @@ mailer_actor node_mailer(delivery_actor* self, bool replace) {
 /// within the request's time-out, so it is stuck): it is replaced and
 /// stopped (which aborts its transfers), and `key` is not sent again until
 /// it is gone, so that no request is in flight twice.
-void quarantine(delivery_actor* self, const caf::actor_addr& mailer,
+void quarantine(delivery_self self, const caf::actor_addr& mailer,
                 const std::string& key) {
   auto& st = self->state;
   if (mailer == st.mailer.address()) {
@@ -311,7 +319,7 @@ bool still_running(const delivery_state& st, const std::string& key) {
 
 /// A quarantined mailer is gone: its key may be sent again. False when
 /// `who` was no quarantined mailer.
-bool mailer_gone(delivery_actor* self, const caf::actor_addr& who) {
+bool mailer_gone(delivery_self self, const caf::actor_addr& who) {
   auto& st = self->state;
   if (st.dying.erase(who) == 0)
     return false;
@@ -331,7 +339,7 @@ bool mailer_gone(delivery_actor* self, const caf::actor_addr& who) {
 }
 
 /// The owner a job was forwarded to went down: route its jobs again.
-void owner_down(delivery_actor* self, const caf::actor_addr& owner) {
+void owner_down(delivery_self self, const caf::actor_addr& owner) {
   auto& st = self->state;
   st.monitored.erase(owner);
   std::vector<job> again;
@@ -349,7 +357,7 @@ void owner_down(delivery_actor* self, const caf::actor_addr& owner) {
 
 /// Gives up a job this node may no longer send (its lease is gone): the
 /// delivery goes to its shard's owner.
-void hand_over(delivery_actor* self, job j) {
+void hand_over(delivery_self self, job j) {
   finish(self, j, true);
   self->state.active.erase(j.d.key);
   route(self, std::move(j), true);
@@ -361,13 +369,13 @@ void hand_over(delivery_actor* self, job j) {
 /// the retry: nothing waits in memory, and no message stays unacked long
 /// enough for the broker's consumer_timeout. Without a broker, or while it
 /// is away, the job waits here.
-void retry_later(delivery_actor* self, job j, millis delay,
+void retry_later(delivery_self self, job j, millis delay,
                  bool via_broker = true) {
   auto& st = self->state;
   auto key = j.d.key;
   if (via_broker && j.holds_message()) {
     self
-      ->request(st.ctx->dir->get(handoff_name), journal_timeout,
+      ->request(handoff_at(*st.ctx->dir), journal_timeout,
                 retry_atom::value, j.d, int64_t{delay.count()})
       .then(
         [=](caf::ok_atom) mutable {
@@ -388,7 +396,7 @@ void retry_later(delivery_actor* self, job j, millis delay,
 
 /// Journals the outcome; keeps trying while the journal is away, because the
 /// email service already answered and must not be asked again.
-void record(delivery_actor* self, job j, delivery_outcome o,
+void record(delivery_self self, job j, delivery_outcome o,
             millis retry_delay) {
   self->request(journal_of(self, j.d), journal_timeout, outcome_atom::value, o)
     .then(
@@ -427,7 +435,7 @@ void record(delivery_actor* self, job j, delivery_outcome o,
       });
 }
 
-void classify(delivery_actor* self, job j, const send_result& r) {
+void classify(delivery_self self, job j, const send_result& r) {
   auto& st = self->state;
   auto& ctx = *st.ctx;
   delivery_outcome o;
@@ -470,9 +478,9 @@ void classify(delivery_actor* self, job j, const send_result& r) {
   record(self, std::move(j), std::move(o), retry_delay);
 }
 
-void send_email(delivery_actor* self, job j);
+void send_email(delivery_self self, job j);
 
-void attempt(delivery_actor* self, job j) {
+void attempt(delivery_self self, job j) {
   auto& ctx = *self->state.ctx;
   self
     ->request(journal_of(self, j.d), journal_timeout, attempt_atom::value, j.d.key,
@@ -530,7 +538,7 @@ void attempt(delivery_actor* self, job j) {
       });
 }
 
-void pump_sends(delivery_actor* self) {
+void pump_sends(delivery_self self) {
   auto& st = self->state;
   while (!st.ready.empty() && st.sending < st.limit->limit()) {
     auto now = st.ctx->monotonic();
@@ -548,7 +556,7 @@ void pump_sends(delivery_actor* self) {
   }
 }
 
-void send_email(delivery_actor* self, job j) {
+void send_email(delivery_self self, job j) {
   auto& st = self->state;
   auto timeout = st.limit->timeout();
   auto started = st.ctx->monotonic();
@@ -578,7 +586,7 @@ void send_email(delivery_actor* self, job j) {
 /// Jobs that waited in the queue for hold_max (an open breaker, a rate
 /// limit below the pace of intake) go back to the broker to wait there,
 /// for about as long as the queue still needs.
-void hand_back_held(delivery_actor* self) {
+void hand_back_held(delivery_self self) {
   auto& st = self->state;
   auto now = st.ctx->monotonic();
   auto ahead = st.rate > 0 ? millis{static_cast<int64_t>(
@@ -602,7 +610,7 @@ void hand_back_held(delivery_actor* self) {
   st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
 }
 
-void wake_in(delivery_actor* self, std::chrono::microseconds delay) {
+void wake_in(delivery_self self, std::chrono::microseconds delay) {
   auto& st = self->state;
   if (st.wake_pending)
     return;
@@ -630,7 +638,7 @@ void pace(delivery_state& st) {
   st.limiter->set_burst(std::max(burst, std::floor(rate * 0.05)));
 }
 
-void pump(delivery_actor* self) {
+void pump(delivery_self self) {
   auto& st = self->state;
   if (st.ctx->cluster && st.ctx->cluster->rate_share() != st.rate) {
     st.rate = st.ctx->cluster->rate_share();
@@ -683,7 +691,7 @@ void pump(delivery_actor* self) {
   st.timeout_gauge->set(static_cast<int64_t>(st.limit->timeout().count()));
 }
 
-void accept(delivery_actor* self, job j) {
+void accept(delivery_self self, job j) {
   auto& st = self->state;
   if (st.draining) {
     if (j.forwarded)
@@ -702,7 +710,7 @@ void accept(delivery_actor* self, job j) {
   pump(self);
 }
 
-void settle_shard_drains(delivery_actor* self) {
+void settle_shard_drains(delivery_self self) {
   auto& st = self->state;
   auto& drains = st.shard_drains;
   for (auto i = drains.begin(); i != drains.end();) {
@@ -725,7 +733,7 @@ std::optional<receipt> maybe(receipt r, bool has) {
   return has ? std::optional<receipt>{std::move(r)} : std::nullopt;
 }
 
-caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
+delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.rng.seed(st.ctx->seed);
@@ -754,7 +762,7 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
     },
     [=](deliver_atom, delivery_record& d) {
       // Forwarded by a peer whose consumer holds the broker message.
-      auto rp = self->make_response_promise();
+      auto rp = self->make_response_promise<std::string>();
       accept(self, job{std::move(d), std::nullopt, rp});
       return rp;
     },
@@ -802,14 +810,14 @@ caf::behavior delivery(delivery_actor* self, context_ptr ctx) {
       auto& st = self->state;
       if (shards.empty())
         st.draining = true;
-      auto rp = self->make_response_promise();
+      auto rp = self->make_response_promise<caf::ok_atom>();
       st.shard_drains.emplace_back(std::move(shards), rp);
       settle_shard_drains(self);
       return rp;
     },
     [=](drain_atom, const std::string& user_id) {
       auto& st = self->state;
-      auto rp = self->make_response_promise();
+      auto rp = self->make_response_promise<caf::ok_atom>();
       if (st.in_flight_by_user.count(user_id) == 0)
         rp.deliver(caf::ok_atom::value);
       else
@@ -851,7 +859,7 @@ void sweep(caf::stateful_actor<sweeper_state>* self, int64_t handoff_oldest) {
           .add(static_cast<int64_t>(stuck.size()));
         log(log_level::info, "outbox", "republishing unconfirmed deliveries",
             {{"count", static_cast<int64_t>(stuck.size())}});
-        auto handoff = self->state.ctx->dir->get(handoff_name);
+        auto handoff = handoff_at(*self->state.ctx->dir);
         for (auto& d : stuck)
           self->send(handoff, submit_atom::value, std::move(d));
       },
@@ -871,7 +879,7 @@ caf::behavior outbox_sweeper(caf::stateful_actor<sweeper_state>* self,
       // Deliveries fired since the oldest one the handoff still holds are
       // on their way, not lost. A handoff that does not answer holds none.
       self
-        ->request(ctx.dir->get(handoff_name), journal_timeout,
+        ->request(handoff_at(*ctx.dir), journal_timeout,
                   pending_atom::value)
         .then([=](int64_t oldest) { sweep(self, oldest); },
               [=](caf::error&) {
@@ -914,7 +922,7 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
         // limit): which of its deliveries was at fault is unknown, so each
         // goes back alone, through a retry queue, to reach the limit on its
         // own or be sent. One already settled is a no-op at its re-check.
-        hand_to(ctx.dir->get(handoff_name),
+        hand_to(handoff_at(*ctx.dir),
                 "chime_dead_bundle_parts_retried_total", retry_atom::value, d,
                 int64_t{0});
         return;
@@ -929,7 +937,11 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
 
 } // namespace
 
-caf::actor spawn_delivery(caf::actor_system& sys, context_ptr ctx) {
+delivery_actor delivery_at(const directory& dir) {
+  return caf::actor_cast<delivery_actor>(dir.get(delivery_name));
+}
+
+delivery_actor spawn_delivery(caf::actor_system& sys, context_ptr ctx) {
   return sys.spawn(delivery, std::move(ctx));
 }
 
@@ -939,28 +951,6 @@ caf::actor spawn_outbox_sweeper(caf::actor_system& sys, context_ptr ctx) {
 
 caf::actor spawn_dead_letter_keeper(caf::actor_system& sys, context_ptr ctx) {
   return sys.spawn(dead_letter_keeper, std::move(ctx));
-}
-
-void report_handed(caf::event_based_actor* self, const node_context& ctx,
-                   const std::vector<std::string>& keys, int64_t at_ms,
-                   std::function<void()> done) {
-  std::map<const char*, std::vector<std::string>> by_journal;
-  for (auto& key : keys)
-    by_journal[send_journal_of(user_of_key(key), ctx.shard_count)].push_back(key);
-  if (by_journal.empty()) {
-    done();
-    return;
-  }
-  auto left = std::make_shared<size_t>(by_journal.size());
-  auto answered = [left, done] {
-    if (--*left == 0)
-      done();
-  };
-  for (auto& [name, part] : by_journal)
-    self->request(journal_at(*ctx.dir, name), journal_timeout, handed_atom::value,
-                  std::move(part), at_ms)
-      .then([answered](caf::ok_atom) { answered(); },
-            [answered](caf::error&) { answered(); });
 }
 
 } // namespace chime

@@ -3,12 +3,34 @@
 #include "actors/node_context.hpp"
 
 #include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
 
 #include <functional>
 #include <string>
 #include <vector>
 
 namespace chime {
+
+class directory;
+
+/// The delivery seam: what a broker's consumer, a peer node and the node's
+/// own drains ask of the delivery actor.
+using delivery_actor = caf::typed_actor<
+  // From the consumer, which settles the broker message when told to.
+  caf::reacts_to<deliver_atom, delivery_record, receipt>,
+  // Forwarded by a peer whose consumer holds the broker message; the
+  // verdict ("ack", "dead" or "reroute") tells the peer how to settle it.
+  caf::replies_to<deliver_atom, delivery_record>::with<std::string>,
+  // Without a broker: nothing to settle.
+  caf::reacts_to<submit_atom, delivery_record>,
+  // Ok once none of these shards' sends is in flight; no shards: the node
+  // stops, nothing new starts, ok once nothing is in flight.
+  caf::replies_to<drain_atom, std::vector<uint32_t>>::with<caf::ok_atom>,
+  // Ok once none of this user's sends is in flight.
+  caf::replies_to<drain_atom, std::string>::with<caf::ok_atom>>;
+
+/// The node's delivery actor (invalid when none is registered).
+delivery_actor delivery_at(const directory& dir);
 
 /// Spawns the node's delivery actor. It takes deliveries from the broker's
 /// consumer as (deliver_atom, delivery_record, receipt), or without a broker
@@ -25,14 +47,7 @@ namespace chime {
 /// acked (only without a broker, or while it is away, does a retry wait in
 /// memory); a job that waited in the node for hold_max goes back the same
 /// way. A dead delivery is nacked into the dead-letter queue.
-caf::actor spawn_delivery(caf::actor_system& sys, context_ptr ctx);
-
-/// Tells the send journals that the deliveries of `keys` are in the broker
-/// now (each its own shard's journal); calls `done` in `self` once all
-/// have answered, whether they recorded it or failed.
-void report_handed(caf::event_based_actor* self, const node_context& ctx,
-                   const std::vector<std::string>& keys, int64_t at_ms,
-                   std::function<void()> done);
+delivery_actor spawn_delivery(caf::actor_system& sys, context_ptr ctx);
 
 /// Spawns the outbox sweeper: every sweep interval it asks the journal for
 /// deliveries recorded but not handed off within the grace period (a crash,

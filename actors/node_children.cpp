@@ -5,6 +5,8 @@
 #include "actors/user_commands.hpp"
 
 #include <caf/actor.hpp>
+#include <caf/actor_cast.hpp>
+#include <caf/typed_actor.hpp>
 
 namespace chime {
 
@@ -42,7 +44,9 @@ std::vector<child_spec> node_tree(context_ptr ctx, node_seams seams) {
   tree.push_back(group(
     "sending_sup", restart_strategy::rest_for_one,
     {registered(delivery_name, ctx,
-                [ctx](auto& sys) { return spawn_delivery(sys, ctx); }),
+                [ctx](auto& sys) {
+                  return caf::actor_cast<caf::actor>(spawn_delivery(sys, ctx));
+                }),
      std::move(seams.consumer)}));
   tree.push_back(group(
     "dead_letters_sup", restart_strategy::rest_for_one,

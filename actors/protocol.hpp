@@ -1,8 +1,8 @@
 #pragma once
 
-// Every atom and message type that crosses an actor boundary in Chime. The
-// journal protocol (create ... ping) is the `journal` seam: persistence/
-// implements it on PostgreSQL and sims/ in memory.
+// Every atom and message type that crosses an actor boundary in Chime. Which
+// requests each seam answers, with which replies, is its typed interface:
+// journal.hpp, mailer.hpp, handoff.hpp, delivery.hpp.
 
 #include "actors/user_record.hpp"
 

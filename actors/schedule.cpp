@@ -32,13 +32,13 @@ instant local_instant(const date::time_zone* zone,
   // choose::earliest: in a gap, the transition itself (the first instant
   // after the gap); in an overlap, the first of the two instants.
   auto sys = zone->to_sys(local, date::choose::earliest);
-  return std::chrono::time_point_cast<millis>(sys);
+  return from_sys(std::chrono::time_point_cast<millis>(sys));
 }
 
 due_instant next_due(date::year_month_day d, const date::time_zone* zone,
                      std::chrono::minutes send_time, feb29_rule rule,
                      instant from, int min_year) {
-  auto local_from = zone->to_local(from);
+  auto local_from = zone->to_local(to_sys(from));
   date::year_month_day local_today{date::floor<date::days>(local_from)};
   // The local year at `from` minus one covers the date line: on Jan 1 local,
   // a Dec 31 occasion of the previous year may still be ahead in UTC terms.

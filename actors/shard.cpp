@@ -1,6 +1,7 @@
 #include "actors/shard.hpp"
 
 #include "actors/cluster_view.hpp"
+#include "actors/handoff.hpp"
 #include "actors/journal.hpp"
 #include "actors/protocol.hpp"
 #include "actors/sharding.hpp"
@@ -119,7 +120,7 @@ void fired(shard_actor* self, const fire_request& req, uint64_t version,
   auto& st = self->state;
   auto& d = req.delivery;
   if (recorded && d.status == "scheduled") {
-    caf::anon_send(st.ctx->dir->get(handoff_name), submit_atom::value, d);
+    caf::anon_send(handoff_at(*st.ctx->dir), submit_atom::value, d);
   } else if (recorded) {
     get_metric("chime_deliveries_expired_total").add();
     log(log_level::info, "user", "occasion expired",

@@ -1,6 +1,7 @@
 #include "actors/user_commands.hpp"
 
 #include "actors/cluster_view.hpp"
+#include "actors/delivery.hpp"
 #include "actors/delivery_status.hpp"
 #include "actors/errc.hpp"
 #include "actors/occasion.hpp"
@@ -63,7 +64,7 @@ user_view replaced(const node_context& ctx, const user_view& old,
   }
   if (ctx.broken.next_year_on_update) {
     auto year = static_cast<int>(
-      date::year_month_day{date::floor<date::days>(now)}.year());
+      date::year_month_day{date::floor<date::days>(to_sys(now))}.year());
     for (auto& [occasion, date] : v.user.dates) {
       auto was = old.user.dates.find(occasion);
       if (was == old.user.dates.end() || was->second != date
@@ -187,7 +188,7 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
             self->send(shard_for(ctx, id), evict_atom::value, id);
             // Reply once no request for this user is still in flight, so
             // that nothing reaches the email service after the delete.
-            self->request(ctx.dir->get(delivery_name), journal_timeout,
+            self->request(delivery_at(*ctx.dir), journal_timeout,
                           drain_atom::value, id)
               .then([=](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
                     // No delivery actor: nothing of its is in flight either.

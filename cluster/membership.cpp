@@ -1,6 +1,7 @@
 #include "cluster/membership.hpp"
 
 #include "actors/cluster_view.hpp"
+#include "actors/delivery.hpp"
 #include "actors/protocol.hpp"
 #include "actors/user_commands.hpp"
 #include "runtime/log.hpp"
@@ -243,7 +244,7 @@ void give_away(membership_actor* self, const std::vector<uint32_t>& shards) {
   }
   log(log_level::info, "cluster", "giving shards away",
       {{"node", st.opts.name}, {"shards", static_cast<int64_t>(shards.size())}});
-  auto delivery = st.ctx->dir->get(delivery_name);
+  auto delivery = delivery_at(*st.ctx->dir);
   if (!delivery) {
     self->send(self, release_atom::value, shards);
     return;

@@ -1,6 +1,7 @@
 #include "cluster/node.hpp"
 
 #include "actors/cluster_view.hpp"
+#include "actors/delivery.hpp"
 #include "cluster/membership.hpp"
 
 #include "actors/node_children.hpp"
@@ -198,7 +199,7 @@ void drain(caf::actor_system& sys, const node_context& ctx,
                  });
     }
   }
-  if (auto delivery = ctx.dir->get(delivery_name)) {
+  if (auto delivery = delivery_at(*ctx.dir)) {
     self->request(delivery, budget, drain_atom::value, std::vector<uint32_t>{})
       .receive([](caf::ok_atom) {},
                [](caf::error& err) {

@@ -1,6 +1,6 @@
 #include "net/amqp_handoff.hpp"
 
-#include "actors/delivery.hpp"
+#include "actors/handoff.hpp"
 #include "actors/handoff_tracker.hpp"
 #include "actors/protocol.hpp"
 #include "net/delivery_message.hpp"
@@ -76,7 +76,7 @@ std::unique_ptr<amqp_connection> connect(const amqp_options& opts,
 struct outgoing {
   delivery_record d;
   std::string queue;
-  std::optional<caf::response_promise> waiter;
+  std::optional<caf::typed_response_promise<caf::ok_atom>> waiter;
   int64_t taken_ms = 0; ///< a hand-off: when it was taken (Chime time)
 };
 
@@ -121,7 +121,7 @@ struct publisher_state {
   static inline const char* name = "chime.publisher";
 };
 
-using publisher_actor = caf::stateful_actor<publisher_state>;
+using publisher_actor = caf::stateful_actor<publisher_state, handoff_impl_actor::base>;
 
 void schedule_flush(publisher_actor* self, std::chrono::milliseconds delay) {
   auto& st = self->state;
@@ -205,7 +205,7 @@ void publish(publisher_actor* self) {
     schedule_flush(self, std::chrono::milliseconds{0});
 }
 
-caf::behavior publisher(publisher_actor* self, context_ptr ctx,
+handoff_impl_actor::behavior_type publisher(publisher_actor* self, context_ptr ctx,
                         amqp_options opts) {
   self->state.ctx = std::move(ctx);
   self->state.opts = std::move(opts);
@@ -228,7 +228,7 @@ caf::behavior publisher(publisher_actor* self, context_ptr ctx,
     },
     [=](retry_atom, delivery_record& d, int64_t delay_ms) {
       auto& st = self->state;
-      auto rp = self->make_response_promise();
+      auto rp = self->make_response_promise<caf::ok_atom>();
       st.buffer.push_back({std::move(d),
                            st.opts.topology.retry_queue(std::chrono::milliseconds{delay_ms}),
                            rp});
@@ -237,7 +237,7 @@ caf::behavior publisher(publisher_actor* self, context_ptr ctx,
     },
     [=](dead_letter_atom, delivery_record& d) {
       auto& st = self->state;
-      auto rp = self->make_response_promise();
+      auto rp = self->make_response_promise<caf::ok_atom>();
       st.buffer.push_back({std::move(d), st.opts.topology.dead_queue, rp});
       schedule_flush(self, std::chrono::milliseconds{0});
       return rp;
@@ -392,7 +392,8 @@ std::string broker_last_error() {
 
 caf::actor spawn_amqp_publisher(caf::actor_system& sys, context_ptr ctx,
                                 amqp_options opts) {
-  return sys.spawn<caf::detached>(publisher, std::move(ctx), std::move(opts));
+  return caf::actor_cast<caf::actor>(
+    sys.spawn<caf::detached>(publisher, std::move(ctx), std::move(opts)));
 }
 
 caf::actor spawn_amqp_consumer(caf::actor_system& sys, context_ptr ctx,

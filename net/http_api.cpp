@@ -3,6 +3,7 @@
 #include "actors/delivery_status.hpp"
 #include "actors/errc.hpp"
 #include "actors/cluster_view.hpp"
+#include "actors/handoff.hpp"
 #include "actors/journal.hpp"
 #include "actors/protocol.hpp"
 #include "actors/sharding.hpp"
@@ -451,7 +452,7 @@ struct http_api::impl {
         return reply_problem(res, no_such_dead);
       return reply_problem(res, journal_problem(d.error()));
     }
-    caf::anon_send(ctx->dir->get(handoff_name), submit_atom::value, *d);
+    caf::anon_send(handoff_at(*ctx->dir), submit_atom::value, *d);
     res.set_content(deliveries_json({*d}), json_type);
   }
 

@@ -326,7 +326,7 @@ parsed_user parse_user_object(const json& body, instant now) {
     return r;
   }
   date::year_month_day today{
-    date::floor<date::days>(zone->to_local(now))};
+    date::floor<date::days>(zone->to_local(to_sys(now)))};
   for (auto& kind : occasion_registry()) {
     std::string field{kind->name()};
     auto i = body.find(field);

@@ -16,8 +16,8 @@ std::chrono::microseconds scaled(millis span, double rate) {
 class wall_clock final : public clock {
 public:
   instant now() const override {
-    return std::chrono::time_point_cast<millis>(
-      std::chrono::system_clock::now());
+    return from_sys(std::chrono::time_point_cast<millis>(
+      std::chrono::system_clock::now()));
   }
   std::chrono::microseconds real_delay(millis span) const override {
     return scaled(span, 1.0);
@@ -56,7 +56,8 @@ clock_ptr make_virtual_clock(instant start, double rate) {
   return std::make_shared<virtual_clock>(start, rate);
 }
 
-std::string format_instant(instant t) {
+std::string format_instant(instant at) {
+  auto t = to_sys(at);
   auto secs = std::chrono::floor<std::chrono::seconds>(t);
   if (secs == t)
     return date::format("%FT%TZ", secs);

@@ -6,9 +6,31 @@
 
 namespace chime {
 
-/// An instant on Chime's timeline: UTC, millisecond resolution.
-using instant = std::chrono::sys_time<std::chrono::milliseconds>;
 using millis = std::chrono::milliseconds;
+
+/// Chime's timeline, which a virtual clock may run ahead of the real one:
+/// UTC milliseconds since the epoch like sys_time, yet a clock of its own, so
+/// that a real time (system_clock::now()) never passes for a Chime instant,
+/// nor one for the other, without to_sys/from_sys saying so. It has no
+/// now(): the present comes from a chime::clock.
+struct chime_time {
+  using duration = millis;
+  using rep = duration::rep;
+  using period = duration::period;
+  using time_point = std::chrono::time_point<chime_time, duration>;
+  static constexpr bool is_steady = false;
+};
+
+/// An instant on Chime's timeline.
+using instant = chime_time::time_point;
+
+/// The same instant as date/tz and the system see it.
+inline std::chrono::sys_time<millis> to_sys(instant t) {
+  return std::chrono::sys_time<millis>{t.time_since_epoch()};
+}
+inline instant from_sys(std::chrono::sys_time<millis> t) {
+  return instant{t.time_since_epoch()};
+}
 
 /// The only source of "now" for Chime's actors. Shared (read-only) by every
 /// actor of a node; the node owns it. The wall clock is the real time; the

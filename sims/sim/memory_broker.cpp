@@ -1,6 +1,6 @@
 #include "sims/sim/memory_broker.hpp"
 
-#include "actors/delivery.hpp"
+#include "actors/handoff.hpp"
 #include "actors/handoff_tracker.hpp"
 #include "actors/protocol.hpp"
 #include "sims/sim/env.hpp"
@@ -139,6 +139,14 @@ caf::behavior memory_broker(broker_actor* self, broker_options opts, env* e) {
       }
       return caf::ok_atom::value;
     },
+    [=](sim_publish_atom, std::string& queue, delivery_record& d)
+      -> caf::result<caf::ok_atom> {
+      if (down(self))
+        return caf::make_error(caf::sec::request_receiver_down);
+      self->state.queues[queue].push_back(message{std::move(d), 0});
+      dispatch(self);
+      return caf::ok_atom::value;
+    },
     [=](sim_publish_atom, std::vector<delivery_record>& batch, bool) {
       // A retry's time is up: back into the main queue (the broker keeps it
       // through its own outages).
@@ -210,7 +218,7 @@ struct publisher_state {
   static inline const char* name = "chime.sim.publisher";
 };
 
-using publisher_actor = caf::stateful_actor<publisher_state>;
+using publisher_actor = caf::stateful_actor<publisher_state, handoff_impl_actor::base>;
 
 void schedule_flush(publisher_actor* self, millis delay) {
   auto& st = self->state;
@@ -254,7 +262,7 @@ void publish(publisher_actor* self) {
       });
 }
 
-caf::behavior memory_publisher(publisher_actor* self, context_ptr ctx,
+handoff_impl_actor::behavior_type memory_publisher(publisher_actor* self, context_ptr ctx,
                                caf::actor broker) {
   self->state.ctx = std::move(ctx);
   self->state.broker = std::move(broker);
@@ -270,8 +278,13 @@ caf::behavior memory_publisher(publisher_actor* self, context_ptr ctx,
     [=](pending_atom) { return self->state.pending.oldest(); },
     [=](flush_atom) { publish(self); },
     [=](retry_atom, delivery_record& d, int64_t delay_ms) {
-      return self->delegate(self->state.broker, sim_publish_atom::value,
-                            std::move(d), delay_ms);
+      return self->make_response_promise<caf::ok_atom>().delegate(
+        self->state.broker, sim_publish_atom::value, std::move(d), delay_ms);
+    },
+    [=](dead_letter_atom, delivery_record& d) {
+      return self->make_response_promise<caf::ok_atom>().delegate(
+        self->state.broker, sim_publish_atom::value, std::string{dead_queue},
+        std::move(d));
     },
   };
 }
@@ -308,7 +321,8 @@ caf::actor spawn_memory_broker(caf::actor_system& sys, broker_options opts,
 
 caf::actor spawn_memory_publisher(caf::actor_system& sys, context_ptr ctx,
                                   caf::actor broker) {
-  return sys.spawn(memory_publisher, std::move(ctx), std::move(broker));
+  return caf::actor_cast<caf::actor>(
+    sys.spawn(memory_publisher, std::move(ctx), std::move(broker)));
 }
 
 caf::actor spawn_memory_consumer(caf::actor_system& sys, context_ptr ctx,

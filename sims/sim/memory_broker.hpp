@@ -28,6 +28,8 @@ struct broker_options {
 ///    the confirm is lost (enqueued all the same).
 ///  - (sim_publish_atom, delivery_record, delay_ms) -> ok: a retry, kept by
 ///    the broker and enqueued after the delay; errors as above.
+///  - (sim_publish_atom, queue, delivery_record) -> ok: straight into
+///    `queue` (the dead-letter queue, for one part of a bundle).
 ///  - (sim_subscribe_atom, queue, consumer): consumes with manual acks and
 ///    bounded prefetch; the consumer gets (deliver_atom, record, receipt) and
 ///    answers (ack_atom, receipt) or (nack_atom, receipt, requeue). When a
@@ -43,7 +45,8 @@ caf::actor spawn_memory_broker(caf::actor_system& sys, broker_options opts,
 /// buffers (submit_atom, delivery_record), publishes to `broker` with
 /// confirms, and records the confirmed ones as handed off in the journal;
 /// unconfirmed batches are published again a second later. A retry,
-/// (retry_atom, delivery_record, delay_ms) -> ok, is published at once.
+/// (retry_atom, delivery_record, delay_ms) -> ok, or a dead letter,
+/// (dead_letter_atom, delivery_record) -> ok, is published at once.
 caf::actor spawn_memory_publisher(caf::actor_system& sys, context_ptr ctx,
                                   caf::actor broker);
 

@@ -366,8 +366,8 @@ user_record simulation::random_user(const std::string& id) {
     if (cluster_mode()) {
       // A cluster's faults (partitions, pauses, leaves) only prove
       // something while sends happen: every date falls inside the run.
-      auto day = date::year_month_day{date::floor<date::days>(
-        e_.now() + millis{e_.between(0, int64_t{opts_.days} * day_ms)})};
+      auto day = date::year_month_day{date::floor<date::days>(to_sys(
+        e_.now() + millis{e_.between(0, int64_t{opts_.days} * day_ms)}))};
       auto birth_year = date::year{y};
       if (day.month() == date::February && day.day() == date::day{29})
         birth_year = date::year{2000}; // a leap year, to keep the date real
@@ -886,7 +886,7 @@ sim_report simulation::run() {
   e_.clock = &sched_.clock();
   e_.origin = sched_.clock().current_time;
   // A start anywhere in 2027, at a random millisecond.
-  e_.start = from_ms(to_ms(instant{date::sys_days{date::year{2027} / 1 / 1}})
+  e_.start = from_ms(to_ms(from_sys(date::sys_days{date::year{2027} / 1 / 1}))
                      + e_.between(0, 365 * day_ms));
   e_.email_timeout = millis{base_.email_timeout_ms};
   for (auto& z : date::get_tzdb().zones)

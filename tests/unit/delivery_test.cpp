@@ -50,7 +50,7 @@ user_record ada() {
 struct delivery_fixture : coordinator_fixture {
   std::shared_ptr<seen> log = std::make_shared<seen>();
   caf::actor consumer;
-  caf::actor delivery;
+  delivery_actor delivery;
 
   explicit delivery_fixture(uint32_t breaker_failures_max = 10)
     : coordinator_fixture(from_ms(1'800'003'600'000)) { // 2027-01-15T09:00Z

@@ -15,6 +15,7 @@
 #include <date/tz.h>
 
 #include <chrono>
+#include <type_traits>
 #include <string>
 
 namespace {
@@ -26,7 +27,7 @@ constexpr std::chrono::minutes nine_am{540};
 
 /// The UTC instant y-m-d hh:mm:00Z, built independently of the code under test.
 instant utc(int y, unsigned m, unsigned d, int hh, int mm) {
-  return instant{date::sys_days{date::year{y} / m / d}} + std::chrono::hours{hh}
+  return chime::from_sys(date::sys_days{date::year{y} / m / d}) + std::chrono::hours{hh}
          + std::chrono::minutes{mm};
 }
 
@@ -53,6 +54,26 @@ chime::user_record ada() {
 }
 
 } // namespace
+
+// -- Chime's timeline and the real one ---------------------------------------
+
+// A virtual clock's instants and the system's real ones are different types:
+// handing one where the other is meant does not compile.
+static_assert(!std::is_convertible_v<std::chrono::sys_time<std::chrono::milliseconds>,
+                                     instant>);
+static_assert(!std::is_convertible_v<instant,
+                                     std::chrono::sys_time<std::chrono::milliseconds>>);
+static_assert(!std::is_convertible_v<std::chrono::system_clock::time_point, instant>);
+
+TEST_CASE("a Chime instant and the system's time convert only explicitly, "
+          "and back unchanged",
+          "[runtime][time]") {
+  auto real = date::sys_days{date::year{2027} / 3 / 15} + 3h + 15min + 7s + 7ms;
+  auto at = chime::from_sys(real);
+  CHECK(chime::to_ms(at) == 1805080507007);
+  CHECK(chime::to_sys(at) == real);
+  CHECK(chime::format_instant(at) == "2027-03-15T03:15:07.007Z");
+}
 
 // -- local_instant: offsets ---------------------------------------------------
 

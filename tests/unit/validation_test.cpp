@@ -23,7 +23,7 @@ using json = nlohmann::json;
 
 /// 2027-03-15T12:00:00Z.
 const chime::instant now_instant
-  = chime::instant{date::sys_days{date::year{2027} / 3 / 15}}
+  = chime::from_sys(date::sys_days{date::year{2027} / 3 / 15})
     + std::chrono::hours{12};
 
 json valid_body() {
@@ -172,7 +172,7 @@ TEST_CASE("a date after today is rejected and today is accepted",
 TEST_CASE("today is the user's local date", "[net][validation]") {
   // At 2027-03-14T19:00Z it is already 2027-03-15 09:00 in Kiritimati but
   // still 2027-03-14 09:00 in Honolulu.
-  auto at = chime::instant{date::sys_days{date::year{2027} / 3 / 14}}
+  auto at = chime::from_sys(date::sys_days{date::year{2027} / 3 / 14})
             + std::chrono::hours{19};
   auto body = valid_body();
   body["birthday"] = "2027-03-15";

@@ -1,0 +1,48 @@
+#pragma once
+
+// The handoff seam as a typed interface: what the AMQP publisher (net/) and
+// the simulator's publisher (sims/sim/) answer. It takes recorded deliveries
+// to the broker and tells the journal once the broker has them.
+
+#include "actors/protocol.hpp"
+
+#include <caf/fwd.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp> // extend needs the whole type
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace chime {
+
+class directory;
+struct node_context;
+
+using handoff_actor = caf::typed_actor<
+  // A recorded delivery, to publish; marked handed off in its journal once
+  // confirmed. No answer: one that is lost is the outbox sweeper's.
+  caf::reacts_to<submit_atom, delivery_record>,
+  // (delivery, delay_ms): into the broker's retry queue for that delay; ok
+  // once the broker confirmed it.
+  caf::replies_to<retry_atom, delivery_record, int64_t>::with<caf::ok_atom>,
+  // Into the dead-letter queue; ok once the broker confirmed it.
+  caf::replies_to<dead_letter_atom, delivery_record>::with<caf::ok_atom>,
+  // When the oldest submitted delivery not yet marked handed off was taken
+  // (Chime ms; INT64_MAX: none).
+  caf::replies_to<pending_atom>::with<int64_t>>;
+
+/// What both handoffs are: the seam, plus the flush they send themselves.
+using handoff_impl_actor = handoff_actor::extend<caf::reacts_to<flush_atom>>;
+
+/// The node's handoff (invalid when none is registered).
+handoff_actor handoff_at(const directory& dir);
+
+/// Tells the send journals that the deliveries of `keys` are in the broker
+/// now (each its own shard's journal); calls `done` in `self` once all
+/// have answered, whether they recorded it or failed.
+void report_handed(handoff_impl_actor::pointer self, const node_context& ctx,
+                   const std::vector<std::string>& keys, int64_t at_ms,
+                   std::function<void()> done);
+
+} // namespace chime
