@@ -176,7 +176,7 @@ void finish(delivery_self self, job& j, bool retrying) {
   auto& st = self->state;
   if (!retrying) {
     st.active.erase(j.d.key);
-    settle(self, j, j.d.status == "dead");
+    settle(self, j, j.d.status == delivery_status::dead);
   }
   CHIME_ASSERT(st.in_flight > 0 && st.in_flight_by_user[j.d.user_id] > 0,
                "a delivery finished that was not in flight");
@@ -401,19 +401,20 @@ void record(delivery_self self, job j, delivery_outcome o,
   self->request(journal_of(self, j.d), journal_timeout, outcome_atom::value, o)
     .then(
       [=](caf::ok_atom) mutable {
-        get_metric("chime_deliveries_total{status=\"" + o.status + "\"}")
+        std::string status{to_string(o.status)};
+        get_metric("chime_deliveries_total{status=\"" + status + "\"}")
           .add();
-        if (o.status == "sent") {
+        if (o.status == delivery_status::sent) {
           static auto& lateness = get_histogram("chime_delivery_lateness_seconds");
           lateness.observe_us(std::max<int64_t>(0, o.at_ms - j.d.due_at_ms) * 1000);
         } else if (auto& board = self->state.ctx->supervision) {
-          board->failed("delivery", j.d.key, o.status + ": " + o.error);
+          board->failed("delivery", j.d.key, status + ": " + o.error);
         }
-        log(o.status == "dead" ? log_level::warn : log_level::debug,
-            "delivery", "delivery " + o.status,
+        log(o.status == delivery_status::dead ? log_level::warn : log_level::debug,
+            "delivery", "delivery " + status,
             {{"user_id", j.d.user_id}, {"key", j.d.key},
              {"attempts", int64_t{j.d.attempts}}});
-        bool again = o.status == "failed";
+        bool again = o.status == delivery_status::failed;
         finish(self, j, again);
         if (again)
           retry_later(self, std::move(j), retry_delay);
@@ -424,7 +425,7 @@ void record(delivery_self self, job j, delivery_outcome o,
           // decides (if the service had accepted it, it is the in-flight
           // duplicate a lost lease can cost).
           log(log_level::warn, "delivery", "outcome fenced: lease lost",
-              {{"key", j.d.key}, {"status", o.status}});
+              {{"key", j.d.key}, {"status", std::string{to_string(o.status)}}});
           get_metric("chime_deliveries_fenced_total").add();
           hand_over(self, j);
           return;
@@ -458,16 +459,16 @@ void classify(delivery_self self, job j, const send_result& r) {
   if (r.ambiguous)
     st.ambiguous->add();
   if (ok) {
-    o.status = "sent";
+    o.status = delivery_status::sent;
   } else {
     o.error = r.http_status == 0 ? r.error
                                  : "HTTP " + std::to_string(r.http_status);
     bool exhausted = ctx.delivery_attempts_max > 0
                      && j.d.attempts >= ctx.delivery_attempts_max;
     if (permanent || exhausted) {
-      o.status = "dead";
+      o.status = delivery_status::dead;
     } else {
-      o.status = "failed";
+      o.status = delivery_status::failed;
       retry_delay = backoff_delay(j.d.attempts, ctx.backoff_base,
                                   ctx.backoff_cap, millis{r.retry_after_ms},
                                   st.rng);
@@ -498,7 +499,8 @@ void attempt(delivery_self self, job j) {
           log(log_level::debug, "delivery", "delivery skipped",
               {{"user_id", j.d.user_id}, {"key", j.d.key},
                {"status", v.status}});
-          j.d.status = v.status;
+          if (auto s = parse_delivery_status(v.status))
+            j.d.status = *s;
           finish(self, j, false);
           return;
         }
@@ -510,7 +512,7 @@ void attempt(delivery_self self, job j) {
                 || !still_owed(*kind, v.user, j.d.local_date,
                                self->state.ctx->rules.feb29))) {
           self->state.breaker->abandon();
-          delivery_outcome o{j.d.key, "cancelled",
+          delivery_outcome o{j.d.key, delivery_status::cancelled,
                              "the user removed or moved this occasion",
                              to_ms(self->state.ctx->clock->now()),
                              v.attempts - 1};
@@ -929,7 +931,7 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
       }
       hand_to(journal_at(*ctx.dir, send_journal_of(d.user_id, ctx.shard_count)),
               "chime_dead_letters_total", outcome_atom::value,
-              delivery_outcome{d.key, "dead", "dead-lettered by the broker",
+              delivery_outcome{d.key, delivery_status::dead, "dead-lettered by the broker",
                                to_ms(ctx.clock->now())});
     },
   };

@@ -1,11 +1,13 @@
 #pragma once
 
 // The statuses a delivery goes through, defined once. Records carry the
-// status as its name (the journal's column, the API's field, the broker
-// message's), so these helpers read and write that name.
+// enum; the journal's column and the API's field carry its name, which
+// these helpers read and write.
 
 #include <array>
+#include <cstdint>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -45,6 +47,14 @@ constexpr std::optional<delivery_status> parse_delivery_status(std::string_view 
     if (to_string(s) == name)
       return s;
   return std::nullopt;
+}
+
+/// The status a journal wrote by name (its column holds only these, so an
+/// unknown name is a broken store, not bad input).
+inline delivery_status status_named(std::string_view name) {
+  if (auto s = parse_delivery_status(name))
+    return *s;
+  throw std::invalid_argument("unknown delivery status '" + std::string{name} + "'");
 }
 
 /// Still owed: an attempt may come.

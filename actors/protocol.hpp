@@ -4,6 +4,7 @@
 // requests each seam answers, with which replies, is its typed interface:
 // journal.hpp, mailer.hpp, handoff.hpp, delivery.hpp.
 
+#include "actors/delivery_status.hpp"
 #include "actors/user_record.hpp"
 
 #include <caf/actor.hpp>
@@ -129,7 +130,7 @@ struct delivery_record {
   std::string occasion;
   std::string local_date;
   int64_t due_at_ms = 0;
-  std::string status; ///< scheduled|handed_off|sent|failed|dead|expired|cancelled
+  delivery_status status = delivery_status::scheduled;
   uint32_t attempts = 0;
   std::string last_error; ///< empty: none
   int64_t sent_at_ms = 0; ///< 0: not sent
@@ -212,7 +213,9 @@ typename Inspector::result_type inspect(Inspector& f, fire_request& x) {
 struct attempt_verdict {
   bool proceed = false;
   uint32_t attempts = 0;
-  std::string status; ///< the delivery's status when not proceeding
+  /// When not proceeding: the delivery's status by name, or "missing" (no
+  /// such delivery) or "fenced" (its shard's lease moved on).
+  std::string status;
   /// An earlier attempt began and its outcome was never recorded (its node
   /// stopped mid-send): this send may be a duplicate.
   bool unsettled = false;
@@ -231,7 +234,7 @@ typename Inspector::result_type inspect(Inspector& f, attempt_verdict& x) {
 /// counts itself as begun; its outcome settles that count here.
 struct delivery_outcome {
   std::string key;
-  std::string status; ///< sent | failed | dead
+  delivery_status status = delivery_status::sent; ///< sent | failed | dead
   std::string error;
   int64_t at_ms = 0;
   uint32_t attempts = 0; ///< the attempt this is the outcome of; 0: none

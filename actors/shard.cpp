@@ -119,7 +119,7 @@ void fired(shard_actor* self, const fire_request& req, uint64_t version,
            bool recorded) {
   auto& st = self->state;
   auto& d = req.delivery;
-  if (recorded && d.status == "scheduled") {
+  if (recorded && d.status == delivery_status::scheduled) {
     caf::anon_send(handoff_at(*st.ctx->dir), submit_atom::value, d);
   } else if (recorded) {
     get_metric("chime_deliveries_expired_total").add();

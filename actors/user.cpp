@@ -34,7 +34,8 @@ std::optional<fire_request> plan_fire(const node_context& ctx,
   d.occasion = entry.occasion;
   d.local_date = entry.local_date;
   d.due_at_ms = entry.due_at_ms;
-  d.status = is_expired(due_at, now, ctx.rules) ? "expired" : "scheduled";
+  d.status = is_expired(due_at, now, ctx.rules) ? delivery_status::expired
+                                                   : delivery_status::scheduled;
   d.email = v.user.email;
   d.message = kind->message(v.user);
   return req;

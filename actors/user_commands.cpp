@@ -51,7 +51,7 @@ user_view replaced(const node_context& ctx, const user_view& old,
   // corrected date is owed this year if it is still ahead.
   std::map<std::string, int> done;
   for (auto& d : old.deliveries) {
-    if (d.status == "cancelled")
+    if (d.status == delivery_status::cancelled)
       continue;
     bool open = is_open(d.status);
     auto kind = find_occasion(d.occasion);

@@ -35,7 +35,7 @@ std::optional<delivery_record> from_json(const json& j) {
   d.due_at_ms = due.get<int64_t>();
   d.email = j.at("email").get<std::string>();
   d.message = j.at("message").get<std::string>();
-  d.status = "handed_off";
+  d.status = delivery_status::handed_off;
   return d;
 }
 

@@ -105,7 +105,7 @@ json delivery_json(const delivery_record& d) {
     {"key", d.key},
     {"occasion", d.occasion},
     {"local_date", d.local_date},
-    {"status", d.status},
+    {"status", to_string(d.status)},
     {"due_at", format_instant(from_ms(d.due_at_ms))},
     {"attempts", d.attempts},
     {"sent_at", d.sent_at_ms ? json(format_instant(from_ms(d.sent_at_ms)))

@@ -367,7 +367,7 @@ delivery_record delivery_from(const pqxx::row& r) {
   d.occasion = r[2].as<std::string>();
   d.local_date = r[3].as<std::string>();
   d.due_at_ms = r[4].as<int64_t>();
-  d.status = r[5].as<std::string>();
+  d.status = status_named(r[5].as<std::string>());
   d.attempts = r[6].as<uint32_t>();
   d.last_error = r[7].as<std::string>();
   d.sent_at_ms = r[8].as<int64_t>();
@@ -760,13 +760,13 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
     auto& d = f.delivery;
     for (auto [i, v] : {std::pair{0, d.key}, {1, d.user_id}, {2, d.occasion},
                         {3, d.local_date}, {4, std::to_string(d.due_at_ms)},
-                        {5, d.status}, {6, d.email}, {7, d.message},
+                        {5, std::string{to_string(d.status)}}, {6, d.email}, {7, d.message},
                         {8, std::to_string(f.at_ms)}})
       cols[i].push_back(v);
     events.add_to_batch(f.at_ms, "occasion_due",
                         {{"user_id", f.user_id},
                          {"key", d.key},
-                         {"status", d.status},
+                         {"status", std::string{to_string(d.status)}},
                          {"next_due_at_ms", f.next.due_at_ms}});
   }
   if (!cols[0].empty())
@@ -944,15 +944,15 @@ outcome_batch(pqxx::transaction_base& tx,
     }
     replies.push_back(caf::make_message(caf::ok_atom::value));
     auto i = last.find(o.key);
-    if (i == last.end() || i->second.status != "sent")
+    if (i == last.end() || i->second.status != delivery_status::sent)
       last[o.key] = o;
-    events.add_to_batch(o.at_ms, "delivery_" + o.status,
+    events.add_to_batch(o.at_ms, "delivery_" + std::string{to_string(o.status)},
                         {{"key", o.key}, {"error", o.error}, {"attempt", o.attempts}});
   }
   std::vector<std::string> k, s, e, t, a;
   for (auto& [key, o] : last) {
     k.push_back(key);
-    s.push_back(o.status);
+    s.emplace_back(to_string(o.status));
     e.push_back(o.error);
     t.push_back(std::to_string(o.at_ms));
     a.push_back(std::to_string(o.attempts));

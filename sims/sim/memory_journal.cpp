@@ -50,15 +50,16 @@ std::string email_key(const std::string& email) {
   return out;
 }
 
-void set_status(journal_store& s, stored_delivery& d, std::string status) {
-  CHIME_ASSERT(d.rec.status != "sent" || status == "sent",
+void set_status(journal_store& s, stored_delivery& d, delivery_status status) {
+  CHIME_ASSERT(d.rec.status != delivery_status::sent
+                 || status == delivery_status::sent,
                "a sent delivery became owed again");
-  d.rec.status = std::move(status);
+  d.rec.status = status;
   if (is_open(d.rec.status))
     s.open.insert(d.rec.key);
   else
     s.open.erase(d.rec.key);
-  if (!is_open(d.rec.status) && d.rec.status != "cancelled")
+  if (!is_open(d.rec.status) && d.rec.status != delivery_status::cancelled)
     d.closed_ms = std::min(d.closed_ms, s.now_ms);
 }
 
@@ -184,7 +185,7 @@ caf::expected<caf::ok_atom> remove(journal_store& s, const std::string& id,
     for (auto& key : k->second) {
       auto& d = s.deliveries.at(key);
       if (is_open(d.rec.status)) {
-        set_status(s, d, "cancelled");
+        set_status(s, d, delivery_status::cancelled);
         d.updated_at_ms = at_ms;
       }
     }
@@ -209,7 +210,7 @@ bool fire(journal_store& s, const fire_request& f) {
   if (added) {
     s.keys_by_user[d.user_id].push_back(d.key);
     set_status(s, row->second, d.status);
-  } else if (row->second.rec.status == "cancelled") {
+  } else if (row->second.rec.status == delivery_status::cancelled) {
     // A date moved away and back again: owed once more.
     auto& r = row->second.rec;
     r.due_at_ms = d.due_at_ms;
@@ -232,14 +233,14 @@ attempt_verdict attempt(journal_store& s, const std::string& key,
   auto& d = i->second;
   bool open = is_open(d.rec.status);
   if (open && s.users.count(d.rec.user_id) == 0)
-    set_status(s, d, "cancelled");
+    set_status(s, d, delivery_status::cancelled);
   else if (open && now_ms - d.rec.due_at_ms > catch_up_ms)
-    set_status(s, d, "expired");
+    set_status(s, d, delivery_status::expired);
   else if (open)
     v.proceed = true;
   if (open && !v.proceed)
     d.updated_at_ms = now_ms;
-  v.status = d.rec.status;
+  v.status = to_string(d.rec.status);
   v.unsettled = v.proceed && d.begun_attempts > d.rec.attempts;
   if (v.proceed)
     d.begun_attempts = std::max(d.begun_attempts, d.rec.attempts) + 1;
@@ -257,7 +258,7 @@ void outcome(journal_store& s, const delivery_outcome& o) {
   set_status(s, d, o.status);
   d.rec.attempts = std::max(d.rec.attempts, o.attempts);
   d.rec.last_error = o.error;
-  if (o.status == "sent")
+  if (o.status == delivery_status::sent)
     d.rec.sent_at_ms = o.at_ms;
   d.updated_at_ms = o.at_ms;
 }
@@ -398,7 +399,7 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
           return make_error(journal_errc::fenced);
         }
         outcome(*self->state.store, o);
-        trace("journal.outcome", o.key + " " + o.status);
+        trace("journal.outcome", o.key + " " + std::string{to_string(o.status)});
         return caf::ok_atom::value;
       });
     },
@@ -407,9 +408,9 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
         auto& s = *self->state.store;
         for (auto& key : keys) {
           auto i = s.deliveries.find(key);
-          if (i != s.deliveries.end() && i->second.rec.status == "scheduled"
+          if (i != s.deliveries.end() && i->second.rec.status == delivery_status::scheduled
               && !self->state.fenced(user_of_key(key))) {
-            i->second.rec.status = "handed_off";
+            i->second.rec.status = delivery_status::handed_off;
             i->second.updated_at_ms = at_ms;
           }
         }
@@ -433,8 +434,8 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
             if (fence.view && !held[shard_of(d.rec.user_id, s.shard_count)])
               continue; // in a cluster, a node sweeps only its own shards
             auto& st = d.rec.status;
-            if ((st == "scheduled" && d.updated_at_ms < scheduled_before_ms)
-                || ((st == "handed_off" || st == "failed")
+            if ((st == delivery_status::scheduled && d.updated_at_ms < scheduled_before_ms)
+                || ((st == delivery_status::handed_off || st == delivery_status::failed)
                     && d.updated_at_ms < open_before_ms))
               out.push_back(d.rec);
           }
@@ -453,9 +454,9 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
         self, [=]() -> caf::expected<delivery_record> {
           auto& s = *self->state.store;
           auto i = s.deliveries.find(key);
-          if (i == s.deliveries.end() || i->second.rec.status != "dead")
+          if (i == s.deliveries.end() || i->second.rec.status != delivery_status::dead)
             return make_error(journal_errc::not_found);
-          set_status(s, i->second, "scheduled");
+          set_status(s, i->second, delivery_status::scheduled);
           i->second.updated_at_ms = at_ms;
           return i->second.rec;
         });
@@ -467,7 +468,7 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
           std::vector<delivery_record> out;
           for (auto& [key, d] : self->state.store->deliveries)
             if ((user.empty() || d.rec.user_id == user)
-                && (status.empty() || d.rec.status == status))
+                && (status.empty() || to_string(d.rec.status) == status))
               out.push_back(d.rec);
           std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
             return std::tie(b.due_at_ms, a.key) < std::tie(a.due_at_ms, b.key);

@@ -316,7 +316,7 @@ void simulation::crash_node(uint32_t i) {
         ledger_scanned_);
   for (auto i : delivered_by_owner_[slot.owner]) {
     auto d = store_->deliveries.find(reqs[i].key);
-    if (d == store_->deliveries.end() || d->second.rec.status != "sent")
+    if (d == store_->deliveries.end() || d->second.rec.status != delivery_status::sent)
       crash_window_.insert(i);
   }
   delivered_by_owner_.erase(slot.owner);
@@ -439,7 +439,7 @@ void simulation::on_send(uint32_t i, const std::string& key) {
   auto [first, was_first] = first_send_.emplace(key, std::pair{slot.name, row.epoch});
   if (!was_first && first->second.second != row.epoch) {
     auto d = store_->deliveries.find(key);
-    if (d != store_->deliveries.end() && d->second.rec.status != "sent")
+    if (d != store_->deliveries.end() && d->second.rec.status != delivery_status::sent)
       ++fence_window_[key];
   }
 }
@@ -809,7 +809,7 @@ void simulation::check_owed(
     ++r.occurrences_checked;
     auto d = store_->deliveries.find(key);
     auto status = d == store_->deliveries.end() ? std::string{"absent"}
-                                                : d->second.rec.status;
+                                                : std::string{to_string(d->second.rec.status)};
     auto disrupted = limits.disrupted_until_ms(o.due_ms);
     if (status == "expired"
         && limits.deadline_ms(o.due_ms) > o.due_ms + rules.catch_up_ms) {

@@ -163,7 +163,7 @@ user_view make_user(const std::string& id, const std::string& email) {
   return v;
 }
 
-fire_request make_fire(const user_view& v, const std::string& status) {
+fire_request make_fire(const user_view& v) {
   fire_request f;
   f.user_id = v.user.id;
   f.due = v.due[0];
@@ -175,7 +175,7 @@ fire_request make_fire(const user_view& v, const std::string& status) {
                                "birthday",
                                "2027-03-15",
                                v.due[0].due_at_ms,
-                               status,
+                               delivery_status::scheduled,
                                0,
                                "",
                                0,
@@ -189,7 +189,7 @@ constexpr int64_t catch_up_ms = 72 * 3'600'000ll;
 fire_request journal_fixture::fired_user() {
   auto v = make_user("u1", "ada@example.com");
   REQUIRE(ask<caf::ok_atom>(create_atom::value, v));
-  auto f = make_fire(v, "scheduled");
+  auto f = make_fire(v);
   auto recorded = ask<bool>(fire_atom::value, f);
   REQUIRE(recorded);
   REQUIRE(*recorded);
@@ -246,10 +246,10 @@ TEMPLATE_TEST_CASE("a due occasion is recorded once, and only while the index st
   journal_fixture fx{std::make_unique<TestType>()};
   auto v = make_user("u1", "ada@example.com");
   REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
-  auto first = fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled"));
+  auto first = fx.ask<bool>(fire_atom::value, make_fire(v));
   REQUIRE(first);
   CHECK(*first);
-  auto again = fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled"));
+  auto again = fx.ask<bool>(fire_atom::value, make_fire(v));
   REQUIRE(again);
   CHECK_FALSE(*again);
   CHECK(fx.deliveries().size() == 1);
@@ -264,7 +264,7 @@ TEMPLATE_TEST_CASE("a due occasion is recorded once, and only while the index st
   auto open = sweep(f_at_ms(v) + 11);
   REQUIRE(open);
   REQUIRE(open->size() == 1);
-  CHECK(open->front().status == "scheduled");
+  CHECK(open->front().status == delivery_status::scheduled);
   // Claimed: the next sweep within the grace period leaves it alone, a
   // later one takes it again.
   auto soon = sweep(f_at_ms(v) + 12);
@@ -294,17 +294,17 @@ TEMPLATE_TEST_CASE("attempts are counted and a sent delivery never becomes open 
   CHECK(again->attempts == 2);
   CHECK(again->unsettled);
   REQUIRE(fx.ask<caf::ok_atom>(
-    outcome_atom::value, delivery_outcome{key, "failed", "HTTP 500", now, 2}));
+    outcome_atom::value, delivery_outcome{key, delivery_status::failed, "HTTP 500", now, 2}));
   auto a2 = fx.ask<attempt_verdict>(attempt_atom::value, key, now, catch_up_ms);
   REQUIRE(a2);
   CHECK(a2->proceed);
   CHECK(a2->attempts == 3);
   CHECK_FALSE(a2->unsettled);
   REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value,
-                               delivery_outcome{key, "sent", "", now + 5, 3}));
+                               delivery_outcome{key, delivery_status::sent, "", now + 5, 3}));
   // A late failure report (say, a duplicate) does not reopen it.
   REQUIRE(fx.ask<caf::ok_atom>(
-    outcome_atom::value, delivery_outcome{key, "failed", "late", now, 4}));
+    outcome_atom::value, delivery_outcome{key, delivery_status::failed, "late", now, 4}));
   auto a3 = fx.ask<attempt_verdict>(attempt_atom::value, key, now, catch_up_ms);
   REQUIRE(a3);
   CHECK_FALSE(a3->proceed);
@@ -567,7 +567,7 @@ TEMPLATE_TEST_CASE("two reports of one due occasion in one batch record it once"
   caf::scoped_actor self{*fx.sys};
   // Both are in the journal's mailbox before it flushes: one batch.
   for (int i = 0; i < 2; ++i)
-    self->send(fx.journal, fire_atom::value, make_fire(v, "scheduled"));
+    self->send(fx.journal, fire_atom::value, make_fire(v));
   int recorded = 0;
   for (int i = 0; i < 2; ++i)
     self->receive([&](bool r) { recorded += r ? 1 : 0; },
@@ -597,9 +597,9 @@ TEMPLATE_TEST_CASE("attempt checks in one batch begin one attempt each; "
   CHECK(fx.deliveries().front().attempts == 0);
   auto now = f.due.due_at_ms + 2;
   REQUIRE(fx.ask<caf::ok_atom>(
-    outcome_atom::value, delivery_outcome{f.delivery.key, "failed", "x", now, 4}));
+    outcome_atom::value, delivery_outcome{f.delivery.key, delivery_status::failed, "x", now, 4}));
   REQUIRE(fx.ask<caf::ok_atom>(
-    outcome_atom::value, delivery_outcome{f.delivery.key, "failed", "y", now, 3}));
+    outcome_atom::value, delivery_outcome{f.delivery.key, delivery_status::failed, "y", now, 3}));
   CHECK(fx.deliveries().front().attempts == 4);
 }
 
@@ -617,13 +617,13 @@ TEMPLATE_TEST_CASE("a confirm hands off only what waits for it, and only a "
   REQUIRE(!not_dead);
   CHECK(is(not_dead.error(), journal_errc::not_found));
   REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value,
-                               delivery_outcome{key, "dead", "HTTP 400", now}));
+                               delivery_outcome{key, delivery_status::dead, "HTTP 400", now}));
   // A late confirm (a republished copy) does not reopen it.
   REQUIRE(fx.ask<caf::ok_atom>(handed_atom::value, keys, now + 1));
   CHECK(fx.deliveries("dead").size() == 1);
   auto again = fx.ask<delivery_record>(redrive_atom::value, key, now + 2);
   REQUIRE(again);
-  CHECK(again->status == "scheduled");
+  CHECK(again->status == delivery_status::scheduled);
   CHECK(again->last_error == "HTTP 400");
   CHECK(fx.deliveries("scheduled").size() == 1);
 }
@@ -636,7 +636,7 @@ TEMPLATE_TEST_CASE("an update computed from a read is refused once a message "
   REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
   auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
   REQUIRE(read);
-  REQUIRE(fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled")));
+  REQUIRE(fx.ask<bool>(fire_atom::value, make_fire(v)));
   auto update = *read;
   update.user.first_name = "Augusta";
   auto refused = fx.ask<caf::ok_atom>(replace_atom::value, update);
@@ -658,12 +658,12 @@ TEMPLATE_TEST_CASE("a message cancelled when its date moved away is owed again "
   journal_fixture fx{std::make_unique<TestType>()};
   auto v = make_user("u1", "ada@example.com");
   REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
-  auto f = make_fire(v, "scheduled");
+  auto f = make_fire(v);
   REQUIRE(fx.ask<bool>(fire_atom::value, f));
   // At its send the occasion was found moved: cancelled.
   REQUIRE(fx.ask<caf::ok_atom>(
     outcome_atom::value,
-    delivery_outcome{f.delivery.key, "cancelled", "moved", f_at_ms(v) + 1, 0}));
+    delivery_outcome{f.delivery.key, delivery_status::cancelled, "moved", f_at_ms(v) + 1, 0}));
   REQUIRE(fx.deliveries("cancelled").size() == 1);
   // Moved back: the same date, so the same key, falls due again.
   auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
@@ -671,7 +671,7 @@ TEMPLATE_TEST_CASE("a message cancelled when its date moved away is owed again "
   auto back = *read;
   back.due = v.due;
   REQUIRE(fx.ask<caf::ok_atom>(replace_atom::value, back));
-  auto again = fx.ask<bool>(fire_atom::value, make_fire(v, "scheduled"));
+  auto again = fx.ask<bool>(fire_atom::value, make_fire(v));
   REQUIRE(again);
   CHECK(*again);
   auto open = fx.deliveries("scheduled");

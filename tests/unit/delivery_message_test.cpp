@@ -17,7 +17,7 @@ namespace {
 delivery_record numbered(int n) {
   auto id = "u" + std::to_string(n);
   return delivery_record{id + ":birthday:2027-01-15", id, "birthday",
-                         "2027-01-15", 1'800'003'600'000 + n, "scheduled",
+                         "2027-01-15", 1'800'003'600'000 + n, delivery_status::scheduled,
                          0, "", 0, id + "@example.com",
                          "Hey, " + id + " it's your birthday"};
 }
@@ -35,7 +35,7 @@ TEST_CASE("a bundle of deliveries reads back as the deliveries it carries",
     CHECK((*back)[i].email == ds[i].email);
     CHECK((*back)[i].message == ds[i].message);
     CHECK((*back)[i].due_at_ms == ds[i].due_at_ms);
-    CHECK((*back)[i].status == "handed_off");
+    CHECK((*back)[i].status == delivery_status::handed_off);
   }
   // One delivery travels as before bundles: an object.
   auto single = to_message_body(std::vector<delivery_record>{numbered(4)});

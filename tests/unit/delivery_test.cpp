@@ -73,7 +73,8 @@ struct delivery_fixture : coordinator_fixture {
             return v;
           },
           [log](outcome_atom, const delivery_outcome& o) {
-            log->events.push_back("outcome " + o.key + " " + o.status);
+            log->events.push_back("outcome " + o.key + " "
+                                  + std::string{to_string(o.status)});
             return caf::ok_atom::value;
           },
         };
@@ -145,7 +146,7 @@ struct delivery_fixture : coordinator_fixture {
   void deliver(int n, uint32_t parts = 1) {
     auto id = "u" + std::to_string(n);
     delivery_record d{id + ":birthday:2027-01-15", id, "birthday", "2027-01-15",
-                      to_ms(start), "handed_off", 0, "", 0,
+                      to_ms(start), delivery_status::handed_off, 0, "", 0,
                       "ada@example.com", "Happy birthday"};
     caf::anon_send(delivery, deliver_atom::value, std::move(d),
                    receipt{static_cast<uint64_t>(n), 1, consumer, parts});
@@ -213,7 +214,7 @@ TEST_CASE("the dead-letter keeper records a dead letter as dead, but sends "
           "[unit][delivery]") {
   delivery_fixture fx;
   auto keeper = spawn_dead_letter_keeper(fx.sys, fx.ctx);
-  delivery_record d{key1, "u1", "birthday", "2027-01-15", 0, "handed_off", 0,
+  delivery_record d{key1, "u1", "birthday", "2027-01-15", 0, delivery_status::handed_off, 0,
                     "", 0, "ada@example.com", "Happy birthday"};
   caf::anon_send(keeper, deliver_atom::value, d, receipt{7, 1, fx.consumer});
   fx.sched.run();
