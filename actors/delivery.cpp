@@ -489,7 +489,7 @@ void attempt(delivery_self self, job j) {
               static_cast<int64_t>(ctx.rules.catch_up.count()))
     .then(
       [=](attempt_verdict& v) mutable {
-        if (v.status == "fenced" || !ours(self->state, j.d)) {
+        if (v.fenced || !ours(self->state, j.d)) {
           self->state.breaker->abandon();
           hand_over(self, std::move(j));
           return;
@@ -498,9 +498,9 @@ void attempt(delivery_self self, job j) {
           self->state.breaker->abandon();
           log(log_level::debug, "delivery", "delivery skipped",
               {{"user_id", j.d.user_id}, {"key", j.d.key},
-               {"status", v.status}});
-          if (auto s = parse_delivery_status(v.status))
-            j.d.status = *s;
+               {"status", std::string{verdict_text(v)}}});
+          if (!v.missing)
+            j.d.status = v.status;
           finish(self, j, false);
           return;
         }

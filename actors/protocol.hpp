@@ -213,9 +213,10 @@ typename Inspector::result_type inspect(Inspector& f, fire_request& x) {
 struct attempt_verdict {
   bool proceed = false;
   uint32_t attempts = 0;
-  /// When not proceeding: the delivery's status by name, or "missing" (no
-  /// such delivery) or "fenced" (its shard's lease moved on).
-  std::string status;
+  delivery_status status = delivery_status::scheduled;
+  bool missing = false; ///< no such delivery (status says nothing)
+  /// Its shard's lease moved on: the new owner decides (nothing was counted).
+  bool fenced = false;
   /// An earlier attempt began and its outcome was never recorded (its node
   /// stopped mid-send): this send may be a duplicate.
   bool unsettled = false;
@@ -227,7 +228,12 @@ struct attempt_verdict {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, attempt_verdict& x) {
   return f(caf::meta::type_name("attempt_verdict"), x.proceed, x.attempts,
-           x.status, x.unsettled, x.user);
+           x.status, x.missing, x.fenced, x.unsettled, x.user);
+}
+
+/// "fenced", "missing" or the delivery's status: for logs and traces.
+inline std::string_view verdict_text(const attempt_verdict& v) {
+  return v.fenced ? "fenced" : v.missing ? "missing" : to_string(v.status);
 }
 
 /// What came of an attempt (or of the broker's dead-lettering). The attempt

@@ -848,14 +848,14 @@ attempt_batch(pqxx::transaction_base& tx,
     attempt_verdict v;
     auto i = rows.find(key);
     if (i == rows.end()) {
-      v.status = "missing";
+      v.missing = true;
       replies.push_back(caf::make_message(v));
       continue;
     }
     auto& r = i->second;
     if (!r.leased) {
       // Not this node's to decide: its lease on the shard is gone.
-      v.status = "fenced";
+      v.fenced = true;
       replies.push_back(caf::make_message(v));
       continue;
     }
@@ -868,7 +868,7 @@ attempt_batch(pqxx::transaction_base& tx,
       events.add_to_batch(now_ms, "delivery_" + r.status, {{"key", key}});
     }
     v.proceed = open && !closes;
-    v.status = r.status;
+    v.status = status_named(r.status);
     v.unsettled = v.proceed && r.begun > r.attempts;
     if (v.proceed) {
       r.begun = std::max(r.begun, r.attempts) + 1;

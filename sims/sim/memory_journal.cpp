@@ -227,7 +227,7 @@ attempt_verdict attempt(journal_store& s, const std::string& key,
   attempt_verdict v;
   auto i = s.deliveries.find(key);
   if (i == s.deliveries.end()) {
-    v.status = "missing";
+    v.missing = true;
     return v;
   }
   auto& d = i->second;
@@ -240,7 +240,7 @@ attempt_verdict attempt(journal_store& s, const std::string& key,
     v.proceed = true;
   if (open && !v.proceed)
     d.updated_at_ms = now_ms;
-  v.status = to_string(d.rec.status);
+  v.status = d.rec.status;
   v.unsettled = v.proceed && d.begun_attempts > d.rec.attempts;
   if (v.proceed)
     d.begun_attempts = std::max(d.begun_attempts, d.rec.attempts) + 1;
@@ -385,10 +385,12 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
     },
     [=](attempt_atom, std::string& key, int64_t now_ms, int64_t catch_up_ms) {
       return answer<attempt_verdict>(self, [=]() -> caf::expected<attempt_verdict> {
-        auto v = self->state.fenced(user_of_key(key))
-                   ? attempt_verdict{false, 0, "fenced"}
-                   : attempt(*self->state.store, key, now_ms, catch_up_ms);
-        trace("journal.attempt", key + " " + v.status);
+        attempt_verdict v;
+        if (self->state.fenced(user_of_key(key)))
+          v.fenced = true;
+        else
+          v = attempt(*self->state.store, key, now_ms, catch_up_ms);
+        trace("journal.attempt", key + " " + std::string{verdict_text(v)});
         return v;
       });
     },

@@ -308,7 +308,7 @@ TEMPLATE_TEST_CASE("attempts are counted and a sent delivery never becomes open 
   auto a3 = fx.ask<attempt_verdict>(attempt_atom::value, key, now, catch_up_ms);
   REQUIRE(a3);
   CHECK_FALSE(a3->proceed);
-  CHECK(a3->status == "sent");
+  CHECK(a3->status == delivery_status::sent);
   auto list = fx.ask<std::vector<delivery_record>>(
     deliveries_atom::value, std::string{"u1"}, std::string{}, uint32_t{10});
   REQUIRE(list);
@@ -327,7 +327,7 @@ TEMPLATE_TEST_CASE("deleting a user cancels its open deliveries", "[pg][journal]
                                    f.due.due_at_ms, catch_up_ms);
   REQUIRE(a);
   CHECK_FALSE(a->proceed);
-  CHECK(a->status == "cancelled");
+  CHECK(a->status == delivery_status::cancelled);
   std::vector<uint32_t> all(256);
   std::iota(all.begin(), all.end(), 0u);
   auto due = fx.ask<due_page>(load_due_atom::value, int64_t{1} << 60, all,
@@ -351,7 +351,7 @@ TEMPLATE_TEST_CASE("an attempt past the catch-up window expires the delivery ins
                                    catch_up_ms);
   REQUIRE(a);
   CHECK_FALSE(a->proceed);
-  CHECK(a->status == "expired");
+  CHECK(a->status == delivery_status::expired);
   CHECK(fx.deliveries("expired").size() == 1);
 }
 

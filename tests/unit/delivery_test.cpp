@@ -32,7 +32,7 @@ struct seen {
   std::vector<std::string> events; ///< "attempt K", "send K", "outcome K S", "ack T", "nack T", "retry K"
   /// The journal's verdict on a re-check: owed unless set otherwise.
   bool owed = true;
-  std::string status_when_not_owed = "sent";
+  delivery_status status_when_not_owed = delivery_status::sent;
   /// The email service's answers, first to last; 200 once they run out.
   std::deque<int> answers;
   /// Held sends: the mailer answers them only when the test releases them.
@@ -67,7 +67,8 @@ struct delivery_fixture : coordinator_fixture {
             attempt_verdict v;
             v.proceed = log->owed;
             v.attempts = 1;
-            v.status = log->owed ? "handed_off" : log->status_when_not_owed;
+            v.status = log->owed ? delivery_status::handed_off
+                                 : log->status_when_not_owed;
             if (v.proceed)
               v.user = ada();
             return v;
