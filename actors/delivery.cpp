@@ -16,6 +16,7 @@
 #include "runtime/assert.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/request_deadlines.hpp"
 
 #include <caf/all.hpp>
 
@@ -106,6 +107,7 @@ struct delivery_state {
   std::optional<circuit_breaker> breaker;
   std::optional<concurrency_limit> limit;
   bool wake_pending = false;
+  request_deadlines deadlines;
   // Resolved once: pump runs for every message.
   metric* queue_gauge = &get_metric("chime_delivery_queue");
   metric* breaker_gauge = &get_metric("chime_breaker_state");
@@ -123,6 +125,7 @@ using delivery_impl_actor = delivery_actor::extend<
   caf::reacts_to<route_atom, delivery_record, receipt, bool, uint32_t>,
   caf::reacts_to<retry_atom, std::string>, caf::reacts_to<tick_atom>,
   caf::reacts_to<send_tick_atom>, caf::reacts_to<hold_atom>,
+  caf::reacts_to<deadline_tick_atom>,
   caf::reacts_to<outcome_atom, delivery_outcome, int64_t>>;
 
 using delivery_self = delivery_impl_actor::stateful_pointer<delivery_state>;
@@ -398,8 +401,8 @@ void retry_later(delivery_self self, job j, millis delay,
 /// email service already answered and must not be asked again.
 void record(delivery_self self, job j, delivery_outcome o,
             millis retry_delay) {
-  self->request(journal_of(self, j.d), journal_timeout, outcome_atom::value, o)
-    .then(
+  request_within(
+    self, journal_of(self, j.d), journal_timeout,
       [=](caf::ok_atom) mutable {
         std::string status{to_string(o.status)};
         get_metric("chime_deliveries_total{status=\"" + status + "\"}")
@@ -433,7 +436,8 @@ void record(delivery_self self, job j, delivery_outcome o,
         self->state.waiting.insert_or_assign(j.d.key, j);
         self->delayed_send(self, std::chrono::seconds{1}, outcome_atom::value,
                            o, retry_delay.count());
-      });
+      },
+    outcome_atom::value, o);
 }
 
 void classify(delivery_self self, job j, const send_result& r) {
@@ -483,11 +487,8 @@ void send_email(delivery_self self, job j);
 
 void attempt(delivery_self self, job j) {
   auto& ctx = *self->state.ctx;
-  self
-    ->request(journal_of(self, j.d), journal_timeout, attempt_atom::value, j.d.key,
-              to_ms(ctx.clock->now()),
-              static_cast<int64_t>(ctx.rules.catch_up.count()))
-    .then(
+  request_within(
+    self, journal_of(self, j.d), journal_timeout,
       [=](attempt_verdict& v) mutable {
         if (v.fenced || !ours(self->state, j.d)) {
           self->state.breaker->abandon();
@@ -537,7 +538,9 @@ void attempt(delivery_self self, job j) {
             {{"key", j.d.key}, {"error", self->system().render(err)}});
         finish(self, j, true);
         retry_later(self, j, std::chrono::seconds{1});
-      });
+      },
+    attempt_atom::value, j.d.key, to_ms(ctx.clock->now()),
+    static_cast<int64_t>(ctx.rules.catch_up.count()));
 }
 
 void pump_sends(delivery_self self) {
@@ -566,10 +569,8 @@ void send_email(delivery_self self, job j) {
   j.sending = true;
   ++st.sending;
   st.limit->started(st.sending);
-  self
-    ->request(mailer, timeout + std::chrono::seconds{5}, send_atom::value,
-              j.d.email, j.d.message, j.d.key, int64_t{timeout.count()})
-    .then(
+  request_within(
+    self, mailer, timeout + std::chrono::seconds{5},
       [=](send_result& r) {
         auto& st = self->state;
         if (r.http_status != 0)
@@ -582,7 +583,9 @@ void send_email(delivery_self self, job j) {
         // The mailer did not answer: its request may be running still.
         quarantine(self, mailer.address(), j.d.key);
         classify(self, j, send_result{0, -1, self->system().render(err), true});
-      });
+      },
+    send_atom::value, j.d.email, j.d.message, j.d.key,
+    int64_t{timeout.count()});
 }
 
 /// Jobs that waited in the queue for hold_max (an open breaker, a rate
@@ -796,6 +799,9 @@ delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx)
     [=](hold_atom) {
       self->delayed_send(self, hold_max / 4, hold_atom::value);
       hand_back_held(self);
+    },
+    [=](deadline_tick_atom) {
+      check_deadlines(self);
     },
     [=](outcome_atom, delivery_outcome& o, int64_t retry_delay_ms) {
       auto& st = self->state;

@@ -1,6 +1,7 @@
 #include "actors/mailer_front.hpp"
 
 #include "runtime/directory.hpp"
+#include "runtime/request_deadlines.hpp"
 
 #include <caf/all.hpp>
 
@@ -21,10 +22,12 @@ struct front_state {
     in_flight;
   std::unordered_set<std::string> accepted;
   std::deque<std::string> accepted_order; ///< oldest first, for eviction
+  request_deadlines deadlines;
   static inline const char* name = "chime.mailer_front";
 };
 
-using front_self = mailer_actor::stateful_pointer<front_state>;
+using front_actor = mailer_actor::extend<caf::reacts_to<deadline_tick_atom>>;
+using front_self = front_actor::stateful_pointer<front_state>;
 
 void remember_accepted(front_state& st, const std::string& key) {
   if (!st.accepted.insert(key).second)
@@ -36,7 +39,7 @@ void remember_accepted(front_state& st, const std::string& key) {
   }
 }
 
-mailer_actor::behavior_type mailer_front(front_self self,
+front_actor::behavior_type mailer_front(front_self self,
                                          mailer_factory make_inner,
                                          size_t accepted_max) {
   auto& st = self->state;
@@ -56,11 +59,9 @@ mailer_actor::behavior_type mailer_front(front_self self,
         return rp;
       // The inner mailer answers within the time-out; the margin only
       // bounds a stuck one (its askers time out on their own anyway).
-      self
-        ->request(st.inner, std::chrono::milliseconds{timeout_ms}
-                              + std::chrono::seconds{10},
-                  a, std::move(email), std::move(message), key, timeout_ms)
-        .then(
+      request_within(
+        self, st.inner,
+        std::chrono::milliseconds{timeout_ms} + std::chrono::seconds{10},
           [=](send_result& r) {
             auto& st = self->state;
             auto waiters = std::move(st.in_flight[key]);
@@ -76,8 +77,12 @@ mailer_actor::behavior_type mailer_front(front_self self,
             st.in_flight.erase(key);
             for (auto& w : waiters)
               w.deliver(err);
-          });
+          },
+        a, std::move(email), std::move(message), key, timeout_ms);
       return rp;
+    },
+    [=](deadline_tick_atom) {
+      check_deadlines(self);
     },
   };
 }
