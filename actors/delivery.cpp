@@ -21,6 +21,7 @@
 #include <caf/all.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <deque>
 #include <limits>
@@ -63,6 +64,23 @@ using send_tick_atom = caf::atom_constant<caf::atom("send_tick")>;
 constexpr const char* verdict_ack = "ack";
 constexpr const char* verdict_dead = "dead";
 constexpr const char* verdict_reroute = "reroute";
+
+/// The outbox sweeper's probes travel the main queue as deliveries of no
+/// user, keyed by the node that sent them (see spawn_outbox_sweeper).
+constexpr std::string_view probe_prefix = "probe:";
+
+std::string probe_key(const node_context& ctx) {
+  return std::string{probe_prefix} + (ctx.cluster ? ctx.cluster->self() : "");
+}
+
+/// The node whose sweeper sent a probe.
+std::string probe_sender(const delivery_record& d) {
+  return d.key.substr(probe_prefix.size());
+}
+
+bool is_probe(const delivery_record& d) {
+  return d.user_id.empty() && d.key.compare(0, probe_prefix.size(), probe_prefix) == 0;
+}
 
 struct delivery_state {
   context_ptr ctx;
@@ -108,6 +126,8 @@ struct delivery_state {
   std::optional<concurrency_limit> limit;
   bool wake_pending = false;
   request_deadlines deadlines;
+  /// When this node's newest probe back from the broker was sent.
+  int64_t probe_back_ms = std::numeric_limits<int64_t>::min();
   // Resolved once: pump runs for every message.
   metric* queue_gauge = &get_metric("chime_delivery_queue");
   metric* breaker_gauge = &get_metric("chime_breaker_state");
@@ -117,6 +137,8 @@ struct delivery_state {
   metric* ambiguous = &get_metric("chime_email_ambiguous_total");
   metric* unsettled_resends = &get_metric("chime_email_unsettled_resends_total");
   metric* retries_handed_back = &get_metric("chime_retries_via_broker_total");
+  metric* queue_full = &get_metric("chime_delivery_queue_full_total");
+  std::unordered_map<int, metric*> email_requests;
   static inline const char* name = "chime.delivery";
 };
 
@@ -366,6 +388,32 @@ void hand_over(delivery_self self, job j) {
   route(self, std::move(j), true);
 }
 
+/// The outcome counter of `status`, looked up once per status: an outcome
+/// is journaled for every message.
+metric& deliveries_total(delivery_status status) {
+  constexpr auto count = static_cast<size_t>(delivery_status::cancelled) + 1;
+  static std::array<metric*, count> by_status{};
+  auto& m = by_status[static_cast<size_t>(status)];
+  if (!m)
+    m = &get_metric("chime_deliveries_total{status=\""
+                    + std::string{to_string(status)} + "\"}");
+  return *m;
+}
+
+/// The email request counter of an HTTP status (0: no answer), looked up
+/// once per status.
+metric& email_requests_total(delivery_state& st, int http_status) {
+  auto i = st.email_requests.find(http_status);
+  if (i != st.email_requests.end())
+    return *i->second;
+  auto& m = get_metric("chime_email_requests_total{result=\""
+                       + (http_status == 0 ? std::string{"no_answer"}
+                                           : std::to_string(http_status))
+                       + "\"}");
+  st.email_requests.emplace(http_status, &m);
+  return m;
+}
+
 /// Waits out `delay` before the job is tried again. A job whose broker
 /// message is held waits in the broker instead (a retry queue that brings
 /// it back after the delay), and its message is acked once the broker has
@@ -404,19 +452,19 @@ void record(delivery_self self, job j, delivery_outcome o,
   request_within(
     self, journal_of(self, j.d), journal_timeout,
       [=](caf::ok_atom) mutable {
-        std::string status{to_string(o.status)};
-        get_metric("chime_deliveries_total{status=\"" + status + "\"}")
-          .add();
+        deliveries_total(o.status).add();
         if (o.status == delivery_status::sent) {
           static auto& lateness = get_histogram("chime_delivery_lateness_seconds");
           lateness.observe_us(std::max<int64_t>(0, o.at_ms - j.d.due_at_ms) * 1000);
         } else if (auto& board = self->state.ctx->supervision) {
-          board->failed("delivery", j.d.key, status + ": " + o.error);
+          board->failed("delivery", j.d.key, status_name(o.status) + ": " + o.error);
         }
-        log(o.status == delivery_status::dead ? log_level::warn : log_level::debug,
-            "delivery", "delivery " + status,
-            {{"user_id", j.d.user_id}, {"key", j.d.key},
-             {"attempts", int64_t{j.d.attempts}}});
+        auto level = o.status == delivery_status::dead ? log_level::warn
+                                                       : log_level::debug;
+        if (log_enabled(level))
+          log(level, "delivery", "delivery " + status_name(o.status),
+              {{"user_id", j.d.user_id}, {"key", j.d.key},
+               {"attempts", int64_t{j.d.attempts}}});
         bool again = o.status == delivery_status::failed;
         finish(self, j, again);
         if (again)
@@ -428,7 +476,7 @@ void record(delivery_self self, job j, delivery_outcome o,
           // decides (if the service had accepted it, it is the in-flight
           // duplicate a lost lease can cost).
           log(log_level::warn, "delivery", "outcome fenced: lease lost",
-              {{"key", j.d.key}, {"status", std::string{to_string(o.status)}}});
+              {{"key", j.d.key}, {"status", status_name(o.status)}});
           get_metric("chime_deliveries_fenced_total").add();
           hand_over(self, j);
           return;
@@ -455,11 +503,7 @@ void classify(delivery_self self, job j, const send_result& r) {
     st.breaker->success(); // the service answered for itself
   else
     st.breaker->failure(ctx.monotonic());
-  get_metric("chime_email_requests_total{result=\""
-             + (r.http_status == 0 ? std::string{"no_answer"}
-                                   : std::to_string(r.http_status))
-             + "\"}")
-    .add();
+  email_requests_total(st, r.http_status).add();
   if (r.ambiguous)
     st.ambiguous->add();
   if (ok) {
@@ -497,9 +541,10 @@ void attempt(delivery_self self, job j) {
         }
         if (!v.proceed && !self->state.ctx->broken.no_recheck) {
           self->state.breaker->abandon();
-          log(log_level::debug, "delivery", "delivery skipped",
-              {{"user_id", j.d.user_id}, {"key", j.d.key},
-               {"status", std::string{verdict_text(v)}}});
+          if (log_enabled(log_level::debug))
+            log(log_level::debug, "delivery", "delivery skipped",
+                {{"user_id", j.d.user_id}, {"key", j.d.key},
+                 {"status", std::string{verdict_text(v)}}});
           if (!v.missing)
             j.d.status = v.status;
           finish(self, j, false);
@@ -588,19 +633,25 @@ void send_email(delivery_self self, job j) {
     int64_t{timeout.count()});
 }
 
-/// Jobs that waited in the queue for hold_max (an open breaker, a rate
-/// limit below the pace of intake) go back to the broker to wait there,
-/// for about as long as the queue still needs.
-void hand_back_held(delivery_self self) {
-  auto& st = self->state;
-  auto now = st.ctx->monotonic();
+/// How long a job sent back to the broker should wait there: about as
+/// long as the queue still needs (the rate limit's pace, an open breaker's
+/// cooldown), a second at least.
+millis wait_in_broker(const delivery_state& st) {
   auto ahead = st.rate > 0 ? millis{static_cast<int64_t>(
                                static_cast<double>(st.queue.size()) / st.rate * 1000)}
                            : millis{0};
   if (st.breaker->current() == circuit_breaker::state::open)
     ahead = std::max(ahead, std::chrono::duration_cast<millis>(
-                              st.breaker->open_until() - now));
-  auto delay = std::clamp<millis>(ahead, std::chrono::seconds{1}, hold_max);
+                              st.breaker->open_until() - st.ctx->monotonic()));
+  return std::clamp<millis>(ahead, std::chrono::seconds{1}, hold_max);
+}
+
+/// Jobs that waited in the queue for hold_max (an open breaker, a rate
+/// limit below the pace of intake) go back to the broker to wait there.
+void hand_back_held(delivery_self self) {
+  auto& st = self->state;
+  auto now = st.ctx->monotonic();
+  auto delay = wait_in_broker(st);
   std::vector<job> held;
   for (auto i = st.queue.begin(); i != st.queue.end();) {
     if (i->holds_message() && now - i->since >= hold_max) {
@@ -698,6 +749,20 @@ void pump(delivery_self self) {
 
 void accept(delivery_self self, job j) {
   auto& st = self->state;
+  if (is_probe(j.d)) {
+    // The nodes share the main queue: whichever consumes a probe tells its
+    // sender (a lost word costs only a sweep's delay: the next probe).
+    if (j.d.key == probe_key(*st.ctx)) {
+      st.probe_back_ms = std::max(st.probe_back_ms, j.d.due_at_ms);
+    } else if (auto& cluster = st.ctx->cluster) {
+      auto peer = caf::actor_cast<delivery_actor>(
+        cluster->peer(probe_sender(j.d), delivery_name));
+      if (peer)
+        self->send(peer, probe_atom::value, j.d.due_at_ms);
+    }
+    settle(self, j, false);
+    return;
+  }
   if (st.draining) {
     if (j.forwarded)
       j.forwarded->deliver(std::string{verdict_reroute});
@@ -709,6 +774,12 @@ void accept(delivery_self self, job j) {
     // Already queued, in flight or backing off here: this copy (a republish
     // or a redelivery) adds nothing.
     settle(self, j, false);
+    return;
+  }
+  if (st.queue.size() >= st.ctx->delivery_queue_max && j.holds_message()) {
+    // Full: it waits in the broker instead.
+    st.queue_full->add();
+    retry_later(self, std::move(j), wait_in_broker(st));
     return;
   }
   enqueue(st, std::move(j));
@@ -803,6 +874,13 @@ delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx)
     [=](deadline_tick_atom) {
       check_deadlines(self);
     },
+    [=](probe_atom) {
+      return self->state.probe_back_ms;
+    },
+    [=](probe_atom, int64_t sent_at_ms) {
+      auto& back = self->state.probe_back_ms;
+      back = std::max(back, sent_at_ms);
+    },
     [=](outcome_atom, delivery_outcome& o, int64_t retry_delay_ms) {
       auto& st = self->state;
       auto i = st.waiting.find(o.key);
@@ -842,19 +920,23 @@ struct sweeper_state {
   static inline const char* name = "chime.outbox_sweeper";
 };
 
-/// Claims and republishes the deliveries recorded before `handoff_oldest`
-/// (and the grace) but not handed off.
-void sweep(caf::stateful_actor<sweeper_state>* self, int64_t handoff_oldest) {
+/// Claims and republishes the deliveries fired before `upto` (and the
+/// grace) that delivery has not re-checked yet, and those open and
+/// untouched for much longer than any backoff.
+void sweep(caf::stateful_actor<sweeper_state>* self, int64_t upto) {
   auto& ctx = *self->state.ctx;
   auto now = ctx.clock->now();
-  auto scheduled_before = std::min(to_ms(now), handoff_oldest)
-                          - ctx.outbox_grace.count();
-  // Handed-off deliveries untouched for much longer than any backoff
-  // (their broker message lost, say, to an ack of a duplicate before a
-  // crash) are republished too; a live copy makes the new one a no-op.
+  // Open deliveries untouched for much longer than any backoff (their
+  // broker message lost, say, to an ack of a duplicate before a crash; or
+  // no probe of ours came back for as long) are republished too; a live
+  // copy makes the new one a no-op.
   auto stale = std::max<millis>(60 * ctx.outbox_grace,
                                 std::chrono::duration_cast<millis>(
                                   4 * ctx.backoff_cap * ctx.clock_rate));
+  // The later of the two (and no overflow when no probe came back yet).
+  auto grace = ctx.outbox_grace.count();
+  auto scheduled_before
+    = std::max(std::min(to_ms(now), upto), to_ms(now - stale) + grace) - grace;
   self
     ->request(journal_at(*ctx.dir, journal_name), journal_timeout,
               outbox_atom::value, scheduled_before,
@@ -884,15 +966,24 @@ caf::behavior outbox_sweeper(caf::stateful_actor<sweeper_state>* self,
     [=](tick_atom) {
       auto& ctx = *self->state.ctx;
       self->delayed_send(self, ctx.outbox_sweep_interval, tick_atom::value);
-      // Deliveries fired since the oldest one the handoff still holds are
-      // on their way, not lost. A handoff that does not answer holds none.
-      self
-        ->request(handoff_at(*ctx.dir), journal_timeout,
-                  pending_atom::value)
-        .then([=](int64_t oldest) { sweep(self, oldest); },
-              [=](caf::error&) {
-                sweep(self, std::numeric_limits<int64_t>::max());
-              });
+      // Deliveries fired since the oldest one the handoff still holds, or
+      // since the newest probe back from the broker, are on their way, not
+      // lost. A handoff that does not answer holds none; a delivery actor
+      // that does not answer has seen no probe.
+      auto handoff = handoff_at(*ctx.dir);
+      self->request(handoff, journal_timeout, pending_atom::value)
+        .then(
+          [=](int64_t oldest) {
+            self->request(delivery_at(*self->state.ctx->dir), journal_timeout,
+                          probe_atom::value)
+              .then([=](int64_t back) { sweep(self, std::min(oldest, back)); },
+                    [](caf::error&) {});
+          },
+          [](caf::error&) {});
+      delivery_record probe;
+      probe.key = probe_key(ctx);
+      probe.due_at_ms = to_ms(ctx.clock->now());
+      self->send(handoff, submit_atom::value, std::move(probe));
     },
   };
 }

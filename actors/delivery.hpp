@@ -27,7 +27,12 @@ using delivery_actor = caf::typed_actor<
   // stops, nothing new starts, ok once nothing is in flight.
   caf::replies_to<drain_atom, std::vector<uint32_t>>::with<caf::ok_atom>,
   // Ok once none of this user's sends is in flight.
-  caf::replies_to<drain_atom, std::string>::with<caf::ok_atom>>;
+  caf::replies_to<drain_atom, std::string>::with<caf::ok_atom>,
+  // When this node's outbox sweeper sent the newest of its probes that came
+  // back through the broker (Chime ms; INT64_MIN: none yet).
+  caf::replies_to<probe_atom>::with<int64_t>,
+  // A peer consumed one of this node's probes, sent at that Chime ms.
+  caf::reacts_to<probe_atom, int64_t>>;
 
 /// The node's delivery actor (invalid when none is registered).
 delivery_actor delivery_at(const directory& dir);
@@ -50,9 +55,17 @@ delivery_actor delivery_at(const directory& dir);
 delivery_actor spawn_delivery(caf::actor_system& sys, context_ptr ctx);
 
 /// Spawns the outbox sweeper: every sweep interval it asks the journal for
-/// deliveries recorded but not handed off within the grace period (a crash,
-/// a broker outage or a lost confirm in between) and submits them to the
-/// handoff again. Duplicates in the queue are harmless: delivery re-checks.
+/// deliveries recorded but still not re-checked by delivery (a crash, a
+/// broker outage or a lost confirm in between) and submits them to the
+/// handoff again. Nothing marks a delivery's arrival in the broker, so what
+/// waits in a long queue looks the same as what was lost; the sweeper tells
+/// them apart by a probe it publishes to the main queue each sweep: the
+/// queue is first in, first out, so once the probe sent at P comes back,
+/// everything confirmed before P has reached a consumer. It takes for lost
+/// only what was fired before the newest probe back, before the handoff's
+/// oldest unconfirmed delivery, and longer ago than the grace. Duplicates
+/// in the queue are harmless: delivery re-checks, and drops a copy of a
+/// delivery it holds.
 caf::actor spawn_outbox_sweeper(caf::actor_system& sys, context_ptr ctx);
 
 /// Spawns the dead-letter keeper: it takes the journal's copy of every dead

@@ -49,6 +49,11 @@ constexpr std::optional<delivery_status> parse_delivery_status(std::string_view 
   return std::nullopt;
 }
 
+/// The name as a string of its own (for SQL arrays, JSON, metric labels).
+inline std::string status_name(delivery_status s) {
+  return std::string{to_string(s)};
+}
+
 /// The status a journal wrote by name (its column holds only these, so an
 /// unknown name is a broken store, not bad input).
 inline delivery_status status_named(std::string_view name) {
@@ -61,12 +66,6 @@ inline delivery_status status_named(std::string_view name) {
 constexpr bool is_open(delivery_status s) {
   return s == delivery_status::scheduled || s == delivery_status::handed_off
          || s == delivery_status::failed;
-}
-
-/// As above, for a status by name; an unknown name is not open.
-constexpr bool is_open(std::string_view name) {
-  auto s = parse_delivery_status(name);
-  return s && is_open(*s);
 }
 
 /// The open statuses as an SQL list, "('scheduled', ...)".

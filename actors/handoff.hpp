@@ -2,7 +2,7 @@
 
 // The handoff seam as a typed interface: what the AMQP publisher (net/) and
 // the simulator's publisher (sims/sim/) answer. It takes recorded deliveries
-// to the broker and tells the journal once the broker has them.
+// to the broker; the journal learns they arrived from their re-check.
 
 #include "actors/protocol.hpp"
 
@@ -20,16 +20,18 @@ class directory;
 struct node_context;
 
 using handoff_actor = caf::typed_actor<
-  // A recorded delivery, to publish; marked handed off in its journal once
-  // confirmed. No answer: one that is lost is the outbox sweeper's.
+  // A recorded delivery (or the outbox sweeper's probe), to publish. No
+  // answer: one that is lost is the outbox sweeper's.
   caf::reacts_to<submit_atom, delivery_record>,
+  // Several, in one message (a shard's recorded fires).
+  caf::reacts_to<submit_atom, std::vector<delivery_record>>,
   // (delivery, delay_ms): into the broker's retry queue for that delay; ok
   // once the broker confirmed it.
   caf::replies_to<retry_atom, delivery_record, int64_t>::with<caf::ok_atom>,
   // Into the dead-letter queue; ok once the broker confirmed it.
   caf::replies_to<dead_letter_atom, delivery_record>::with<caf::ok_atom>,
-  // When the oldest submitted delivery not yet marked handed off was taken
-  // (Chime ms; INT64_MAX: none).
+  // When the oldest submitted delivery the broker has not yet confirmed was
+  // taken (Chime ms; INT64_MAX: none).
   caf::replies_to<pending_atom>::with<int64_t>>;
 
 /// What both handoffs are: the seam, plus the flush they send themselves.
@@ -37,12 +39,5 @@ using handoff_impl_actor = handoff_actor::extend<caf::reacts_to<flush_atom>>;
 
 /// The node's handoff (invalid when none is registered).
 handoff_actor handoff_at(const directory& dir);
-
-/// Tells the send journals that the deliveries of `keys` are in the broker
-/// now (each its own shard's journal); calls `done` in `self` once all
-/// have answered, whether they recorded it or failed.
-void report_handed(handoff_impl_actor::pointer self, const node_context& ctx,
-                   const std::vector<std::string>& keys, int64_t at_ms,
-                   std::function<void()> done);
 
 } // namespace chime

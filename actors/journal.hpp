@@ -35,11 +35,10 @@ using journal_actor = caf::typed_actor<
   // the report was stale (the index had moved on). One reply per request.
   caf::replies_to<fire_atom, fire_request>::with<bool>,
   caf::replies_to<fire_atom, std::vector<fire_request>>::with<std::vector<bool>>,
-  // (key, now_ms, catch_up_ms): may it be sent now? Counts the attempt as begun.
+  // (key, now_ms, catch_up_ms): may it be sent now? Counts the attempt as
+  // begun; a scheduled delivery becomes handed_off (it reached delivery).
   caf::replies_to<attempt_atom, std::string, int64_t, int64_t>::with<attempt_verdict>,
   caf::replies_to<outcome_atom, delivery_outcome>::with<caf::ok_atom>,
-  // (keys, at_ms): scheduled -> handed_off.
-  caf::replies_to<handed_atom, std::vector<std::string>, int64_t>::with<caf::ok_atom>,
   // (scheduled_before_ms, open_before_ms, limit, now_ms): the deliveries
   // owed and untouched that long, each touched at now_ms.
   caf::replies_to<outbox_atom, int64_t, int64_t, uint32_t, int64_t>::with<

@@ -90,7 +90,7 @@ front_actor::behavior_type mailer_front(front_self self,
 } // namespace
 
 mailer_actor mailer_at(const directory& dir, const char* name) {
-  return caf::actor_cast<mailer_actor>(dir.get(name));
+  return dir.get_as<mailer_actor>(name);
 }
 
 mailer_actor spawn_mailer_front(caf::actor_system& sys,

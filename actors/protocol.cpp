@@ -28,7 +28,7 @@ std::string to_string(journal_errc x) {
 }
 
 journal_actor journal_at(const directory& dir, const char* name) {
-  return caf::actor_cast<journal_actor>(dir.get(name));
+  return dir.get_as<journal_actor>(name);
 }
 
 void add_chime_types(caf::actor_system_config& cfg) {

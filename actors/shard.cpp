@@ -113,14 +113,15 @@ void arm_user(shard_actor* self,
   arm_wake(self);
 }
 
-/// What the journal answered to one fire request: the delivery handed off
-/// (or counted expired) once recorded, and the user's due instant moved on.
+/// What the journal answered to one fire request: the delivery added to
+/// `to_hand_off` (or counted expired) once recorded, and the user's due
+/// instant moved on.
 void fired(shard_actor* self, const fire_request& req, uint64_t version,
-           bool recorded) {
+           bool recorded, std::vector<delivery_record>& to_hand_off) {
   auto& st = self->state;
   auto& d = req.delivery;
   if (recorded && d.status == delivery_status::scheduled) {
-    caf::anon_send(handoff_at(*st.ctx->dir), submit_atom::value, d);
+    to_hand_off.push_back(d);
   } else if (recorded) {
     get_metric("chime_deliveries_expired_total").add();
     log(log_level::info, "user", "occasion expired",
@@ -171,8 +172,13 @@ void fire(shard_actor* self, std::vector<fire_request> reqs,
               reqs)
     .then(
       [=](const std::vector<bool>& recorded) {
+        std::vector<delivery_record> to_hand_off;
         for (size_t k = 0; k < reqs.size(); ++k)
-          fired(self, reqs[k], versions[k], k < recorded.size() && recorded[k]);
+          fired(self, reqs[k], versions[k], k < recorded.size() && recorded[k],
+                to_hand_off);
+        if (!to_hand_off.empty())
+          caf::anon_send(handoff_at(*self->state.ctx->dir), submit_atom::value,
+                         std::move(to_hand_off));
       },
       [=](caf::error& err) {
         for (auto& req : reqs)

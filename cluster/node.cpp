@@ -87,6 +87,7 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   ctx->reroute_max = std::max<millis>(std::chrono::seconds{cfg.lease_s} / 6,
                                       millis{500});
   ctx->delivery_concurrency_max = cfg.delivery_concurrency_max;
+  ctx->delivery_queue_max = cfg.delivery_queue_max;
   ctx->delivery_attempts_max = cfg.delivery_attempts_max;
   ctx->backoff_base = millis{cfg.backoff_base_ms};
   ctx->backoff_cap = millis{cfg.backoff_cap_ms};

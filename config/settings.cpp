@@ -231,6 +231,10 @@ const std::vector<key_def>& key_defs() {
      "hand-offs held while the broker is away; beyond, they wait in the journal"
      " for the outbox sweeper",
      int_setter(&settings::publish_buffer_max, 1, 10000000)},
+    {"delivery-queue-max", "60000",
+     "deliveries waiting in the node for a send at most; beyond, they wait"
+     " in the broker's retry queue",
+     int_setter(&settings::delivery_queue_max, 1, 10000000)},
     {"amqp-delivery-limit", "20",
      "broker redeliveries of one message before it is dead-lettered",
      int_setter(&settings::amqp_delivery_limit, 1, 1000000)},

@@ -43,6 +43,7 @@ struct settings {
   uint32_t breaker_cooldown_ms = 5000;
   uint32_t amqp_prefetch = 1000;
   uint32_t publish_buffer_max = 50000;
+  uint32_t delivery_queue_max = 60000;
   uint32_t resident_users_max = 200000;
   uint32_t amqp_delivery_limit = 20;
   int64_t outbox_grace_s = 10;

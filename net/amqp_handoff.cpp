@@ -186,23 +186,32 @@ void publish(publisher_actor* self) {
       schedule_flush(self, std::chrono::seconds{1});
     return;
   }
-  std::vector<std::string> keys;
   std::vector<int64_t> taken;
-  for (size_t i = 0; i < n; ++i) {
-    keys.push_back(st.buffer[i].d.key);
+  for (size_t i = 0; i < n; ++i)
     taken.push_back(st.buffer[i].taken_ms);
-  }
   st.buffer.erase(st.buffer.begin(), st.buffer.begin() + static_cast<long>(n));
   st.handoffs -= n;
-  if (n > 0) {
+  st.pending.done(taken);
+  if (n > 0)
     get_metric("chime_handoffs_total").add(static_cast<int64_t>(n));
-    report_handed(self, *st.ctx, keys, to_ms(st.ctx->clock->now()),
-                  [self, taken = std::move(taken)] {
-                    self->state.pending.done(taken);
-                  });
-  }
   if (!st.buffer.empty())
     schedule_flush(self, std::chrono::milliseconds{0});
+}
+
+/// Buffers a recorded delivery for the main queue.
+void take(publisher_actor* self, delivery_record d) {
+  auto& st = self->state;
+  if (st.handoffs >= st.opts.publish_buffer_max) {
+    // The broker is away and the buffer full: the delivery stays recorded
+    // but not handed off, and the outbox sweeper offers it again once the
+    // broker is back; memory stays bounded.
+    st.buffer_full->add();
+    return;
+  }
+  ++st.handoffs;
+  auto now = to_ms(st.ctx->clock->now());
+  st.pending.taken(now);
+  st.buffer.push_back({std::move(d), st.opts.topology.queue, std::nullopt, now});
 }
 
 handoff_impl_actor::behavior_type publisher(publisher_actor* self, context_ptr ctx,
@@ -211,19 +220,13 @@ handoff_impl_actor::behavior_type publisher(publisher_actor* self, context_ptr c
   self->state.opts = std::move(opts);
   return {
     [=](submit_atom, delivery_record& d) {
-      auto& st = self->state;
-      if (st.handoffs >= st.opts.publish_buffer_max) {
-        // The broker is away and the buffer full: the delivery stays
-        // recorded but not handed off, and the outbox sweeper offers it
-        // again once the broker is back; memory stays bounded.
-        st.buffer_full->add();
-        return;
-      }
-      ++st.handoffs;
-      auto now = to_ms(st.ctx->clock->now());
-      st.pending.taken(now);
-      st.buffer.push_back({std::move(d), st.opts.topology.queue, std::nullopt, now});
+      take(self, std::move(d));
       // Everything already in the mailbox joins this batch.
+      schedule_flush(self, std::chrono::milliseconds{0});
+    },
+    [=](submit_atom, std::vector<delivery_record>& ds) {
+      for (auto& d : ds)
+        take(self, std::move(d));
       schedule_flush(self, std::chrono::milliseconds{0});
     },
     [=](retry_atom, delivery_record& d, int64_t delay_ms) {

@@ -42,8 +42,7 @@ enum class batch_kind : uint8_t {
   create,
   fire,
   attempt,
-  outcome,
-  handed
+  outcome
 };
 
 struct queued_op {
@@ -760,13 +759,13 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
     auto& d = f.delivery;
     for (auto [i, v] : {std::pair{0, d.key}, {1, d.user_id}, {2, d.occasion},
                         {3, d.local_date}, {4, std::to_string(d.due_at_ms)},
-                        {5, std::string{to_string(d.status)}}, {6, d.email}, {7, d.message},
+                        {5, status_name(d.status)}, {6, d.email}, {7, d.message},
                         {8, std::to_string(f.at_ms)}})
       cols[i].push_back(v);
     events.add_to_batch(f.at_ms, "occasion_due",
                         {{"user_id", f.user_id},
                          {"key", d.key},
-                         {"status", std::string{to_string(d.status)}},
+                         {"status", status_name(d.status)},
                          {"next_due_at_ms", f.next.due_at_ms}});
   }
   if (!cols[0].empty())
@@ -810,7 +809,7 @@ std::vector<caf::message>
 attempt_batch(pqxx::transaction_base& tx,
               const std::vector<caf::message>& reqs, const fence& fn) {
   struct row {
-    std::string status;
+    delivery_status status;
     uint32_t attempts;
     uint32_t begun;
     int64_t due_at_ms;
@@ -836,7 +835,7 @@ attempt_batch(pqxx::transaction_base& tx,
          text_array(keys), text_array(shards), text_array(epochs),
          fn.owner()))
     rows[r[0].as<std::string>()] = row{
-      r[1].as<std::string>(), r[2].as<uint32_t>(), r[3].as<uint32_t>(),
+      status_named(r[1].as<std::string>()), r[2].as<uint32_t>(), r[3].as<uint32_t>(),
       r[4].as<int64_t>(),     r[5].as<bool>(),     r[6].as<bool>(),
       r[5].as<bool>() ? user_from(r, 7) : user_record{}};
   event_rows events;
@@ -862,13 +861,19 @@ attempt_batch(pqxx::transaction_base& tx,
     bool open = is_open(r.status);
     bool closes = open && (!r.user_alive || now_ms - r.due_at_ms > catch_up_ms);
     if (closes) {
-      r.status = r.user_alive ? "expired" : "cancelled";
+      r.status = r.user_alive ? delivery_status::expired : delivery_status::cancelled;
       r.changed = true;
       r.at_ms = now_ms;
-      events.add_to_batch(now_ms, "delivery_" + r.status, {{"key", key}});
+      events.add_to_batch(now_ms, "delivery_" + status_name(r.status),
+                          {{"key", key}});
     }
     v.proceed = open && !closes;
-    v.status = status_named(r.status);
+    if (v.proceed && r.status == delivery_status::scheduled) {
+      // It reached delivery: no separate mark when the broker confirmed it.
+      r.status = delivery_status::handed_off;
+      r.at_ms = now_ms;
+    }
+    v.status = r.status;
     v.unsettled = v.proceed && r.begun > r.attempts;
     if (v.proceed) {
       r.begun = std::max(r.begun, r.attempts) + 1;
@@ -884,7 +889,7 @@ attempt_batch(pqxx::transaction_base& tx,
     if (!r.changed)
       continue;
     k.push_back(key);
-    s.push_back(r.status);
+    s.push_back(status_name(r.status));
     t.push_back(std::to_string(r.at_ms));
     b.push_back(std::to_string(r.begun));
   }
@@ -946,7 +951,7 @@ outcome_batch(pqxx::transaction_base& tx,
     auto i = last.find(o.key);
     if (i == last.end() || i->second.status != delivery_status::sent)
       last[o.key] = o;
-    events.add_to_batch(o.at_ms, "delivery_" + std::string{to_string(o.status)},
+    events.add_to_batch(o.at_ms, "delivery_" + status_name(o.status),
                         {{"key", o.key}, {"error", o.error}, {"attempt", o.attempts}});
   }
   std::vector<std::string> k, s, e, t, a;
@@ -972,42 +977,12 @@ outcome_batch(pqxx::transaction_base& tx,
   return replies;
 }
 
-/// Marks confirmed deliveries handed off. Only one still waiting for its
-/// confirm moves: one already attempted (the consumer can be faster than
-/// the confirm) stays as it is.
-std::vector<caf::message>
-handed_batch(pqxx::transaction_base& tx,
-             const std::vector<caf::message>& reqs, const fence& fn) {
-  auto fenced = fenced_keys(tx, reqs, fn, [](const caf::message& m) {
-    return m.get_as<std::vector<std::string>>(0);
-  });
-  std::vector<std::string> keys;
-  int64_t at_ms = 0;
-  for (auto& m : reqs) {
-    for (auto& k : m.get_as<std::vector<std::string>>(0))
-      if (fenced.count(k) == 0)
-        keys.push_back(k);
-    at_ms = std::max(at_ms, m.get_as<int64_t>(1));
-  }
-  // A join on unnest(), not key = ANY(...), and the status test kept out of
-  // any index (IS TRUE): otherwise the planner, misled by statistics taken
-  // before a burst, scans the status index for every scheduled delivery
-  // once per key (545 ms for 1,800 keys among 30,000 scheduled).
-  tx.exec_params("UPDATE deliveries d SET status = 'handed_off',"
-                 " updated_at_ms = $2 FROM unnest($1::text[]) AS r(k)"
-                 " WHERE d.key = r.k AND (d.status = 'scheduled') IS TRUE",
-                 text_array(keys), at_ms);
-  return std::vector<caf::message>(reqs.size(),
-                                   caf::make_message(caf::ok_atom::value));
-}
-
 const std::map<batch_kind, batch_fn>& batch_executors() {
   static const std::map<batch_kind, batch_fn> executors = {
     {batch_kind::create, create_batch},
     {batch_kind::fire, fire_batch},
     {batch_kind::attempt, attempt_batch},
     {batch_kind::outcome, outcome_batch},
-    {batch_kind::handed, handed_batch},
   };
   return executors;
 }
@@ -1071,10 +1046,6 @@ pg_journal_actor::behavior_type journal(journal_self self,
     [=](outcome_atom, delivery_outcome& o) {
       return enqueue<caf::ok_atom>(self, batch_kind::outcome,
                      caf::make_message(std::move(o)));
-    },
-    [=](handed_atom, std::vector<std::string>& keys, int64_t at_ms) {
-      return enqueue<caf::ok_atom>(self, batch_kind::handed,
-                     caf::make_message(std::move(keys), at_ms));
     },
     [=](redrive_atom, std::string& key, int64_t at_ms) {
       return enqueue<delivery_record>(self, [key = std::move(key), at_ms](auto& tx) {

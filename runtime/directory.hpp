@@ -1,6 +1,7 @@
 #pragma once
 
 #include <caf/actor.hpp>
+#include <caf/actor_cast.hpp>
 
 #include <map>
 #include <memory>
@@ -26,6 +27,13 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     auto i = actors_.find(name);
     return i == actors_.end() ? caf::actor{} : i->second;
+  }
+
+  /// The current handle as the typed interface `Handle` its actor
+  /// implements (invalid when none is registered).
+  template <class Handle>
+  Handle get_as(const std::string& name) const {
+    return caf::actor_cast<Handle>(get(name));
   }
 
   void erase(const std::string& name) {

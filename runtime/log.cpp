@@ -31,6 +31,10 @@ const char* level_name(log_level l) {
 
 } // namespace
 
+bool log_enabled(log_level level) {
+  return level >= min_level.load(std::memory_order_relaxed);
+}
+
 void set_log_level(log_level level) {
   min_level = level;
 }

@@ -22,6 +22,10 @@ void log(log_level level, std::string_view component, std::string_view msg,
 
 /// Lines below this level are dropped.
 void set_log_level(log_level level);
+
+/// Whether a line of `level` is written: a hot path asks before it builds
+/// the fields of a debug line.
+bool log_enabled(log_level level);
 log_level parse_log_level(std::string_view name);
 
 /// How many error-level lines were written (simulations fail on any).

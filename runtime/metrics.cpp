@@ -69,6 +69,9 @@ const std::map<std::string, family_def>& families() {
     {"chime_journal_up",
      {"gauge", "1 when the journal answered its last read of the gauges"
                " (read at most once a second)"}},
+    {"chime_delivery_queue_full_total",
+     {"counter", "deliveries sent back to wait in the broker: the delivery"
+                 " actor's queue was full (--delivery-queue-max)"}},
     {"chime_outbox_republished_total",
      {"counter", "deliveries the outbox sweeper published again"}},
     {"chime_publish_buffer_full_total",

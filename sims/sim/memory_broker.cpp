@@ -241,17 +241,11 @@ void publish(publisher_actor* self) {
       [=](caf::ok_atom) {
         auto& st = self->state;
         st.busy = false;
-        std::vector<std::string> keys;
-        for (auto& d : batch)
-          keys.push_back(d.key);
         auto end = static_cast<long>(batch.size());
         std::vector<int64_t> taken(st.taken.begin(), st.taken.begin() + end);
         st.buffer.erase(st.buffer.begin(), st.buffer.begin() + end);
         st.taken.erase(st.taken.begin(), st.taken.begin() + end);
-        report_handed(self, *st.ctx, keys, to_ms(st.ctx->clock->now()),
-                      [self, taken = std::move(taken)] {
-                        self->state.pending.done(taken);
-                      });
+        st.pending.done(taken);
         if (!st.buffer.empty())
           schedule_flush(self, millis{0});
       },
@@ -262,17 +256,26 @@ void publish(publisher_actor* self) {
       });
 }
 
+void take(publisher_actor* self, delivery_record d) {
+  auto& st = self->state;
+  auto now = to_ms(st.ctx->clock->now());
+  st.pending.taken(now);
+  st.buffer.push_back(std::move(d));
+  st.taken.push_back(now);
+}
+
 handoff_impl_actor::behavior_type memory_publisher(publisher_actor* self, context_ptr ctx,
                                caf::actor broker) {
   self->state.ctx = std::move(ctx);
   self->state.broker = std::move(broker);
   return {
     [=](submit_atom, delivery_record& d) {
-      auto& st = self->state;
-      auto now = to_ms(st.ctx->clock->now());
-      st.pending.taken(now);
-      st.buffer.push_back(std::move(d));
-      st.taken.push_back(now);
+      take(self, std::move(d));
+      schedule_flush(self, millis{0});
+    },
+    [=](submit_atom, std::vector<delivery_record>& ds) {
+      for (auto& d : ds)
+        take(self, std::move(d));
       schedule_flush(self, millis{0});
     },
     [=](pending_atom) { return self->state.pending.oldest(); },

@@ -238,7 +238,10 @@ attempt_verdict attempt(journal_store& s, const std::string& key,
     set_status(s, d, delivery_status::expired);
   else if (open)
     v.proceed = true;
-  if (open && !v.proceed)
+  auto before = d.rec.status;
+  if (v.proceed && before == delivery_status::scheduled)
+    set_status(s, d, delivery_status::handed_off); // it reached delivery
+  if (d.rec.status != before)
     d.updated_at_ms = now_ms;
   v.status = d.rec.status;
   v.unsettled = v.proceed && d.begun_attempts > d.rec.attempts;
@@ -401,22 +404,7 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
           return make_error(journal_errc::fenced);
         }
         outcome(*self->state.store, o);
-        trace("journal.outcome", o.key + " " + std::string{to_string(o.status)});
-        return caf::ok_atom::value;
-      });
-    },
-    [=](handed_atom, std::vector<std::string>& keys, int64_t at_ms) {
-      return answer<caf::ok_atom>(self, [=]() -> caf::expected<caf::ok_atom> {
-        auto& s = *self->state.store;
-        for (auto& key : keys) {
-          auto i = s.deliveries.find(key);
-          if (i != s.deliveries.end() && i->second.rec.status == delivery_status::scheduled
-              && !self->state.fenced(user_of_key(key))) {
-            i->second.rec.status = delivery_status::handed_off;
-            i->second.updated_at_ms = at_ms;
-          }
-        }
-        trace("journal.handed", std::to_string(keys.size()));
+        trace("journal.outcome", o.key + " " + status_name(o.status));
         return caf::ok_atom::value;
       });
     },

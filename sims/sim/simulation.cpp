@@ -809,7 +809,7 @@ void simulation::check_owed(
     ++r.occurrences_checked;
     auto d = store_->deliveries.find(key);
     auto status = d == store_->deliveries.end() ? std::string{"absent"}
-                                                : std::string{to_string(d->second.rec.status)};
+                                                : status_name(d->second.rec.status);
     auto disrupted = limits.disrupted_until_ms(o.due_ms);
     if (status == "expired"
         && limits.deadline_ms(o.due_ms) > o.due_ms + rules.catch_up_ms) {

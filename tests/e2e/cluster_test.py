@@ -91,8 +91,10 @@ def converge(workdir, db, cleanup):
     assert code == 204, body
     for n in nodes:
         assert n.api("GET", f"/v1/users/{deleted['id']}")[0] == 404
-    # Email uniqueness holds across the cluster.
-    taken = user_fields(5, "1990-03-15", "UTC")
+    # Email uniqueness holds across the cluster (an email still in use: the
+    # deleted user's is free again).
+    taken = dict(user_fields(5, "1990-03-15", "UTC"),
+                 email=next(u["email"] for u in users if u is not deleted))
     assert nodes[1].api("POST", "/v1/users", taken)[0] == 409
 
     expected = {f"{u['id']}:birthday:2027-03-15" for u in users if u is not deleted}

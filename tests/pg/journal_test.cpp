@@ -603,23 +603,28 @@ TEMPLATE_TEST_CASE("attempt checks in one batch begin one attempt each; "
   CHECK(fx.deliveries().front().attempts == 4);
 }
 
-TEMPLATE_TEST_CASE("a confirm hands off only what waits for it, and only a "
-                   "dead delivery is re-driven",
+TEMPLATE_TEST_CASE("the re-check before a send hands a scheduled delivery "
+                   "off, and only a dead delivery is re-driven",
                    "[pg][journal]", pg_backend, memory_backend) {
   journal_fixture fx{std::make_unique<TestType>()};
   auto f = fx.fired_user();
   auto key = f.delivery.key;
   auto now = f.due.due_at_ms + 10;
-  std::vector<std::string> keys{key};
-  REQUIRE(fx.ask<caf::ok_atom>(handed_atom::value, keys, now));
+  CHECK(fx.deliveries("scheduled").size() == 1);
+  auto first = fx.ask<attempt_verdict>(attempt_atom::value, key, now, catch_up_ms);
+  REQUIRE(first);
+  CHECK(first->proceed);
+  CHECK(first->status == delivery_status::handed_off);
   CHECK(fx.deliveries("handed_off").size() == 1);
   auto not_dead = fx.ask<delivery_record>(redrive_atom::value, key, now);
   REQUIRE(!not_dead);
   CHECK(is(not_dead.error(), journal_errc::not_found));
   REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value,
                                delivery_outcome{key, delivery_status::dead, "HTTP 400", now}));
-  // A late confirm (a republished copy) does not reopen it.
-  REQUIRE(fx.ask<caf::ok_atom>(handed_atom::value, keys, now + 1));
+  // The re-check of a late copy (a republished one) does not reopen it.
+  auto late = fx.ask<attempt_verdict>(attempt_atom::value, key, now + 1, catch_up_ms);
+  REQUIRE(late);
+  CHECK_FALSE(late->proceed);
   CHECK(fx.deliveries("dead").size() == 1);
   auto again = fx.ask<delivery_record>(redrive_atom::value, key, now + 2);
   REQUIRE(again);

@@ -8,12 +8,14 @@
 #include "actors/delivery.hpp"
 #include "actors/protocol.hpp"
 #include "runtime/directory.hpp"
+#include "runtime/metrics.hpp"
 #include "tests/unit/coordinator_time.hpp"
 
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
 
 #include <deque>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -52,11 +54,14 @@ struct delivery_fixture : coordinator_fixture {
   caf::actor consumer;
   delivery_actor delivery;
 
-  explicit delivery_fixture(uint32_t breaker_failures_max = 10)
+  explicit delivery_fixture(uint32_t breaker_failures_max = 10,
+                            std::function<void(node_context&)> tune = {})
     : coordinator_fixture(from_ms(1'800'003'600'000)) { // 2027-01-15T09:00Z
     ctx->dir = std::make_shared<directory>();
     ctx->breaker_failures_max = breaker_failures_max;
     ctx->breaker_cooldown = 5s;
+    if (tune)
+      tune(*ctx);
     auto log = this->log;
     auto journal =
       sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
@@ -75,7 +80,7 @@ struct delivery_fixture : coordinator_fixture {
           },
           [log](outcome_atom, const delivery_outcome& o) {
             log->events.push_back("outcome " + o.key + " "
-                                  + std::string{to_string(o.status)});
+                                  + status_name(o.status));
             return caf::ok_atom::value;
           },
         };
@@ -176,6 +181,34 @@ TEST_CASE("a delivery is re-checked, sent once, and its outcome journaled "
   CHECK(fx.log->events == sent_path("sent", {"ack 1"}));
 }
 
+TEST_CASE("an outbox probe back from the broker is acked and noted when it "
+          "is this node's, and touches neither journal nor mailer",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  auto probe_back = [&] {
+    int64_t back = 0;
+    caf::scoped_actor self{fx.sys};
+    auto answer = self->request(fx.delivery, caf::infinite, probe_atom::value);
+    fx.sched.run();
+    answer.receive([&](int64_t t) { back = t; }, [](caf::error&) {});
+    return back;
+  };
+  CHECK(probe_back() == std::numeric_limits<int64_t>::min());
+  auto bring = [&](std::string key, int64_t sent_at, uint64_t tag) {
+    delivery_record p;
+    p.key = std::move(key);
+    p.due_at_ms = sent_at;
+    caf::anon_send(fx.delivery, deliver_atom::value, std::move(p),
+                   receipt{tag, 1, fx.consumer, 1});
+    fx.sched.run();
+  };
+  bring("probe:", 5'000, 7);
+  bring("probe:other-node", 9'000, 8); // another node's: not news to us
+  bring("probe:", 4'000, 9);           // an older one, redelivered
+  CHECK(probe_back() == 5'000);
+  CHECK(fx.log->events == std::vector<std::string>{"ack 7", "ack 8", "ack 9"});
+}
+
 TEST_CASE("a delivery the journal says is owed no more is not sent, and its "
           "message is acked",
           "[unit][delivery]") {
@@ -248,6 +281,38 @@ TEST_CASE("an open circuit breaker sends nothing until its cooldown ends, "
   CHECK(fx.log->sends == 5);
 }
 
+TEST_CASE("a delivery that finds the queue full waits in the broker's retry "
+          "queue instead, and is counted",
+          "[unit][delivery]") {
+  delivery_fixture fx{10, [](node_context& c) {
+                        c.delivery_concurrency_max = 1;
+                        c.delivery_queue_max = 2;
+                      }};
+  auto& full = get_metric("chime_delivery_queue_full_total");
+  auto before = full.value();
+  fx.log->hold = true;
+  for (int n = 1; n <= 8; ++n)
+    fx.deliver(n);
+  std::vector<std::string> retried, acked;
+  for (auto& e : fx.log->events) {
+    if (e.rfind("retry ", 0) == 0)
+      retried.push_back(e.substr(6, e.find(':') - 6)); // "uN"
+    if (e.rfind("ack ", 0) == 0)
+      acked.push_back("u" + e.substr(4));
+  }
+  // Two queued, at most two more re-checked or sending: the rest went back.
+  CHECK(retried.size() >= 4);
+  CHECK(full.value() - before == static_cast<int64_t>(retried.size()));
+  CHECK(acked == retried); // each acked once the broker has its retry
+  // The ones kept are sent once the service answers.
+  fx.log->hold = false;
+  for (int i = 0; i < 8 && fx.log->sends < 8 - static_cast<int>(retried.size()); ++i) {
+    caf::anon_send(fx.log->mailer, tick_atom::value);
+    fx.sched.run();
+  }
+  CHECK(fx.log->sends == 8 - static_cast<int>(retried.size()));
+}
+
 TEST_CASE("a drain of a user is answered once its send in flight has its "
           "outcome journaled",
           "[unit][delivery]") {
@@ -298,19 +363,24 @@ TEST_CASE("a delivery actor's successor does not send again what its "
 }
 
 /// The outbox sweeper's claim, each time it asks the journal: the time
-/// before which deliveries still scheduled count as lost.
+/// before which deliveries still scheduled count as lost; and the probes it
+/// published.
 struct sweeper_fixture : coordinator_fixture {
   std::shared_ptr<std::vector<int64_t>> claims
     = std::make_shared<std::vector<int64_t>>();
+  std::shared_ptr<std::vector<delivery_record>> probes
+    = std::make_shared<std::vector<delivery_record>>();
   caf::actor sweeper;
 
   /// `held_since`: what the handoff answers, when the oldest delivery it
-  /// holds unmarked was taken (INT64_MAX: none).
-  explicit sweeper_fixture(int64_t held_since)
+  /// holds unconfirmed was taken (INT64_MAX: none); `probe_back`: what the
+  /// delivery actor answers, when the newest probe back was sent.
+  sweeper_fixture(int64_t held_since, int64_t probe_back)
     : coordinator_fixture(from_ms(1'800'003'600'000)) {
     ctx->dir = std::make_shared<directory>();
     ctx->outbox_grace = 10s;
     auto claims = this->claims;
+    auto probes = this->probes;
     ctx->dir->put(journal_name,
                   sys.spawn([claims](caf::event_based_actor*) -> caf::behavior {
                     return {[claims](outbox_atom, int64_t scheduled_before,
@@ -320,8 +390,15 @@ struct sweeper_fixture : coordinator_fixture {
                     }};
                   }));
     ctx->dir->put(handoff_name,
-                  sys.spawn([held_since](caf::event_based_actor*) -> caf::behavior {
-                    return {[held_since](pending_atom) { return held_since; }};
+                  sys.spawn([held_since, probes](caf::event_based_actor*) -> caf::behavior {
+                    return {[held_since](pending_atom) { return held_since; },
+                            [probes](submit_atom, delivery_record& d) {
+                              probes->push_back(d);
+                            }};
+                  }));
+    ctx->dir->put(delivery_name,
+                  sys.spawn([probe_back](caf::event_based_actor*) -> caf::behavior {
+                    return {[probe_back](probe_atom) { return probe_back; }};
                   }));
     sweeper = spawn_outbox_sweeper(sys, ctx);
     sched.run();
@@ -334,19 +411,45 @@ struct sweeper_fixture : coordinator_fixture {
 };
 
 TEST_CASE("the outbox sweeper takes for lost only what was fired before the "
-          "oldest delivery the handoff still holds",
+          "oldest delivery the handoff still holds and before its newest "
+          "probe back from the broker",
           "[unit][delivery]") {
+  auto now = to_ms(from_ms(1'800'003'600'000));
   SECTION("the handoff holds one taken 30 s ago: nothing since then is lost") {
-    auto taken = to_ms(from_ms(1'800'003'600'000)) - 30'000;
-    sweeper_fixture fx{taken};
+    sweeper_fixture fx{now - 30'000, now - 1'000};
     REQUIRE(fx.claims->size() == 1);
-    CHECK(fx.claims->front() == taken - 10'000);
+    CHECK(fx.claims->front() == now - 30'000 - 10'000);
   }
   SECTION("the handoff holds none: everything older than the grace is") {
-    sweeper_fixture fx{std::numeric_limits<int64_t>::max()};
+    sweeper_fixture fx{std::numeric_limits<int64_t>::max(), now};
     REQUIRE(fx.claims->size() == 1);
-    CHECK(fx.claims->front() == to_ms(fx.start) - 10'000);
+    CHECK(fx.claims->front() == now - 10'000);
   }
+  SECTION("the newest probe back was sent 60 s ago: what was fired since may "
+          "wait in the queue behind it") {
+    sweeper_fixture fx{std::numeric_limits<int64_t>::max(), now - 60'000};
+    REQUIRE(fx.claims->size() == 1);
+    CHECK(fx.claims->front() == now - 60'000 - 10'000);
+  }
+  SECTION("no probe came back yet: only what is older than the stale limit "
+          "(60 graces here) is taken for lost") {
+    sweeper_fixture fx{std::numeric_limits<int64_t>::max(),
+                       std::numeric_limits<int64_t>::min()};
+    REQUIRE(fx.claims->size() == 1);
+    CHECK(fx.claims->front() == now - 600'000);
+  }
+}
+
+TEST_CASE("the outbox sweeper publishes a probe of its node at each sweep",
+          "[unit][delivery]") {
+  sweeper_fixture fx{std::numeric_limits<int64_t>::max(), 0};
+  REQUIRE(fx.probes->size() == 1);
+  CHECK(fx.probes->front().key == "probe:");
+  CHECK(fx.probes->front().user_id.empty());
+  CHECK(fx.probes->front().due_at_ms == to_ms(fx.start));
+  fx.advance(fx.ctx->outbox_sweep_interval);
+  CHECK(fx.probes->size() == 2);
+  CHECK(fx.claims->size() == 2);
 }
 
 } // namespace

@@ -52,8 +52,8 @@ struct shard_fixture : coordinator_fixture {
                   }));
     ctx->dir->put(handoff_name,
                   sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
-                    return {[log](submit_atom, delivery_record& d) {
-                      log->submits.push_back(d);
+                    return {[log](submit_atom, std::vector<delivery_record>& ds) {
+                      log->submits.insert(log->submits.end(), ds.begin(), ds.end());
                     }};
                   }));
     shard = spawn_shard(sys, ctx, 3);

@@ -333,10 +333,13 @@ TEST_CASE("each delivery status reads back from its name, and only scheduled, "
   for (auto s : chime::all_delivery_statuses)
     CHECK(chime::parse_delivery_status(chime::to_string(s)) == s);
   CHECK_FALSE(chime::parse_delivery_status("pending"));
-  CHECK(chime::is_open("scheduled"));
-  CHECK(chime::is_open("handed_off"));
-  CHECK(chime::is_open("failed"));
-  for (auto name : {"sent", "dead", "expired", "cancelled", "missing", ""})
-    CHECK_FALSE(chime::is_open(name));
+  CHECK(chime::is_open(delivery_status::scheduled));
+  CHECK(chime::is_open(delivery_status::handed_off));
+  CHECK(chime::is_open(delivery_status::failed));
+  for (auto s : {delivery_status::sent, delivery_status::dead,
+                 delivery_status::expired, delivery_status::cancelled})
+    CHECK_FALSE(chime::is_open(s));
+  CHECK(chime::status_name(delivery_status::handed_off) == "handed_off");
+  CHECK_THROWS_AS(chime::status_named("pending"), std::invalid_argument);
   CHECK(chime::open_statuses_sql() == "('scheduled', 'handed_off', 'failed')");
 }
