@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(
-  build-essential cmake pkg-config ca-certificates curl tzdata
+  build-essential cmake ccache pkg-config ca-certificates curl tzdata
   libcaf-dev libpqxx-dev libpq-dev libcpp-httplib-dev nlohmann-json3-dev catch2
   libhowardhinnant-date-dev librabbitmq-dev libssl-dev libcurl4-openssl-dev
   postgresql-15 postgresql-client-15 rabbitmq-server python3 python3-jsonschema
