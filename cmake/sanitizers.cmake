@@ -18,6 +18,10 @@ if(CHIME_SANITIZE)
   if(CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
     set(chime_ignorelist ${PROJECT_SOURCE_DIR}/tests/sanitizers/ubsan_ignorelist.txt)
     add_compile_options(-fsanitize-ignorelist=${chime_ignorelist})
+    # ccache leaves the list's path out of its key (it names the clone);
+    # this puts the list's content in, so that an edit rebuilds.
+    file(SHA256 ${chime_ignorelist} chime_ignorelist_sha)
+    add_compile_definitions(CHIME_SANITIZER_IGNORELIST=${chime_ignorelist_sha})
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${chime_ignorelist})
   endif()
 endif()
