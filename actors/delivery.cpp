@@ -312,6 +312,7 @@ mailer_actor node_mailer(delivery_self self, bool replace) {
   // Remembering accepted keys is a re-check of its own: off when the
   // simulator breaks the re-check on purpose, so that its checker sees it.
   auto mailer = spawn_mailer_front(self->system(), ctx.make_mailer,
+                                   ctx.make_mail_transport,
                                    ctx.broken.no_recheck ? 0 : 100000);
   ctx.dir->put(mailer_name, caf::actor_cast<caf::actor>(mailer));
   return mailer;

@@ -40,7 +40,8 @@ delivery_actor delivery_at(const directory& dir);
 /// Spawns the node's delivery actor. It takes deliveries from the broker's
 /// consumer as (deliver_atom, delivery_record, receipt), or without a broker
 /// as (submit_atom, delivery_record), and sends each through the mailer
-/// (spawned by ctx->make_mailer), with as many requests in flight as an
+/// front (driving ctx->make_mail_transport's transport, or
+/// ctx->make_mailer's mailer), with as many requests in flight as an
 /// adaptive limit allows (up to delivery_concurrency_max) and a time-out
 /// derived from the answers seen (up to email_timeout), paced by a token
 /// bucket (email_rate_per_s, burst) and guarded by a circuit breaker. Before each attempt the journal checks

@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace chime {
@@ -39,5 +40,23 @@ using handoff_impl_actor = handoff_actor::extend<caf::reacts_to<flush_atom>>;
 
 /// The node's handoff (invalid when none is registered).
 handoff_actor handoff_at(const directory& dir);
+
+/// What a journal's fires recorded, on its way to the broker from the
+/// journal itself, right after the commit: the shard's reply is then off
+/// the path from due to sent (one actor hop less). Gathered per handoff, so
+/// that a commit of many shards' fires is one message to each.
+class fired_deliveries {
+public:
+  /// Those of `fires` that were recorded and are still owed (an expired
+  /// occasion is recorded, not sent); `recorded` answers `fires` in order.
+  void add(const handoff_actor& to, const std::vector<fire_request>& fires,
+           const std::vector<bool>& recorded);
+
+  /// Submits what was added, and forgets it.
+  void submit();
+
+private:
+  std::vector<std::pair<handoff_actor, std::vector<delivery_record>>> by_handoff_;
+};
 
 } // namespace chime

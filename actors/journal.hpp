@@ -6,6 +6,7 @@
 // arguments in the wrong order or expects the wrong reply, does not compile.
 // Failures travel as errors (journal_errc), never as replies.
 
+#include "actors/handoff.hpp"
 #include "actors/protocol.hpp"
 
 #include <caf/fwd.hpp>
@@ -34,7 +35,11 @@ using journal_actor = caf::typed_actor<
   // Records the delivery and moves the due index in one transaction; false:
   // the report was stale (the index had moved on). One reply per request.
   caf::replies_to<fire_atom, fire_request>::with<bool>,
-  caf::replies_to<fire_atom, std::vector<fire_request>>::with<std::vector<bool>>,
+  // As many, and once they are committed the journal itself submits the
+  // recorded ones still owed to the handoff (fired_deliveries): the reply
+  // only tells the shard which due instants moved on.
+  caf::replies_to<fire_atom, std::vector<fire_request>, handoff_actor>::with<
+    std::vector<bool>>,
   // (key, now_ms, catch_up_ms): may it be sent now? Counts the attempt as
   // begun; a scheduled delivery becomes handed_off (it reached delivery).
   caf::replies_to<attempt_atom, std::string, int64_t, int64_t>::with<attempt_verdict>,

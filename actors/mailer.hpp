@@ -1,14 +1,19 @@
 #pragma once
 
-// The mailer seam as a typed interface: what the email client (net/), the
-// mailer front (actors/) and the simulator's mailer (sims/sim/) answer.
+// The mailer seam as a typed interface: what the mailer front (actors/) and
+// the simulator's mailer (sims/sim/) answer; and the transport by which the
+// front reaches the email service without a mailer actor behind it (the
+// email client of net/).
 
 #include "actors/protocol.hpp"
 
 #include <caf/fwd.hpp>
 #include <caf/replies_to.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <memory>
+#include <string>
 
 namespace chime {
 
@@ -22,6 +27,29 @@ using mailer_actor = caf::typed_actor<
 
 /// Spawns a mailer.
 using mailer_factory = std::function<mailer_actor(caf::actor_system&)>;
+
+/// A way to the email service that is no actor (the email client's
+/// transfer thread), driven by the mailer front itself: one actor hop less
+/// per send, each way, than a mailer actor behind the front.
+class mail_transport {
+public:
+  virtual ~mail_transport() = default;
+
+  /// Takes one request; its answer comes to the front as (mail_done_atom,
+  /// id, send_result), within `timeout_ms`. False when it cannot take one
+  /// now (as many in flight as it may have): nothing was sent.
+  virtual bool start(uint64_t id, const std::string& email,
+                     const std::string& message, const std::string& key,
+                     int64_t timeout_ms) = 0;
+
+  /// Aborts every request in flight (closing its connection): none of them
+  /// runs any more, and none is answered.
+  virtual void stop() = 0;
+};
+
+/// Makes a transport answering to `front`.
+using mail_transport_factory = std::function<std::shared_ptr<mail_transport>(
+  const caf::actor_addr& front)>;
 
 /// The mailer registered under `name` in `dir` (invalid when none is).
 mailer_actor mailer_at(const directory& dir, const char* name);

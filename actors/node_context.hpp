@@ -59,9 +59,14 @@ struct node_context {
   millis backoff_base{200};
   millis backoff_cap{30000};
   millis email_timeout{5000};
-  /// Spawns one mailer (the email seam): an actor answering
-  /// (send_atom, email, message, idempotency key) with a send_result.
+  /// The email seam: a mailer actor behind the node's mailer front,
+  /// answering (send_atom, email, message, idempotency key) with a
+  /// send_result (the simulator's, a test's), or when there is none the
+  /// transport the front drives itself (a node's email client). The actor
+  /// wins, so that a simulator or test that sets it on a node's context
+  /// never sends real email.
   mailer_factory make_mailer;
+  mail_transport_factory make_mail_transport;
   uint64_t seed = 0; ///< for jitter; fixed in simulations
   double clock_rate = 1.0; ///< Chime seconds per real second
   /// Real monotonic time for rate limiting and the circuit breaker, which

@@ -43,6 +43,7 @@ using submit_atom = caf::atom_constant<caf::atom("submit")>; // handoff seam: (d
 using pending_atom = caf::atom_constant<caf::atom("pending")>; // handoff: () -> int64_t, when the oldest delivery not yet confirmed was taken (Chime ms; INT64_MAX: none)
 using probe_atom = caf::atom_constant<caf::atom("probe")>;     // delivery: () -> int64_t, when the newest outbox probe that came back through the broker was sent (Chime ms; INT64_MIN: none)
 using send_atom = caf::atom_constant<caf::atom("send")>;     // mailer seam: (email, message, key, timeout_ms) -> send_result
+using mail_done_atom = caf::atom_constant<caf::atom("mail_done")>; // mail transport -> mailer front: (id, send_result)
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using dead_letter_atom = caf::atom_constant<caf::atom("deadletter")>; // handoff: (delivery_record) -> ok once the dead-letter queue has it
 using upsert_atom = caf::atom_constant<caf::atom("upsert")>; // shard: (user_view)

@@ -113,16 +113,14 @@ void arm_user(shard_actor* self,
   arm_wake(self);
 }
 
-/// What the journal answered to one fire request: the delivery added to
-/// `to_hand_off` (or counted expired) once recorded, and the user's due
-/// instant moved on.
+/// What the journal answered to one fire request (it submitted the
+/// delivery to the handoff itself): an expired one counted, and the user's
+/// due instant moved on.
 void fired(shard_actor* self, const fire_request& req, uint64_t version,
-           bool recorded, std::vector<delivery_record>& to_hand_off) {
+           bool recorded) {
   auto& st = self->state;
   auto& d = req.delivery;
-  if (recorded && d.status == delivery_status::scheduled) {
-    to_hand_off.push_back(d);
-  } else if (recorded) {
+  if (recorded && d.status != delivery_status::scheduled) {
     get_metric("chime_deliveries_expired_total").add();
     log(log_level::info, "user", "occasion expired",
         {{"user_id", d.user_id}, {"key", d.key}});
@@ -163,22 +161,18 @@ void fire_failed(shard_actor* self, const fire_request& req,
 /// journal batch.
 constexpr size_t fires_per_request = 32;
 
-/// Asks the journal to record these due occasions, in one message.
+/// Asks the journal to record these due occasions, in one message, and to
+/// hand what it recorded to the node's handoff.
 void fire(shard_actor* self, std::vector<fire_request> reqs,
           std::vector<uint64_t> versions) {
   auto& st = self->state;
   self
     ->request(journal_at(*st.ctx->dir, journal_name), journal_timeout, fire_atom::value,
-              reqs)
+              reqs, handoff_at(*st.ctx->dir))
     .then(
       [=](const std::vector<bool>& recorded) {
-        std::vector<delivery_record> to_hand_off;
         for (size_t k = 0; k < reqs.size(); ++k)
-          fired(self, reqs[k], versions[k], k < recorded.size() && recorded[k],
-                to_hand_off);
-        if (!to_hand_off.empty())
-          caf::anon_send(handoff_at(*self->state.ctx->dir), submit_atom::value,
-                         std::move(to_hand_off));
+          fired(self, reqs[k], versions[k], k < recorded.size() && recorded[k]);
       },
       [=](caf::error& err) {
         for (auto& req : reqs)

@@ -92,9 +92,9 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   ctx->backoff_base = millis{cfg.backoff_base_ms};
   ctx->backoff_cap = millis{cfg.backoff_cap_ms};
   ctx->email_timeout = millis{cfg.email_timeout_ms};
-  ctx->make_mailer = [url = cfg.email_url,
-                      max = cfg.delivery_concurrency_max](caf::actor_system& sys) {
-    return spawn_email_client(sys, url, max);
+  ctx->make_mail_transport = [url = cfg.email_url, max = cfg.delivery_concurrency_max](
+                               const caf::actor_addr& front) {
+    return make_email_transport(url, max, front);
   };
   ctx->seed = std::random_device{}();
   // The cluster's rate; the membership actor gives this node its share.

@@ -17,9 +17,6 @@ namespace chime {
 
 namespace {
 
-/// The transfer thread's answer to the client actor (local only).
-using email_done_atom = caf::atom_constant<caf::atom("email_done")>;
-
 struct email_request {
   uint64_t id = 0;
   std::string body;
@@ -49,10 +46,11 @@ struct transfer {
   }
 };
 
-/// The event-driven side: a thread running libcurl's multi loop. The actor
-/// hands requests in (a bounded inbox, then a wake-up of the loop); the
-/// thread answers each with (email_done_atom, id, send_result) to the actor.
-class transfer_loop : public std::enable_shared_from_this<transfer_loop> {
+/// A thread running libcurl's multi loop. The mailer front hands requests
+/// in (a bounded inbox, then a wake-up of the loop); the thread answers each
+/// with (mail_done_atom, id, send_result) to the front.
+class transfer_loop : public mail_transport,
+                      public std::enable_shared_from_this<transfer_loop> {
 public:
   transfer_loop(std::string url, uint32_t in_flight_max, caf::actor_addr owner)
     : url_(std::move(url)), in_flight_max_(in_flight_max),
@@ -66,27 +64,30 @@ public:
     curl_multi_cleanup(multi_);
   }
 
-  void start() {
+  void launch() {
     // The thread keeps the loop alive until it has cleaned up; nobody
     // waits for it (stop() never blocks the actor that calls it).
     std::thread{[self = shared_from_this()] { self->run(); }}.detach();
   }
 
-  /// False when `in_flight_max` requests are taken already.
-  bool submit(email_request r) {
+  bool start(uint64_t id, const std::string& email, const std::string& message,
+             const std::string& key, int64_t timeout_ms) override {
+    // The body is built here, on the front's thread, so that the transfer
+    // thread only moves bytes.
+    nlohmann::json body{{"email", email}, {"message", message}};
     {
       std::lock_guard<std::mutex> guard{mtx_};
       if (stopping_ || taken_ >= in_flight_max_)
         return false;
       ++taken_;
-      inbox_.push_back(std::move(r));
+      inbox_.push_back({id, body.dump(), key, timeout_ms});
     }
     curl_multi_wakeup(multi_);
     return true;
   }
 
   /// Aborts every transfer (closing its connection) and ends the thread.
-  void stop() {
+  void stop() override {
     {
       std::lock_guard<std::mutex> guard{mtx_};
       stopping_ = true;
@@ -182,7 +183,7 @@ private:
       std::lock_guard<std::mutex> guard{mtx_};
       --taken_;
     }
-    caf::anon_send(caf::actor_cast<caf::actor>(owner_), email_done_atom::value,
+    caf::anon_send(caf::actor_cast<caf::actor>(owner_), mail_done_atom::value,
                    id, std::move(r));
   }
 
@@ -199,56 +200,18 @@ private:
   std::vector<CURL*> idle_;
 };
 
-struct email_client_state {
-  std::shared_ptr<transfer_loop> loop;
-  std::unordered_map<uint64_t, caf::typed_response_promise<send_result>> waiting;
-  uint64_t next_id = 0;
-  static inline const char* name = "chime.email_client";
-};
-
-using email_client_actor
-  = mailer_actor::extend<caf::reacts_to<email_done_atom, uint64_t, send_result>>;
-
-email_client_actor::behavior_type
-email_client(email_client_actor::stateful_pointer<email_client_state> self,
-             std::string base_url, uint32_t in_flight_max) {
-  auto& st = self->state;
-  st.loop = std::make_shared<transfer_loop>(std::move(base_url), in_flight_max,
-                                            self->address());
-  st.loop->start();
-  self->attach_functor([loop = st.loop] { loop->stop(); });
-  return {
-    [=](send_atom, const std::string& email, const std::string& message,
-        const std::string& key, int64_t timeout_ms) -> caf::result<send_result> {
-      auto& st = self->state;
-      auto id = ++st.next_id;
-      nlohmann::json body{{"email", email}, {"message", message}};
-      if (!st.loop->submit({id, body.dump(), key, timeout_ms}))
-        return send_result{0, -1, "email client: too many requests in flight",
-                           false};
-      auto rp = self->make_response_promise<send_result>();
-      st.waiting.emplace(id, rp);
-      return rp;
-    },
-    [=](email_done_atom, uint64_t id, send_result& r) {
-      auto& st = self->state;
-      auto i = st.waiting.find(id);
-      if (i == st.waiting.end())
-        return;
-      i->second.deliver(std::move(r));
-      st.waiting.erase(i);
-    },
-  };
-}
-
 } // namespace
 
-mailer_actor spawn_email_client(caf::actor_system& sys, std::string base_url,
-                              uint32_t in_flight_max) {
+std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
+                                                     uint32_t in_flight_max,
+                                                     const caf::actor_addr& front) {
   // Before any transfer thread exists (its set-up is not thread-safe).
   static std::once_flag curl_ready;
   std::call_once(curl_ready, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  return sys.spawn(email_client, std::move(base_url), in_flight_max);
+  auto loop = std::make_shared<transfer_loop>(std::move(base_url), in_flight_max,
+                                              front);
+  loop->launch();
+  return loop;
 }
 
 } // namespace chime

@@ -285,9 +285,20 @@ void flush(journal_self self) {
     st.conn.reset();
     fail_all(journal_errc::unavailable);
   }
+  fired_deliveries fired;
   for (size_t i = 0; i < ops.size(); ++i) {
     if (!errors[i] && results[i].match_elements<caf::error>())
       errors[i] = results[i].get_as<caf::error>(0);
+    if (!errors[i] && ops[i].kind == batch_kind::fire
+        && ops[i].request.match_elements<std::vector<fire_request>, handoff_actor>()
+        && results[i].match_elements<std::vector<bool>>())
+      fired.add(ops[i].request.get_as<handoff_actor>(1),
+                ops[i].request.get_as<std::vector<fire_request>>(0),
+                results[i].get_as<std::vector<bool>>(0));
+  }
+  // The way to the broker first: the shards' replies are not on it.
+  fired.submit();
+  for (size_t i = 0; i < ops.size(); ++i) {
     if (errors[i])
       ops[i].promise.deliver(std::move(errors[i]));
     else
@@ -701,9 +712,6 @@ create_batch(pqxx::transaction_base& tx, const std::vector<caf::message>& reqs,
   return replies;
 }
 
-/// Records due occasions whose due index still holds them: one UPDATE moves
-/// every matching index row to its next instant, and only the moved ones get
-/// their delivery (idempotent by key). Replies true for recorded requests.
 /// The fire requests of one queued request: one, or a shard's wake's all.
 std::vector<const fire_request*> fires_of(const caf::message& m) {
   if (m.match_element<fire_request>(0))
@@ -714,6 +722,9 @@ std::vector<const fire_request*> fires_of(const caf::message& m) {
   return out;
 }
 
+/// Records due occasions whose due index still holds them: one UPDATE moves
+/// every matching index row to its next instant, and only the moved ones get
+/// their delivery (idempotent by key). Replies true for recorded requests.
 std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                                      const std::vector<caf::message>& reqs,
                                      const fence& fn) {
@@ -1035,9 +1046,9 @@ pg_journal_actor::behavior_type journal(journal_self self,
     [=](fire_atom, fire_request& f) {
       return enqueue<bool>(self, batch_kind::fire, caf::make_message(std::move(f)));
     },
-    [=](fire_atom, std::vector<fire_request>& fs) {
+    [=](fire_atom, std::vector<fire_request>& fs, handoff_actor& to) {
       return enqueue<std::vector<bool>>(self, batch_kind::fire,
-                                       caf::make_message(std::move(fs)));
+                                       caf::make_message(std::move(fs), std::move(to)));
     },
     [=](attempt_atom, std::string& key, int64_t now_ms, int64_t catch_up_ms) {
       return enqueue<attempt_verdict>(self, batch_kind::attempt,

@@ -256,8 +256,16 @@ void publish(publisher_actor* self) {
       });
 }
 
+/// The publisher's buffer bound, at the simulator's scale (a few hundred
+/// users): a broker outage fills it as a node's bound fills at a million.
+/// What does not fit stays recorded, not handed off, as in the node's
+/// publisher (net/amqp_handoff.cpp): the outbox sweeper's to offer again.
+constexpr size_t publish_buffer_max = 4;
+
 void take(publisher_actor* self, delivery_record d) {
   auto& st = self->state;
+  if (st.buffer.size() >= publish_buffer_max)
+    return;
   auto now = to_ms(st.ctx->clock->now());
   st.pending.taken(now);
   st.buffer.push_back(std::move(d));

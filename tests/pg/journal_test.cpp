@@ -579,6 +579,36 @@ TEMPLATE_TEST_CASE("two reports of one due occasion in one batch record it once"
           == 1);
 }
 
+TEMPLATE_TEST_CASE("fires sent together are handed off by the journal once "
+                   "committed: the recorded ones still owed, to the handoff "
+                   "they name",
+                   "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
+  auto owed = make_user("u1", "ada@example.com");
+  auto expired = make_user("u2", "bob@example.com");
+  for (auto* v : {&owed, &expired})
+    REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, *v));
+  auto late = make_fire(expired);
+  late.delivery.status = delivery_status::expired;
+  // The second copy of u1's fire is stale: the index moved on with the first.
+  std::vector<fire_request> fires{make_fire(owed), late, make_fire(owed)};
+  caf::scoped_actor handoff{*fx.sys};
+  caf::scoped_actor self{*fx.sys};
+  self->send(fx.journal, fire_atom::value, fires,
+             caf::actor_cast<handoff_actor>(handoff));
+  std::vector<bool> recorded;
+  self->receive([&](std::vector<bool>& r) { recorded = r; },
+                caf::after(std::chrono::seconds{30}) >> [] {});
+  CHECK(recorded == std::vector<bool>{true, true, false});
+  std::vector<delivery_record> submitted;
+  handoff->receive(
+    [&](submit_atom, std::vector<delivery_record>& ds) { submitted = ds; },
+    caf::after(std::chrono::seconds{30}) >> [] {});
+  REQUIRE(submitted.size() == 1);
+  CHECK(submitted.front().key == fires.front().delivery.key);
+  CHECK(fx.deliveries().size() == 2);
+}
+
 TEMPLATE_TEST_CASE("attempt checks in one batch begin one attempt each; "
                    "outcomes record the count, which never goes down",
                    "[pg][journal]", pg_backend, memory_backend) {

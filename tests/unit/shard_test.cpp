@@ -1,9 +1,11 @@
 // The shard fires its resident users' occasions at their due instants, once
 // each, and lets a user go when nothing is due within the horizon. Driven on
 // CAF's test_coordinator (one thread, virtual time) with a journal and a
-// hand-off that record what they are asked; Chime's clock follows the
-// coordinator's.
+// hand-off that record what they are asked (the journal submits what it
+// recorded to the hand-off the shard names, as journals do); Chime's clock
+// follows the coordinator's.
 
+#include "actors/handoff.hpp"
 #include "actors/protocol.hpp"
 #include "actors/shard.hpp"
 #include "runtime/directory.hpp"
@@ -39,7 +41,8 @@ struct shard_fixture : coordinator_fixture {
     auto log = this->log;
     ctx->dir->put(journal_name,
                   sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
-                    return {[log](fire_atom, std::vector<fire_request>& fs)
+                    return {[log](fire_atom, std::vector<fire_request>& fs,
+                                  handoff_actor& to)
                               -> caf::result<std::vector<bool>> {
                       if (log->failures_left > 0) {
                         --log->failures_left;
@@ -47,7 +50,13 @@ struct shard_fixture : coordinator_fixture {
                       }
                       ++log->requests;
                       log->fires.insert(log->fires.end(), fs.begin(), fs.end());
-                      return std::vector<bool>(fs.size(), true);
+                      // As a journal does: the recorded go to the handoff
+                      // the shard named.
+                      std::vector<bool> recorded(fs.size(), true);
+                      fired_deliveries fired;
+                      fired.add(to, fs, recorded);
+                      fired.submit();
+                      return recorded;
                     }};
                   }));
     ctx->dir->put(handoff_name,
