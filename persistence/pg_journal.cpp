@@ -17,6 +17,7 @@
 
 #include <functional>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 #include <map>
 #include <memory>
@@ -366,6 +367,14 @@ user_record user_from(const pqxx::row& r, int first = 0) {
   return u;
 }
 
+/// The deliveries of the user named by parameter `p`: a range of the
+/// primary key, as a delivery's key is "user:occasion:date" (migration 9).
+std::string of_user(int p) {
+  auto u = "$" + std::to_string(p) + "::text";
+  return "(key >= " + u + " || ':' AND key < " + u + " || ';' AND user_id = "
+         + u + ")";
+}
+
 const char* delivery_columns
   = "key, user_id, occasion, local_date::text, due_at_ms, status, attempts,"
     " coalesce(last_error, ''), coalesce(sent_at_ms, 0), email, message";
@@ -498,7 +507,7 @@ std::string deliveries_version(pqxx::transaction_base& tx,
   return tx
     .exec_params(std::string{"SELECT count(*) || '/' || count(*) FILTER"
                              " (WHERE status NOT IN "}
-                   + open_statuses + ") FROM deliveries WHERE user_id = $1",
+                   + open_statuses + ") FROM deliveries WHERE " + of_user(1),
                  id)[0][0]
     .as<std::string>();
 }
@@ -532,7 +541,7 @@ caf::message remove_user(pqxx::transaction_base& tx, const std::string& id,
   tx.exec_params("DELETE FROM due_index WHERE user_id = $1", id);
   auto cancelled = tx.exec_params(
     std::string{"UPDATE deliveries SET status = 'cancelled', updated_at_ms = $2"
-                " WHERE user_id = $1 AND status IN "}
+                " WHERE "} + of_user(1) + " AND status IN "
       + open_statuses,
     id, at_ms);
   append_event(tx, at_ms, "user_deleted", id,
@@ -815,10 +824,12 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
 /// and counts the attempt as begun before anything is sent, so that the next
 /// sender knows when an attempt ended with no recorded outcome. An answer of
 /// no because the user is gone (cancelled) or the catch-up window has passed
-/// (expired) is written as the delivery's status.
+/// (expired) is written as the delivery's status. Reads first, then writes:
+/// any request, in order, duplicates included.
 std::vector<caf::message>
-attempt_batch(pqxx::transaction_base& tx,
-              const std::vector<caf::message>& reqs, const fence& fn) {
+attempts_read_then_written(pqxx::transaction_base& tx,
+                           const std::vector<caf::message>& reqs,
+                           const fence& fn) {
   struct row {
     delivery_status status;
     uint32_t attempts;
@@ -914,6 +925,78 @@ attempt_batch(pqxx::transaction_base& tx,
                    " $4::int[]) AS r(k, s, t, b) WHERE d.key = r.k",
                    text_array(k), text_array(s), text_array(t), text_array(b));
   events.insert(tx);
+  return replies;
+}
+
+/// What attempts_read_then_written decides, in one statement for the usual
+/// case: each key's first request whose delivery is open, its user alive,
+/// within the catch-up window and its lease held proceeds, and the UPDATE
+/// that counts the attempt returns what the verdict needs (a read before the
+/// write cost every message a statement, a fifth of the database's time on
+/// the send path). The rest, duplicates after the first and every "no", go
+/// through attempts_read_then_written after it, in order, and so see what
+/// this statement wrote.
+std::vector<caf::message>
+attempt_batch(pqxx::transaction_base& tx,
+              const std::vector<caf::message>& reqs, const fence& fn) {
+  std::vector<std::string> keys, shards, epochs, nows, windows;
+  std::unordered_set<std::string> firsts;
+  for (auto& m : reqs) {
+    auto& key = m.get_as<std::string>(0);
+    if (!firsts.insert(key).second)
+      continue;
+    keys.push_back(key);
+    fn.add(user_of_key(key), shards, epochs);
+    nows.push_back(std::to_string(m.get_as<int64_t>(1)));
+    windows.push_back(std::to_string(m.get_as<int64_t>(2)));
+  }
+  std::unordered_map<std::string, attempt_verdict> proceeding;
+  for (const auto& r : tx.exec_params(
+         "UPDATE deliveries d SET begun_attempts"
+         " = greatest(d.begun_attempts, d.attempts) + 1,"
+         // It reached delivery: no separate mark when the broker confirmed
+         // it. updated_at_ms records when the status last changed.
+         " status = CASE WHEN d.status = 'scheduled' THEN 'handed_off'"
+         " ELSE d.status END,"
+         " updated_at_ms = CASE WHEN d.status = 'scheduled' THEN r.now"
+         " ELSE d.updated_at_ms END"
+         " FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[],"
+         " $5::bigint[]) AS r(key, shard, epoch, now, catch_up), users u"
+         " WHERE d.key = r.key AND u.id = d.user_id AND d.status IN "
+         + open_statuses + " AND r.now - d.due_at_ms <= r.catch_up AND "
+         + fence::holds(6) + " RETURNING d.key, d.status, d.attempts,"
+         " d.begun_attempts, " + user_columns,
+         text_array(keys), text_array(shards), text_array(epochs),
+         text_array(nows), text_array(windows), fn.owner())) {
+    attempt_verdict v;
+    v.proceed = true;
+    v.status = status_named(r[1].as<std::string>());
+    auto attempts = r[2].as<uint32_t>();
+    v.attempts = r[3].as<uint32_t>();
+    // begun = max(begun before, attempts) + 1: above attempts + 1 exactly
+    // when an earlier attempt had begun with no outcome recorded.
+    v.unsettled = v.attempts > attempts + 1;
+    v.user = user_from(r, 4);
+    proceeding.emplace(r[0].as<std::string>(), std::move(v));
+  }
+  std::vector<caf::message> replies(reqs.size());
+  std::vector<caf::message> rest;
+  std::vector<size_t> rest_at;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto j = proceeding.find(reqs[i].get_as<std::string>(0));
+    if (j != proceeding.end()) {
+      replies[i] = caf::make_message(std::move(j->second));
+      proceeding.erase(j); // a duplicate after it is decided as the rest
+      continue;
+    }
+    rest.push_back(reqs[i]);
+    rest_at.push_back(i);
+  }
+  if (!rest.empty()) {
+    auto decided = attempts_read_then_written(tx, rest, fn);
+    for (size_t i = 0; i < rest.size(); ++i)
+      replies[rest_at[i]] = std::move(decided[i]);
+  }
   return replies;
 }
 
@@ -1013,7 +1096,7 @@ caf::message redrive(pqxx::transaction_base& tx, const std::string& key,
 
 std::vector<delivery_record> user_deliveries(pqxx::transaction_base& tx,
                                              const std::string& id) {
-  return select_deliveries(tx, "user_id = $1 ORDER BY due_at_ms DESC LIMIT 50",
+  return select_deliveries(tx, of_user(1) + " ORDER BY due_at_ms DESC LIMIT 50",
                            id);
 }
 
@@ -1191,7 +1274,7 @@ pg_journal_actor::behavior_type journal(journal_self self,
       flush(self);
       return read(self, [&](pqxx::transaction_base& tx) {
         return select_deliveries(tx,
-                                 "($1 = '' OR user_id = $1)"
+                                 "($1 = '' OR " + of_user(1) + ")"
                                  " AND ($2 = '' OR status = $2)"
                                  " ORDER BY due_at_ms DESC, key LIMIT $3",
                                  user, status, limit);

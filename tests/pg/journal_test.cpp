@@ -619,10 +619,17 @@ TEMPLATE_TEST_CASE("attempt checks in one batch begin one attempt each; "
     self->send(fx.journal, attempt_atom::value, f.delivery.key,
                f.due.due_at_ms + 1, catch_up_ms);
   std::vector<uint32_t> counted;
+  std::vector<bool> unsettled;
   for (int i = 0; i < 3; ++i)
-    self->receive([&](attempt_verdict& a) { counted.push_back(a.attempts); },
-                  caf::after(std::chrono::seconds{30}) >> [] {});
+    self->receive(
+      [&](attempt_verdict& a) {
+        counted.push_back(a.attempts);
+        unsettled.push_back(a.unsettled);
+      },
+      caf::after(std::chrono::seconds{30}) >> [] {});
   CHECK(counted == std::vector<uint32_t>{1, 2, 3});
+  // The first one decided alone, the later ones after it, as begun before.
+  CHECK(unsettled == std::vector<bool>{false, true, true});
   // Begun, not yet settled: the count shown is of attempts with an outcome.
   CHECK(fx.deliveries().front().attempts == 0);
   auto now = f.due.due_at_ms + 2;
