@@ -3,6 +3,7 @@
 #include "actors/handoff.hpp"
 #include "actors/handoff_tracker.hpp"
 #include "actors/protocol.hpp"
+#include "runtime/metrics.hpp"
 #include "sims/sim/env.hpp"
 
 #include <caf/all.hpp>
@@ -215,6 +216,8 @@ struct publisher_state {
   handoff_tracker pending;
   bool busy = false;          ///< a publish is waiting for its confirm
   bool flush_pending = false;
+  /// The node's publisher's counter (net/amqp_handoff.cpp), counted alike.
+  metric* buffer_full = &get_metric("chime_publish_buffer_full_total");
   static inline const char* name = "chime.sim.publisher";
 };
 
@@ -264,8 +267,10 @@ constexpr size_t publish_buffer_max = 4;
 
 void take(publisher_actor* self, delivery_record d) {
   auto& st = self->state;
-  if (st.buffer.size() >= publish_buffer_max)
+  if (st.buffer.size() >= publish_buffer_max) {
+    st.buffer_full->add();
     return;
+  }
   auto now = to_ms(st.ctx->clock->now());
   st.pending.taken(now);
   st.buffer.push_back(std::move(d));
