@@ -38,7 +38,7 @@ struct node_context {
   /// User actors resident in this node at most (all shards); past it a
   /// user waits in the due index for a later poll, as those due first fire
   /// and passivate.
-  uint32_t resident_users_max = 200000;
+  uint32_t resident_users_max = 50000; ///< config/settings.hpp says why
   std::shared_ptr<std::atomic<int64_t>> resident_users =
     std::make_shared<std::atomic<int64_t>>(0);
   uint32_t shard_count = 256;
