@@ -216,38 +216,49 @@ void wake(shard_actor* self) {
   arm_wake(self);
 }
 
+/// Makes `v` resident (or updates the resident one), unless the bound of
+/// resident users is reached: then the user stays in the due index and a
+/// later page of the poller brings it in.
+void upsert(shard_actor* self, user_view v, bool from_poll) {
+  auto& st = self->state;
+  v.deliveries.clear(); // not needed to fire; residents are many
+  v.deliveries.shrink_to_fit();
+  auto i = st.users.find(v.user.id);
+  if (i != st.users.end()) {
+    // A resident user is known better here than by a poll's snapshot.
+    if (from_poll)
+      return;
+    i->second.view = std::move(v);
+    ++i->second.version;
+    arm_user(self, i);
+    return;
+  }
+  if (!due_within_horizon(*st.ctx, v))
+    return;
+  if (*st.ctx->resident_users >= st.ctx->resident_users_max) {
+    static auto& hits = get_metric("chime_resident_limit_hits_total");
+    hits.add();
+    return;
+  }
+  auto user_id = v.user.id;
+  auto j = st.users.emplace(std::move(user_id), resident{std::move(v), 0, {}}).first;
+  shard_state::count_resident(st.ctx, 1);
+  arm_user(self, j);
+}
+
 caf::behavior shard(shard_actor* self, context_ptr ctx, uint32_t id) {
   self->state.ctx = std::move(ctx);
   self->state.id = id;
   return {
     [=](upsert_atom, user_view& v, bool from_poll) {
-      auto& st = self->state;
-      v.deliveries.clear(); // not needed to fire; residents are many
-      v.deliveries.shrink_to_fit();
-      auto i = st.users.find(v.user.id);
-      if (i != st.users.end()) {
-        // A resident user is known better here than by a poll's snapshot.
-        if (from_poll)
-          return;
-        i->second.view = std::move(v);
-        ++i->second.version;
-        arm_user(self, i);
-        return;
-      }
-      if (!due_within_horizon(*st.ctx, v))
-        return;
-      if (*st.ctx->resident_users >= st.ctx->resident_users_max) {
-        // Full: the user stays in the due index, and a poll after some of
-        // those due before it have fired brings it in (polls load the
-        // earliest due first).
-        static auto& hits = get_metric("chime_resident_limit_hits_total");
-        hits.add();
-        return;
-      }
-      auto user_id = v.user.id;
-      auto j = st.users.emplace(std::move(user_id), resident{std::move(v), 0, {}}).first;
-      shard_state::count_resident(st.ctx, 1);
-      arm_user(self, j);
+      upsert(self, std::move(v), from_poll);
+    },
+    // A page of the due poller: answered once applied, so that the poller
+    // reads its next page with the room that is really left.
+    [=](upsert_atom, std::vector<user_view>& vs) {
+      for (auto& v : vs)
+        upsert(self, std::move(v), true);
+      return caf::ok_atom::value;
     },
     [=](wake_atom, int64_t at_ms) {
       self->state.wakes.erase(at_ms);
@@ -383,7 +394,7 @@ struct poller_state {
   /// Where the pass under way goes on: after this due row.
   int64_t after_due_ms = std::numeric_limits<int64_t>::min();
   std::string after_user;
-  bool loading = false;
+  bool loading = false; ///< a page is being read or applied, or a wait is on
   bool pass_open = false;
   uint64_t pass = 0; ///< a page read for an earlier pass moves no cursor
   static inline const char* name = "chime.due_poller";
@@ -393,6 +404,43 @@ using poller_actor = caf::stateful_actor<poller_state>;
 
 /// The most users one load brings in: a page is one message and one query.
 constexpr uint32_t due_page_max = 5000;
+
+void load_page(poller_actor* self);
+
+/// Hands a page to its shards, one message per shard, and reads the next
+/// page only once every shard has answered (or is gone): the room for it is
+/// counted from the residents the page really made, not from a count the
+/// shards have yet to update (that over-read, the shards turned the surplus
+/// away as over the bound, and the pass went past them: they waited for the
+/// next poll, a minute on).
+void apply_page(poller_actor* self, std::vector<user_view> users) {
+  auto& st = self->state;
+  std::map<uint32_t, std::vector<user_view>> by_shard;
+  for (auto& v : users)
+    by_shard[shard_of(v.user.id, st.ctx->shard_count)].push_back(std::move(v));
+  auto pending = std::make_shared<size_t>(by_shard.size());
+  auto applied = [self, pending] {
+    if (--*pending == 0) {
+      self->state.loading = false;
+      load_page(self);
+    }
+  };
+  if (by_shard.empty()) {
+    st.loading = false;
+    load_page(self);
+    return;
+  }
+  for (auto& [id, vs] : by_shard) {
+    auto shard = st.ctx->dir->get(shard_name(id));
+    if (!shard) { // given up since the read: its users wait for their owner
+      applied();
+      continue;
+    }
+    self->request(shard, journal_timeout, upsert_atom::value, std::move(vs))
+      .then([applied](caf::ok_atom) { applied(); },
+            [applied](caf::error&) { applied(); });
+  }
+}
 
 /// Loads the next page of the pass under way, as many users as the bound of
 /// resident users leaves room for; a full page is followed by the next one
@@ -428,26 +476,21 @@ void load_page(poller_actor* self) {
     .then(
       [=](due_page& page) {
         auto& st = self->state;
-        st.loading = false;
-        for (auto& v : page.users) {
-          auto shard = st.ctx->dir->get(
-            shard_name(shard_of(v.user.id, st.ctx->shard_count)));
-          self->send(shard, upsert_atom::value, std::move(v), true);
-        }
         if (pass == st.pass) {
           st.after_due_ms = page.last_due_ms;
           st.after_user = std::move(page.last_user);
           st.pass_open = page.more;
         }
-        load_page(self);
+        apply_page(self, std::move(page.users));
       },
       [=](caf::error& err) {
-        auto& st = self->state;
-        st.loading = false;
-        if (pass == st.pass)
-          st.pass_open = false; // the next poll starts over
         log(log_level::warn, "due_poller", "could not load due users",
             {{"error", self->system().render(err)}});
+        // Read again from the earliest soon, not at the next poll: a
+        // burst's users must not wait a poll interval for a slow answer.
+        self->delayed_send(self, std::chrono::seconds{1}, tick_atom::value,
+                           true);
+        self->state.loading = false;
       });
 }
 

@@ -14,6 +14,7 @@
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -200,6 +201,92 @@ TEST_CASE("the due poller reads its first page once the journal starts, not a "
                    }));
   fx.advance(200ms);
   CHECK(*loads == 1);
+  caf::anon_send_exit(poller, caf::exit_reason::user_shutdown);
+  fx.sched.run();
+}
+
+TEST_CASE("the due poller reads a page only once its shards have taken the last "
+          "one, so none of a burst waits for the next poll",
+          "[unit][shard]") {
+  // 30 users due at one instant, room for 10 residents. A page read with
+  // the room the shards had yet to count turned its users away as over the
+  // bound, past the pass's cursor: they waited a poll interval (a minute).
+  coordinator_fixture fx{from_ms(1'800'000'000'000)}; // 2027-01-15T08:00Z
+  fx.ctx->dir = std::make_shared<directory>();
+  fx.ctx->horizon = 30min; // fired, a user is next due beyond it and leaves
+  fx.ctx->resident_users_max = 10;
+  fx.ctx->shard_count = 4;
+  fx.ctx->owned_shards = {0, 1, 2, 3};
+  struct due_list {
+    std::vector<user_view> users; ///< by id; all due at the same instant
+    std::vector<std::string> fired;
+  };
+  auto due = std::make_shared<due_list>();
+  auto at = to_ms(fx.start + 10s);
+  for (int i = 0; i < 30; ++i) {
+    auto id = "user-" + std::to_string(100 + i);
+    user_view v;
+    v.user = {id, "Ada", "Lovelace", id + "@example.com", "UTC",
+              {{"birthday", "1990-01-15"}}, 0};
+    v.due.push_back({"birthday", at, "2027-01-15"});
+    due->users.push_back(std::move(v));
+  }
+  fx.ctx->dir->put(handoff_name,
+                   fx.sys.spawn([](caf::event_based_actor*) -> caf::behavior {
+                     return {[](submit_atom, std::vector<delivery_record>&) {}};
+                   }));
+  fx.ctx->dir->put(
+    journal_name,
+    fx.sys.spawn([due](caf::event_based_actor*) -> caf::behavior {
+      return {
+        [due](load_due_atom, int64_t, std::vector<uint32_t>&, int64_t after_due,
+              std::string& after_user, uint32_t limit) {
+          due_page page;
+          for (auto& v : due->users)
+            if (page.users.size() < limit
+                && (v.due[0].due_at_ms > after_due
+                    || (v.due[0].due_at_ms == after_due && v.user.id > after_user)))
+              page.users.push_back(v);
+          page.more = page.users.size() == limit;
+          if (!page.users.empty()) {
+            page.last_due_ms = page.users.back().due[0].due_at_ms;
+            page.last_user = page.users.back().user.id;
+          }
+          return page;
+        },
+        [due](fire_atom, std::vector<fire_request>& fs, handoff_actor& to) {
+          // Recorded: the due index moves on (the user leaves the list).
+          for (auto& f : fs) {
+            due->fired.push_back(f.user_id);
+            std::erase_if(due->users, [&](const user_view& v) {
+              return v.user.id == f.user_id;
+            });
+          }
+          std::vector<bool> recorded(fs.size(), true);
+          fired_deliveries fired;
+          fired.add(to, fs, recorded);
+          fired.submit();
+          return recorded;
+        }};
+    }));
+  std::vector<caf::actor> shards;
+  for (uint32_t id = 0; id < 4; ++id) {
+    shards.push_back(spawn_shard(fx.sys, fx.ctx, id));
+    fx.ctx->dir->put(shard_name(id), shards.back());
+  }
+  auto poller = spawn_due_poller(fx.sys, fx.ctx);
+  fx.sched.run();
+  CHECK(fx.ctx->resident_users->load() == 10);
+  // Well before the next poll (a minute after the start).
+  for (int step = 0; step < 200 && due->fired.size() < 30; ++step)
+    fx.advance(100ms);
+  CHECK(due->fired.size() == 30);
+  CHECK(fx.ctx->clock->now() < fx.start + 40s);
+  std::sort(due->fired.begin(), due->fired.end());
+  CHECK(std::adjacent_find(due->fired.begin(), due->fired.end())
+        == due->fired.end());
+  for (auto& a : shards)
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(poller, caf::exit_reason::user_shutdown);
   fx.sched.run();
 }
