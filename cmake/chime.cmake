@@ -16,6 +16,13 @@ find_library(CAF_IO_LIBRARY caf_io REQUIRED)
 add_library(caf::core INTERFACE IMPORTED)
 target_include_directories(caf::core INTERFACE ${CAF_INCLUDE_DIR})
 target_link_libraries(caf::core INTERFACE ${CAF_CORE_LIBRARY} Threads::Threads)
+# http_parser (Node.js's, libhttp-parser-dev) parses the email service's
+# answers; Debian ships it as a static library with no package file.
+find_path(HTTP_PARSER_INCLUDE_DIR http_parser.h REQUIRED)
+find_library(HTTP_PARSER_LIBRARY http_parser REQUIRED)
+add_library(http_parser::http_parser INTERFACE IMPORTED)
+target_include_directories(http_parser::http_parser INTERFACE ${HTTP_PARSER_INCLUDE_DIR})
+target_link_libraries(http_parser::http_parser INTERFACE ${HTTP_PARSER_LIBRARY})
 find_path(RABBITMQ_INCLUDE_DIR amqp.h REQUIRED)
 find_library(RABBITMQ_LIBRARY rabbitmq REQUIRED)
 add_library(rabbitmq::rabbitmq INTERFACE IMPORTED)

@@ -1,6 +1,8 @@
 #include "net/email_client.hpp"
 
 #include "actors/protocol.hpp"
+#include "net/email_request.hpp"
+#include "net/plain_http_transport.hpp"
 
 #include <caf/all.hpp>
 #include <curl/curl.h>
@@ -10,27 +12,13 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <thread>
 #include <unordered_map>
 
 namespace chime {
 
 namespace {
-
-struct email_request {
-  uint64_t id = 0;
-  std::string body;
-  std::string key;
-  int64_t timeout_ms = 0;
-};
-
-int64_t retry_after_ms(const char* text) {
-  char* end = nullptr;
-  auto secs = std::strtod(text, &end);
-  if (end == text || secs < 0)
-    return -1; // an HTTP-date: fall back to our own backoff
-  return static_cast<int64_t>(secs * 1000);
-}
 
 size_t discard_body(char*, size_t size, size_t n, void*) {
   return size * n;
@@ -49,12 +37,12 @@ struct transfer {
 /// A thread running libcurl's multi loop. The mailer front hands requests
 /// in (a bounded inbox, then a wake-up of the loop); the thread answers each
 /// with (mail_done_atom, id, send_result) to the front.
-class transfer_loop : public mail_transport,
+class transfer_loop : public email_inbox,
                       public std::enable_shared_from_this<transfer_loop> {
 public:
   transfer_loop(std::string url, uint32_t in_flight_max, caf::actor_addr owner)
-    : url_(std::move(url)), in_flight_max_(in_flight_max),
-      owner_(std::move(owner)), multi_(curl_multi_init()) {
+    : email_inbox(in_flight_max, std::move(owner)), url_(std::move(url)),
+      multi_(curl_multi_init()) {
     // Keep a connection per request in flight alive for the next ones.
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
                       static_cast<long>(in_flight_max));
@@ -70,41 +58,16 @@ public:
     std::thread{[self = shared_from_this()] { self->run(); }}.detach();
   }
 
-  bool start(uint64_t id, const std::string& email, const std::string& message,
-             const std::string& key, int64_t timeout_ms) override {
-    // The body is built here, on the front's thread, so that the transfer
-    // thread only moves bytes.
-    nlohmann::json body{{"email", email}, {"message", message}};
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (stopping_ || taken_ >= in_flight_max_)
-        return false;
-      ++taken_;
-      inbox_.push_back({id, body.dump(), key, timeout_ms});
-    }
-    curl_multi_wakeup(multi_);
-    return true;
-  }
-
-  /// Aborts every transfer (closing its connection) and ends the thread.
-  void stop() override {
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      stopping_ = true;
-    }
-    curl_multi_wakeup(multi_);
-  }
-
 private:
+  void wake() override {
+    curl_multi_wakeup(multi_);
+  }
+
   void run() {
     for (;;) {
       std::deque<email_request> batch;
-      {
-        std::lock_guard<std::mutex> guard{mtx_};
-        if (stopping_)
-          break;
-        batch.swap(inbox_);
-      }
+      if (!take(batch))
+        break;
       for (auto& r : batch)
         begin(std::move(r));
       int running = 0;
@@ -179,22 +142,11 @@ private:
     curl_multi_remove_handle(multi_, easy);
     live_.erase(i);
     idle_.push_back(easy);
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      --taken_;
-    }
-    caf::anon_send(caf::actor_cast<caf::actor>(owner_), mail_done_atom::value,
-                   id, std::move(r));
+    answer(id, std::move(r));
   }
 
   const std::string url_;
-  const uint32_t in_flight_max_;
-  const caf::actor_addr owner_;
   CURLM* multi_;
-  std::mutex mtx_;
-  std::deque<email_request> inbox_;
-  uint32_t taken_ = 0;
-  bool stopping_ = false;
   // The thread's own.
   std::unordered_map<CURL*, std::unique_ptr<transfer>> live_;
   std::vector<CURL*> idle_;
@@ -202,9 +154,64 @@ private:
 
 } // namespace
 
+std::string email_body(const std::string& email, const std::string& message) {
+  return nlohmann::json{{"email", email}, {"message", message}}.dump();
+}
+
+bool email_inbox::start(uint64_t id, const std::string& email,
+                        const std::string& message, const std::string& key,
+                        int64_t timeout_ms) {
+  auto body = email_body(email, message);
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (stopping_ || taken_ >= in_flight_max_)
+      return false;
+    ++taken_;
+    inbox_.push_back({id, std::move(body), key, timeout_ms});
+  }
+  wake();
+  return true;
+}
+
+void email_inbox::stop() {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    stopping_ = true;
+  }
+  wake();
+}
+
+bool email_inbox::take(std::deque<email_request>& batch) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (stopping_)
+    return false;
+  batch.swap(inbox_);
+  return true;
+}
+
+void email_inbox::answer(uint64_t id, send_result r) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    --taken_;
+  }
+  caf::anon_send(caf::actor_cast<caf::actor>(owner_), mail_done_atom::value, id,
+                 std::move(r));
+}
+
 std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
                                                      uint32_t in_flight_max,
                                                      const caf::actor_addr& front) {
+  // http://host[:port][/path]: the lighter client; anything else (https)
+  // goes through libcurl.
+  static const std::regex plain{R"(^http://([^/:\[\]]+)(?::([0-9]+))?(/.*)?$)",
+                                std::regex::icase};
+  if (std::smatch m; std::regex_match(base_url, m, plain)) {
+    auto path = m[3].str();
+    while (!path.empty() && path.back() == '/')
+      path.pop_back();
+    return make_plain_http_transport(m[1].str(), m[2].matched ? m[2].str() : "80",
+                                     path, in_flight_max, front);
+  }
   // Before any transfer thread exists (its set-up is not thread-safe).
   static std::once_flag curl_ready;
   std::call_once(curl_ready, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });

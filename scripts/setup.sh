@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ccache pkg-config ca-certificates curl tzdata
   libcaf-dev libpqxx-dev libpq-dev libcpp-httplib-dev nlohmann-json3-dev catch2
   libhowardhinnant-date-dev librabbitmq-dev libssl-dev libcurl4-openssl-dev
+  libhttp-parser-dev
   postgresql-15 postgresql-client-15 rabbitmq-server python3 python3-jsonschema
   clang-14 libclang-rt-14-dev llvm-14 libjemalloc-dev
   redis-server wrk
