@@ -158,6 +158,19 @@ CREATE INDEX deliveries_settled_status ON deliveries (status, due_at_ms)
   WHERE status NOT IN ('scheduled', 'handed_off');
 DROP INDEX deliveries_status;
 )sql"},
+    // The keys every index here compares are ids, dates' names and statuses:
+    // ASCII, compared byte by byte in the "C" collation, where PostgreSQL 15
+    // runs the locale's strcoll (C.UTF-8 included) for each comparison of
+    // a default-collated column. Equality is byte equality either way; only
+    // an order of non-ASCII emails, which nothing lists, would differ.
+    {11, R"sql(
+ALTER TABLE users ALTER COLUMN id TYPE text COLLATE "C",
+                  ALTER COLUMN email TYPE text COLLATE "C";
+ALTER TABLE due_index ALTER COLUMN user_id TYPE text COLLATE "C",
+                      ALTER COLUMN occasion TYPE text COLLATE "C";
+ALTER TABLE deliveries ALTER COLUMN user_id TYPE text COLLATE "C",
+                       ALTER COLUMN status TYPE text COLLATE "C";
+)sql"},
   };
   return list;
 }
