@@ -418,18 +418,15 @@ void apply_page(poller_actor* self, std::vector<user_view> users) {
   std::map<uint32_t, std::vector<user_view>> by_shard;
   for (auto& v : users)
     by_shard[shard_of(v.user.id, st.ctx->shard_count)].push_back(std::move(v));
-  auto pending = std::make_shared<size_t>(by_shard.size());
+  // One share for each shard's answer, and one for this loop, so that an
+  // empty page, or shards that all answer at once, still read the next.
+  auto pending = std::make_shared<size_t>(by_shard.size() + 1);
   auto applied = [self, pending] {
     if (--*pending == 0) {
       self->state.loading = false;
       load_page(self);
     }
   };
-  if (by_shard.empty()) {
-    st.loading = false;
-    load_page(self);
-    return;
-  }
   for (auto& [id, vs] : by_shard) {
     auto shard = st.ctx->dir->get(shard_name(id));
     if (!shard) { // given up since the read: its users wait for their owner
@@ -440,6 +437,7 @@ void apply_page(poller_actor* self, std::vector<user_view> users) {
       .then([applied](caf::ok_atom) { applied(); },
             [applied](caf::error&) { applied(); });
   }
+  applied();
 }
 
 /// Loads the next page of the pass under way, as many users as the bound of

@@ -159,7 +159,13 @@ private:
           on_event(c, events[i].events);
         }
       }
-      expire(steady::now());
+      // Time-outs and idle connections are looked for every 10 ms, not at
+      // every wake-up (thousands a second in a burst, each a scan of every
+      // connection): no time-out needs finer than that.
+      if (auto now = steady::now(); now >= next_expiry_scan_) {
+        expire(now);
+        next_expiry_scan_ = now + std::chrono::milliseconds{10};
+      }
     }
     // Stopped: every request is dropped unanswered, its connection closed.
     for (auto& [c, owned] : conns_)
@@ -421,6 +427,7 @@ private:
   std::unordered_map<connection*, std::unique_ptr<connection>> conns_;
   std::vector<connection*> idle_;
   size_t busy_ = 0;
+  steady::time_point next_expiry_scan_{};
   bool resolved_ = false;
   sockaddr_storage addr_{};
   socklen_t addr_len_ = 0;
