@@ -59,6 +59,8 @@ struct job {
 using hold_atom = caf::atom_constant<caf::atom("hold")>;
 /// Local: a send token may be ready.
 using send_tick_atom = caf::atom_constant<caf::atom("send_tick")>;
+/// Local: the transport replaced at that replacement runs no more.
+using transport_gone_atom = caf::atom_constant<caf::atom("tp_gone")>;
 
 /// A forwarding peer's verdicts on a delivery it holds the message of.
 constexpr const char* verdict_ack = "ack";
@@ -82,15 +84,23 @@ bool is_probe(const delivery_record& d) {
   return d.user_id.empty() && d.key.compare(0, probe_prefix.size(), probe_prefix) == 0;
 }
 
+/// A send out through the mailer front, until its answer.
+struct send_wait {
+  job j;
+  std::chrono::steady_clock::time_point started;
+  uint64_t deadline = 0;
+};
+
 struct delivery_state {
   context_ptr ctx;
   std::deque<job> queue;
-  mailer_actor mailer;
-  /// Mailers replaced because one of their requests went unanswered, until
-  /// they are gone; the keys of their requests that may still be running;
-  /// and jobs of those keys, waiting for them.
-  std::set<caf::actor_addr> dying;
-  std::multimap<caf::actor_addr, std::string> quarantined;
+  /// The sends out, by the id their answer comes under.
+  std::unordered_map<uint64_t, send_wait> sends;
+  /// Transports replaced because one of their requests went unanswered:
+  /// the keys of their requests that may still be running, by replacement,
+  /// until it runs no more; and jobs of those keys, waiting for them.
+  uint64_t replacements = 0;
+  std::multimap<uint64_t, std::string> quarantined;
   std::map<std::string, job> parked;
   std::unordered_set<std::string> active; ///< queued, in flight or backing off
   std::unordered_map<std::string, job> waiting; ///< backing off, by key
@@ -148,7 +158,9 @@ using delivery_impl_actor = delivery_actor::extend<
   caf::reacts_to<retry_atom, std::string>, caf::reacts_to<tick_atom>,
   caf::reacts_to<send_tick_atom>, caf::reacts_to<hold_atom>,
   caf::reacts_to<deadline_tick_atom>,
-  caf::reacts_to<outcome_atom, delivery_outcome, int64_t>>;
+  caf::reacts_to<outcome_atom, delivery_outcome, int64_t>,
+  caf::reacts_to<mail_done_atom, uint64_t, send_result>,
+  caf::reacts_to<transport_gone_atom, uint64_t>>;
 
 using delivery_self = delivery_impl_actor::stateful_pointer<delivery_state>;
 
@@ -301,55 +313,41 @@ void route(delivery_self self, job j, bool later) {
       });
 }
 
-/// The node's mailer. Not linked: it outlives a crash of this actor, and
-/// the successor takes it over with the sends it has in flight, which it
-/// answers again instead of sending twice (see mailer_front). A new one
-/// when there is none, or to replace a stuck one.
-mailer_actor node_mailer(delivery_self self, bool replace) {
-  auto& ctx = *self->state.ctx;
-  if (auto mailer = mailer_at(*ctx.dir, mailer_name); mailer && !replace)
-    return mailer;
-  // Remembering accepted keys is a re-check of its own: off when the
-  // simulator breaks the re-check on purpose, so that its checker sees it.
-  auto mailer = spawn_mailer_front(self->system(), ctx.make_mailer,
-                                   ctx.make_mail_transport,
-                                   ctx.broken.no_recheck ? 0 : 100000);
-  ctx.dir->put(mailer_name, caf::actor_cast<caf::actor>(mailer));
-  return mailer;
-}
+void classify(delivery_self self, job j, const send_result& r);
 
-/// The mailer did not answer for `key` in time (it answers every request
-/// within the request's time-out, so it is stuck): it is replaced and
-/// stopped (which aborts its transfers), and `key` is not sent again until
-/// it is gone, so that no request is in flight twice.
-void quarantine(delivery_self self, const caf::actor_addr& mailer,
-                const std::string& key) {
+/// The transport left a request unanswered past its time-out (it answers
+/// every request within it, so it is stuck): it is replaced, and stopped,
+/// which aborts its transfers, so none of its requests is answered now:
+/// each may have gone out. Their keys are not sent again until it runs no
+/// more (its thread sees the stop at once; a time-out later, surely), so
+/// that no request is in flight twice.
+void transport_stuck(delivery_self self) {
   auto& st = self->state;
-  if (mailer == st.mailer.address()) {
-    self->unlink_from(st.mailer);
-    self->monitor(st.mailer);
-    self->send_exit(st.mailer, caf::exit_reason::kill);
-    st.dying.insert(mailer);
-    st.mailer = node_mailer(self, true);
+  auto gen = ++st.replacements;
+  for (auto& key : st.ctx->mail_front->replace())
+    st.quarantined.emplace(gen, key);
+  self->delayed_send(self, st.ctx->email_timeout, transport_gone_atom::value, gen);
+  auto sends = std::move(st.sends);
+  st.sends.clear();
+  for (auto& [id, w] : sends) {
+    st.deadlines.close(w.deadline);
+    classify(self, std::move(w.j),
+             send_result{0, -1, "email transport stuck: replaced", true});
   }
-  if (st.dying.count(mailer) > 0)
-    st.quarantined.emplace(mailer, key);
 }
 
 bool still_running(const delivery_state& st, const std::string& key) {
-  for (auto& [addr, k] : st.quarantined)
+  for (auto& [gen, k] : st.quarantined)
     if (k == key)
       return true;
   return false;
 }
 
-/// A quarantined mailer is gone: its key may be sent again. False when
-/// `who` was no quarantined mailer.
-bool mailer_gone(delivery_self self, const caf::actor_addr& who) {
+/// The transport replaced at replacement `gen` runs no more: its keys may
+/// be sent again.
+void transport_gone(delivery_self self, uint64_t gen) {
   auto& st = self->state;
-  if (st.dying.erase(who) == 0)
-    return false;
-  auto [first, last] = st.quarantined.equal_range(who);
+  auto [first, last] = st.quarantined.equal_range(gen);
   std::vector<std::string> keys;
   for (auto q = first; q != last; ++q)
     keys.push_back(q->second);
@@ -361,7 +359,6 @@ bool mailer_gone(delivery_self self, const caf::actor_addr& who) {
     }
   }
   pump(self);
-  return true;
 }
 
 /// The owner a job was forwarded to went down: route its jobs again.
@@ -610,28 +607,37 @@ void pump_sends(delivery_self self) {
 void send_email(delivery_self self, job j) {
   auto& st = self->state;
   auto timeout = st.limit->timeout();
-  auto started = st.ctx->monotonic();
-  auto mailer = st.mailer;
   j.sending = true;
   ++st.sending;
   st.limit->started(st.sending);
-  request_within(
-    self, mailer, timeout + std::chrono::seconds{5},
-      [=](send_result& r) {
-        auto& st = self->state;
-        if (r.http_status != 0)
-          st.limit->answered(std::chrono::duration_cast<std::chrono::microseconds>(
-                               st.ctx->monotonic() - started),
-                             st.sending, st.ctx->monotonic());
-        classify(self, j, r);
-      },
-      [=](caf::error& err) {
-        // The mailer did not answer: its request may be running still.
-        quarantine(self, mailer.address(), j.d.key);
-        classify(self, j, send_result{0, -1, self->system().render(err), true});
-      },
-    send_atom::value, j.d.email, j.d.message, j.d.key,
-    int64_t{timeout.count()});
+  auto ticket = st.ctx->mail_front->send(j.d.email, j.d.message, j.d.key,
+                                         int64_t{timeout.count()});
+  // An answer known already comes the way the others do, after this pump.
+  if (ticket.answer)
+    self->send(self, mail_done_atom::value, ticket.id, std::move(*ticket.answer));
+  auto deadline = open_deadline(self, timeout + std::chrono::seconds{5},
+                                [=](caf::error&) { transport_stuck(self); });
+  auto waiting = st.sends.emplace(ticket.id, send_wait{std::move(j), st.ctx->monotonic(),
+                                                      deadline}).second;
+  CHIME_ASSERT(waiting, "two sends wait for one answer");
+}
+
+/// The answer to the send out under `id` (none waits for it when it was a
+/// predecessor's, or came after its transport was replaced).
+void sent(delivery_self self, uint64_t id, const send_result& r) {
+  auto& st = self->state;
+  st.ctx->mail_front->answered(id, r);
+  auto i = st.sends.find(id);
+  if (i == st.sends.end())
+    return;
+  auto w = std::move(i->second);
+  st.sends.erase(i);
+  st.deadlines.close(w.deadline);
+  if (r.http_status != 0)
+    st.limit->answered(std::chrono::duration_cast<std::chrono::microseconds>(
+                         st.ctx->monotonic() - w.started),
+                       st.sending, st.ctx->monotonic());
+  classify(self, std::move(w.j), r);
 }
 
 /// How long a job sent back to the broker should wait there: about as
@@ -821,17 +827,18 @@ delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx)
   pace(st);
   st.breaker.emplace(st.ctx->breaker_failures_max, st.ctx->breaker_cooldown);
   self->set_down_handler(
-    [self](caf::down_msg& msg) {
-      if (!mailer_gone(self, msg.source))
-        owner_down(self, msg.source);
-    });
+    [self](caf::down_msg& msg) { owner_down(self, msg.source); });
   concurrency_limit::options lo;
   lo.max = std::max(st.ctx->delivery_concurrency_max, 1u);
   lo.initial = std::min(lo.initial, lo.max);
   lo.min = std::min(lo.min, lo.max);
   lo.timeout_ceiling = st.ctx->email_timeout;
   st.limit.emplace(lo);
-  st.mailer = node_mailer(self, false);
+  // Remembering accepted keys is a re-check of its own: off when the
+  // simulator breaks the re-check on purpose, so that its checker sees it.
+  st.ctx->mail_front->drive(self->system(), self->address(), st.ctx->make_mailer,
+                            st.ctx->make_mail_transport,
+                            st.ctx->broken.no_recheck ? 0 : 100000);
   self->delayed_send(self, hold_max / 4, hold_atom::value);
   return {
     [=](deliver_atom, delivery_record& d, receipt& r) {
@@ -874,6 +881,12 @@ delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx)
     },
     [=](deadline_tick_atom) {
       check_deadlines(self);
+    },
+    [=](mail_done_atom, uint64_t id, const send_result& r) {
+      sent(self, id, r);
+    },
+    [=](transport_gone_atom, uint64_t gen) {
+      transport_gone(self, gen);
     },
     [=](probe_atom) {
       return self->state.probe_back_ms;

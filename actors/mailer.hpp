@@ -1,9 +1,9 @@
 #pragma once
 
-// The mailer seam as a typed interface: what the mailer front (actors/) and
-// the simulator's mailer (sims/sim/) answer; and the transport by which the
-// front reaches the email service without a mailer actor behind it (the
-// email client of net/).
+// The mailer seam as a typed interface: what the simulator's and the tests'
+// mailers (sims/sim/, tests/) answer; and the transport by which the mailer
+// front (actors/mailer_front.hpp) reaches the email service: the email
+// client of net/, or a relay to such a mailer actor.
 
 #include "actors/protocol.hpp"
 
@@ -17,8 +17,6 @@
 
 namespace chime {
 
-class directory;
-
 using mailer_actor = caf::typed_actor<
   // (email, message, idempotency key, timeout_ms): one request to the email
   // service. Never an error: what went wrong is in the send_result.
@@ -29,13 +27,13 @@ using mailer_actor = caf::typed_actor<
 using mailer_factory = std::function<mailer_actor(caf::actor_system&)>;
 
 /// A way to the email service that is no actor (the email client's
-/// transfer thread), driven by the mailer front itself: one actor hop less
-/// per send, each way, than a mailer actor behind the front.
+/// transfer thread), driven by the delivery actor through the mailer front:
+/// a send is no actor hop of its own, and its answer one hop back.
 class mail_transport {
 public:
   virtual ~mail_transport() = default;
 
-  /// Takes one request; its answer comes to the front as (mail_done_atom,
+  /// Takes one request; its answer comes to the driver as (mail_done_atom,
   /// id, send_result), within `timeout_ms`. False when it cannot take one
   /// now (as many in flight as it may have): nothing was sent.
   virtual bool start(uint64_t id, const std::string& email,
@@ -45,13 +43,15 @@ public:
   /// Aborts every request in flight (closing its connection): none of them
   /// runs any more, and none is answered.
   virtual void stop() = 0;
+
+  /// Answers go to `driver` from now on (a restarted delivery actor takes
+  /// the transport over with its requests in flight). Called by the
+  /// thread that calls start.
+  virtual void answer_to(const caf::actor_addr& driver) = 0;
 };
 
-/// Makes a transport answering to `front`.
+/// Makes a transport answering to `driver`.
 using mail_transport_factory = std::function<std::shared_ptr<mail_transport>(
-  const caf::actor_addr& front)>;
-
-/// The mailer registered under `name` in `dir` (invalid when none is).
-mailer_actor mailer_at(const directory& dir, const char* name);
+  const caf::actor_addr& driver)>;
 
 } // namespace chime

@@ -19,6 +19,10 @@
 namespace chime {
 
 class cluster_view;
+class mailer_front;
+
+/// A new mailer front (actors/mailer_front.hpp), with no transport yet.
+std::shared_ptr<mailer_front> make_mailer_front();
 
 /// What a node's actors share: the clock, where to find each other, and the
 /// settings they act on. Built once by the node before any actor starts and
@@ -67,6 +71,9 @@ struct node_context {
   /// never sends real email.
   mailer_factory make_mailer;
   mail_transport_factory make_mail_transport;
+  /// The node's mailer front: it outlives a crash of the delivery actor
+  /// (its successor drives it on), not the node.
+  std::shared_ptr<mailer_front> mail_front = make_mailer_front();
   uint64_t seed = 0; ///< for jitter; fixed in simulations
   double clock_rate = 1.0; ///< Chime seconds per real second
   /// Real monotonic time for rate limiting and the circuit breaker, which
@@ -102,7 +109,6 @@ using context_ptr = std::shared_ptr<const node_context>;
 inline constexpr const char* shard_host_name = "shards";
 inline constexpr const char* due_poller_name = "due_poller";
 inline constexpr const char* http_name = "http";
-inline constexpr const char* mailer_name = "mailer";
 inline constexpr const char* membership_name = "membership";
 inline constexpr const char* journal_name = "journal";
 /// The send path's journal connection (hand-offs, attempts, outcomes),

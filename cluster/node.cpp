@@ -2,6 +2,7 @@
 
 #include "actors/cluster_view.hpp"
 #include "actors/delivery.hpp"
+#include "actors/mailer_front.hpp"
 #include "cluster/membership.hpp"
 
 #include "actors/node_children.hpp"
@@ -93,8 +94,8 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   ctx->backoff_cap = millis{cfg.backoff_cap_ms};
   ctx->email_timeout = millis{cfg.email_timeout_ms};
   ctx->make_mail_transport = [url = cfg.email_url, max = cfg.delivery_concurrency_max](
-                               const caf::actor_addr& front) {
-    return make_email_transport(url, max, front);
+                               const caf::actor_addr& driver) {
+    return make_email_transport(url, max, driver);
   };
   ctx->seed = std::random_device{}();
   // The cluster's rate; the membership actor gives this node its share.
@@ -276,12 +277,8 @@ int run_node(const settings& cfg) {
     caf::scoped_actor self{sys};
     self->wait_for(root);
   }
-  // The mailer is no one's child: it outlives a crash of the delivery actor.
-  if (auto mailer = ctx->dir->get(mailer_name)) {
-    caf::scoped_actor self{sys};
-    self->send_exit(mailer, caf::exit_reason::user_shutdown);
-    self->wait_for(mailer);
-  }
+  // The mailer front is no actor's: it outlives a crash of the delivery actor.
+  ctx->mail_front->stop();
   // Detached actors' threads end only when their last handle is gone.
   ctx->dir->clear();
   log(log_level::info, "node", "stopped");

@@ -34,9 +34,9 @@ struct transfer {
   }
 };
 
-/// A thread running libcurl's multi loop. The mailer front hands requests
+/// A thread running libcurl's multi loop. The delivery actor hands requests
 /// in (a bounded inbox, then a wake-up of the loop); the thread answers each
-/// with (mail_done_atom, id, send_result) to the front.
+/// with (mail_done_atom, id, send_result) to the delivery actor driving it.
 class transfer_loop : public email_inbox,
                       public std::enable_shared_from_this<transfer_loop> {
 public:
@@ -189,18 +189,25 @@ bool email_inbox::take(std::deque<email_request>& batch) {
   return true;
 }
 
+void email_inbox::answer_to(const caf::actor_addr& driver) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  owner_ = driver;
+}
+
 void email_inbox::answer(uint64_t id, send_result r) {
+  caf::actor_addr owner;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     --taken_;
+    owner = owner_;
   }
-  caf::anon_send(caf::actor_cast<caf::actor>(owner_), mail_done_atom::value, id,
+  caf::anon_send(caf::actor_cast<caf::actor>(owner), mail_done_atom::value, id,
                  std::move(r));
 }
 
 std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
                                                      uint32_t in_flight_max,
-                                                     const caf::actor_addr& front) {
+                                                     const caf::actor_addr& driver) {
   // http://host[:port][/path]: the lighter client; anything else (https)
   // goes through libcurl.
   static const std::regex plain{R"(^http://([^/:\[\]]+)(?::([0-9]+))?(/.*)?$)",
@@ -210,13 +217,13 @@ std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
     while (!path.empty() && path.back() == '/')
       path.pop_back();
     return make_plain_http_transport(m[1].str(), m[2].matched ? m[2].str() : "80",
-                                     path, in_flight_max, front);
+                                     path, in_flight_max, driver);
   }
   // Before any transfer thread exists (its set-up is not thread-safe).
   static std::once_flag curl_ready;
   std::call_once(curl_ready, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   auto loop = std::make_shared<transfer_loop>(std::move(base_url), in_flight_max,
-                                              front);
+                                              driver);
   loop->launch();
   return loop;
 }

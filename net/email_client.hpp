@@ -12,7 +12,7 @@ namespace chime {
 
 /// The email client, as the transport the node's mailer front drives:
 /// each request POSTs {base_url}/send-email with the Idempotency-Key header
-/// and is answered to `front` as (mail_done_atom, id, send_result). Any
+/// and is answered to `driver` as (mail_done_atom, id, send_result). Any
 /// number of requests may be out at once: they run on one event-driven
 /// transfer thread (libcurl's multi interface) over a pool of keep-alive
 /// connections, so hundreds in flight cost sockets, not threads. Every
@@ -22,6 +22,6 @@ namespace chime {
 /// refuses (nothing sent, not ambiguous).
 std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
                                                      uint32_t in_flight_max,
-                                                     const caf::actor_addr& front);
+                                                     const caf::actor_addr& driver);
 
 } // namespace chime

@@ -38,7 +38,7 @@ inline int64_t retry_after_ms(const char* text) {
 /// The JSON body of a send: {"email": ..., "message": ...}.
 std::string email_body(const std::string& email, const std::string& message);
 
-/// The hand-over from the mailer front's thread to a transport's transfer
+/// The hand-over from the driving actor's thread to a transport's transfer
 /// thread: a bounded inbox (at most `in_flight_max` requests taken and not
 /// yet answered), and the stop flag. The transport wakes its thread.
 class email_inbox : public mail_transport {
@@ -47,7 +47,7 @@ public:
     : in_flight_max_(in_flight_max), owner_(std::move(owner)) {
   }
 
-  /// The body is built here, on the front's thread, so that the transfer
+  /// The body is built here, on the driver's thread, so that the transfer
   /// thread only moves bytes.
   bool start(uint64_t id, const std::string& email, const std::string& message,
              const std::string& key, int64_t timeout_ms) final;
@@ -56,6 +56,8 @@ public:
   /// ends.
   void stop() final;
 
+  void answer_to(const caf::actor_addr& driver) final;
+
 protected:
   virtual void wake() = 0;
 
@@ -63,13 +65,13 @@ protected:
   /// stopped.
   bool take(std::deque<email_request>& batch);
 
-  /// Answers a request taken to the front (one less in flight).
+  /// Answers a request taken to the driver (one less in flight).
   void answer(uint64_t id, send_result r);
 
 private:
   const uint32_t in_flight_max_;
-  const caf::actor_addr owner_;
   std::mutex mtx_;
+  caf::actor_addr owner_; ///< under mtx_: the driver changes
   std::deque<email_request> inbox_;
   uint32_t taken_ = 0;
   bool stopping_ = false;

@@ -438,10 +438,10 @@ private:
 
 std::shared_ptr<mail_transport> make_plain_http_transport(
   std::string host, std::string port, std::string path, uint32_t in_flight_max,
-  const caf::actor_addr& front) {
+  const caf::actor_addr& driver) {
   auto loop = std::make_shared<plain_http_loop>(std::move(host), std::move(port),
                                                 std::move(path), in_flight_max,
-                                                front);
+                                                driver);
   loop->launch();
   return loop;
 }

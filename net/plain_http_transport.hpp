@@ -25,6 +25,6 @@ namespace chime {
 /// are as make_email_transport says.
 std::shared_ptr<mail_transport> make_plain_http_transport(
   std::string host, std::string port, std::string path, uint32_t in_flight_max,
-  const caf::actor_addr& front);
+  const caf::actor_addr& driver);
 
 } // namespace chime

@@ -88,18 +88,27 @@ struct if_still_open<F, caf::detail::type_list<Ts...>> {
 
 } // namespace detail
 
-/// `self->request(dest, timeout, xs...).then(on_answer, on_error)`, with the
-/// time-out kept in the actor's own `book` (at `self->state.deadlines`).
-/// The actor answers `deadline_tick_atom` with `check_deadlines(self)`.
-template <class Self, class Handle, class OnAnswer, class OnError, class... Ts>
-void request_within(Self* self, const Handle& dest, caf::timespan timeout,
-                    OnAnswer on_answer, OnError on_error, Ts&&... xs) {
+/// Opens a wait in the actor's own book (at `self->state.deadlines`) that
+/// fails with `on_error` unless closed within `timeout`. The actor answers
+/// `deadline_tick_atom` with `check_deadlines(self)`.
+template <class Self, class OnError>
+uint64_t open_deadline(Self* self, caf::timespan timeout, OnError on_error) {
   auto& book = self->state.deadlines;
   auto id = book.open(self->clock().now() + timeout, std::move(on_error));
   if (!book.tick_pending) {
     book.tick_pending = true;
     self->delayed_send(self, deadline_check_every, deadline_tick_atom::value);
   }
+  return id;
+}
+
+/// `self->request(dest, timeout, xs...).then(on_answer, on_error)`, with the
+/// time-out kept in the actor's own book (see open_deadline).
+template <class Self, class Handle, class OnAnswer, class OnError, class... Ts>
+void request_within(Self* self, const Handle& dest, caf::timespan timeout,
+                    OnAnswer on_answer, OnError on_error, Ts&&... xs) {
+  auto& book = self->state.deadlines;
+  auto id = open_deadline(self, timeout, std::move(on_error));
   using args
     = typename caf::detail::get_callable_trait<OnAnswer>::arg_types;
   self->request(dest, caf::infinite, std::forward<Ts>(xs)...)

@@ -1,5 +1,6 @@
 #include "sims/sim/simulation.hpp"
 
+#include "actors/mailer_front.hpp"
 #include "actors/node_children.hpp"
 #include "actors/occasion.hpp"
 #include "actors/protocol.hpp"
@@ -302,9 +303,8 @@ void simulation::crash_node(uint32_t i) {
         check_takeover(i, crashed);
     });
   }
-  // The mailer outlives the delivery actor, not the node.
-  if (auto mailer = slot.ctx->dir->get(mailer_name))
-    caf::anon_send_exit(mailer, caf::exit_reason::kill);
+  // The mailer front outlives the delivery actor, not the node.
+  slot.ctx->mail_front->stop();
   slot.ctx->dir->clear();
   slot.ctx = nullptr;
   // What this incarnation sent and had not journaled as sent is the crash
@@ -944,8 +944,7 @@ sim_report simulation::run() {
       caf::anon_send_exit(slot.journal, caf::exit_reason::kill);
     if (!slot.ctx)
       continue;
-    if (auto mailer = slot.ctx->dir->get(mailer_name))
-      caf::anon_send_exit(mailer, caf::exit_reason::kill);
+    slot.ctx->mail_front->stop();
     slot.ctx->dir->clear();
   }
   for (auto& h : {journal_, broker_, email_, client_})

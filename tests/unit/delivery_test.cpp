@@ -6,9 +6,11 @@
 // hand-off, a mailer and a consumer that record what they are asked.
 
 #include "actors/delivery.hpp"
+#include "actors/mailer_front.hpp"
 #include "actors/protocol.hpp"
 #include "runtime/directory.hpp"
 #include "runtime/metrics.hpp"
+#include "runtime/request_deadlines.hpp"
 #include "tests/unit/coordinator_time.hpp"
 
 #include <caf/all.hpp>
@@ -141,9 +143,8 @@ struct delivery_fixture : coordinator_fixture {
 
   ~delivery_fixture() {
     caf::anon_send_exit(delivery, caf::exit_reason::user_shutdown);
-    // The mailer is the node's, not the delivery actor's child.
-    if (auto mailer = ctx->dir->get(mailer_name))
-      caf::anon_send_exit(mailer, caf::exit_reason::user_shutdown);
+    // The mailer front is the node's, not the delivery actor's.
+    ctx->mail_front->stop();
     sched.run();
   }
 
@@ -360,6 +361,29 @@ TEST_CASE("a delivery actor's successor does not send again what its "
   fx.deliver(1);
   CHECK(fx.log->sends == 1);
   CHECK(fx.log->events.back() == "ack 1");
+}
+
+TEST_CASE("a transport that leaves a send unanswered past its time-out is "
+          "replaced, the send counts as ambiguous, and its key waits until "
+          "the old transport runs no more",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  fx.log->hold = true;
+  fx.deliver(1);
+  REQUIRE(fx.log->sends == 1);
+  auto stuck = fx.log->mailer;
+  fx.advance(fx.ctx->email_timeout + 5s + deadline_check_every);
+  CHECK(fx.log->events == sent_path("failed", {"retry " + key1, "ack 1"}));
+  // The broker brings the retry back while the old transport may still run.
+  fx.log->events.clear();
+  fx.log->hold = false;
+  fx.deliver(1);
+  CHECK(fx.log->sends == 1);
+  CHECK(fx.log->events.empty());
+  fx.advance(fx.ctx->email_timeout);
+  CHECK(fx.log->sends == 2);
+  CHECK(fx.log->mailer != stuck); // a new transport sent it
+  CHECK(fx.log->events == sent_path("sent", {"ack 1"}));
 }
 
 /// The outbox sweeper's claim, each time it asks the journal: the time
