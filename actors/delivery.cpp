@@ -159,7 +159,7 @@ using delivery_impl_actor = delivery_actor::extend<
   caf::reacts_to<send_tick_atom>, caf::reacts_to<hold_atom>,
   caf::reacts_to<deadline_tick_atom>,
   caf::reacts_to<outcome_atom, delivery_outcome, int64_t>,
-  caf::reacts_to<mail_done_atom, uint64_t, send_result>,
+  caf::reacts_to<mail_done_atom>,
   caf::reacts_to<transport_gone_atom, uint64_t>>;
 
 using delivery_self = delivery_impl_actor::stateful_pointer<delivery_state>;
@@ -321,8 +321,11 @@ void classify(delivery_self self, job j, const send_result& r);
 /// each may have gone out. Their keys are not sent again until it runs no
 /// more (its thread sees the stop at once; a time-out later, surely), so
 /// that no request is in flight twice.
+void answers(delivery_self self);
+
 void transport_stuck(delivery_self self) {
   auto& st = self->state;
+  answers(self); // the ones that came in time
   auto gen = ++st.replacements;
   for (auto& key : st.ctx->mail_front->replace())
     st.quarantined.emplace(gen, key);
@@ -610,14 +613,11 @@ void send_email(delivery_self self, job j) {
   j.sending = true;
   ++st.sending;
   st.limit->started(st.sending);
-  auto ticket = st.ctx->mail_front->send(j.d.email, j.d.message, j.d.key,
-                                         int64_t{timeout.count()});
-  // An answer known already comes the way the others do, after this pump.
-  if (ticket.answer)
-    self->send(self, mail_done_atom::value, ticket.id, std::move(*ticket.answer));
+  auto id = st.ctx->mail_front->send(j.d.email, j.d.message, j.d.key,
+                                     int64_t{timeout.count()});
   auto deadline = open_deadline(self, timeout + std::chrono::seconds{5},
                                 [=](caf::error&) { transport_stuck(self); });
-  auto waiting = st.sends.emplace(ticket.id, send_wait{std::move(j), st.ctx->monotonic(),
+  auto waiting = st.sends.emplace(id, send_wait{std::move(j), st.ctx->monotonic(),
                                                       deadline}).second;
   CHIME_ASSERT(waiting, "two sends wait for one answer");
 }
@@ -626,7 +626,6 @@ void send_email(delivery_self self, job j) {
 /// predecessor's, or came after its transport was replaced).
 void sent(delivery_self self, uint64_t id, const send_result& r) {
   auto& st = self->state;
-  st.ctx->mail_front->answered(id, r);
   auto i = st.sends.find(id);
   if (i == st.sends.end())
     return;
@@ -638,6 +637,15 @@ void sent(delivery_self self, uint64_t id, const send_result& r) {
                          st.ctx->monotonic() - w.started),
                        st.sending, st.ctx->monotonic());
   classify(self, std::move(w.j), r);
+}
+
+/// The answers that came: all are taken before any is acted on, so that a
+/// crash while acting loses none the front must remember.
+void answers(delivery_self self) {
+  std::vector<mail_answer> came;
+  self->state.ctx->mail_front->take_answers(came);
+  for (auto& a : came)
+    sent(self, a.id, a.result);
 }
 
 /// How long a job sent back to the broker should wait there: about as
@@ -882,8 +890,8 @@ delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx)
     [=](deadline_tick_atom) {
       check_deadlines(self);
     },
-    [=](mail_done_atom, uint64_t id, const send_result& r) {
-      sent(self, id, r);
+    [=](mail_done_atom) {
+      answers(self);
     },
     [=](transport_gone_atom, uint64_t gen) {
       transport_gone(self, gen);

@@ -43,19 +43,16 @@ public:
              mailer_factory make_mailer, mail_transport_factory make_transport,
              size_t accepted_max);
 
-  struct ticket {
-    /// The id the answer comes under.
-    uint64_t id = 0;
-    /// Known already, nothing went out: the service accepted this key
-    /// before, or the transport had no room.
-    std::optional<send_result> answer;
-  };
+  /// Sends, or joins the send of `key` in flight; returns the id its answer
+  /// comes under. An answer known already (the service accepted this key
+  /// before, or the transport had no room: nothing went out) comes the
+  /// same way as the others.
+  uint64_t send(const std::string& email, const std::string& message,
+                const std::string& key, int64_t timeout_ms);
 
-  ticket send(const std::string& email, const std::string& message,
-              const std::string& key, int64_t timeout_ms);
-
-  /// Takes the transport's answer to `id`.
-  void answered(uint64_t id, const send_result& r);
+  /// Moves the answers that came since the last call to `out`; the driver
+  /// is told (mail_done_atom) when there are some.
+  void take_answers(std::vector<mail_answer>& out);
 
   /// The transport left a request unanswered past its time-out, so it is
   /// stuck: it is stopped (which aborts its transfers) and the next send
@@ -66,6 +63,7 @@ public:
   void stop();
 
 private:
+  void answered(const mail_answer& a);
   void remember_accepted(const std::string& key);
 
   caf::actor_system* sys_ = nullptr;
@@ -80,6 +78,8 @@ private:
   std::unordered_map<std::string, uint64_t> id_of_;
   std::unordered_set<std::string> accepted_;
   std::deque<std::string> accepted_order_; ///< oldest first, for eviction
+  /// Answers of no request in flight, and those a replaced transport held.
+  std::vector<mail_answer> known_;
 };
 
 } // namespace chime

@@ -189,20 +189,12 @@ bool email_inbox::take(std::deque<email_request>& batch) {
   return true;
 }
 
-void email_inbox::answer_to(const caf::actor_addr& driver) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  owner_ = driver;
-}
-
 void email_inbox::answer(uint64_t id, send_result r) {
-  caf::actor_addr owner;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     --taken_;
-    owner = owner_;
   }
-  caf::anon_send(caf::actor_cast<caf::actor>(owner), mail_done_atom::value, id,
-                 std::move(r));
+  hand_back(id, std::move(r));
 }
 
 std::shared_ptr<mail_transport> make_email_transport(std::string base_url,

@@ -43,8 +43,8 @@ std::string email_body(const std::string& email, const std::string& message);
 /// yet answered), and the stop flag. The transport wakes its thread.
 class email_inbox : public mail_transport {
 public:
-  email_inbox(uint32_t in_flight_max, caf::actor_addr owner)
-    : in_flight_max_(in_flight_max), owner_(std::move(owner)) {
+  email_inbox(uint32_t in_flight_max, caf::actor_addr driver)
+    : mail_transport(std::move(driver)), in_flight_max_(in_flight_max) {
   }
 
   /// The body is built here, on the driver's thread, so that the transfer
@@ -56,8 +56,6 @@ public:
   /// ends.
   void stop() final;
 
-  void answer_to(const caf::actor_addr& driver) final;
-
 protected:
   virtual void wake() = 0;
 
@@ -65,13 +63,12 @@ protected:
   /// stopped.
   bool take(std::deque<email_request>& batch);
 
-  /// Answers a request taken to the driver (one less in flight).
+  /// Answers a request taken (one less in flight).
   void answer(uint64_t id, send_result r);
 
 private:
   const uint32_t in_flight_max_;
   std::mutex mtx_;
-  caf::actor_addr owner_; ///< under mtx_: the driver changes
   std::deque<email_request> inbox_;
   uint32_t taken_ = 0;
   bool stopping_ = false;

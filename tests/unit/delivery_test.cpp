@@ -363,6 +363,28 @@ TEST_CASE("a delivery actor's successor does not send again what its "
   CHECK(fx.log->events.back() == "ack 1");
 }
 
+TEST_CASE("an answer that comes while a crashed delivery actor is being "
+          "replaced waits for its successor",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  fx.log->hold = true;
+  fx.deliver(1);
+  REQUIRE(fx.log->sends == 1);
+  caf::anon_send_exit(fx.delivery, caf::exit_reason::unhandled_exception);
+  fx.sched.run();
+  // The service answers before the supervisor has started the successor.
+  caf::anon_send(fx.log->mailer, tick_atom::value);
+  fx.sched.run();
+  fx.delivery = spawn_delivery(fx.sys, fx.ctx);
+  fx.sched.run();
+  fx.log->events.clear();
+  fx.deliver(1); // the broker redelivers
+  CHECK(fx.log->sends == 1);
+  CHECK(fx.log->events == std::vector<std::string>{"attempt " + key1,
+                                                   "outcome " + key1 + " sent",
+                                                   "ack 1"});
+}
+
 TEST_CASE("a transport that leaves a send unanswered past its time-out is "
           "replaced, the send counts as ambiguous, and its key waits until "
           "the old transport runs no more",
