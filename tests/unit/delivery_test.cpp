@@ -148,6 +148,24 @@ struct delivery_fixture : coordinator_fixture {
     sched.run();
   }
 
+  /// The delivery actor crashes; the mailer front, the node's, lives on.
+  void crash() {
+    caf::anon_send_exit(delivery, caf::exit_reason::unhandled_exception);
+    sched.run();
+  }
+
+  /// Its supervisor starts the successor.
+  void restart() {
+    delivery = spawn_delivery(sys, ctx);
+    sched.run();
+  }
+
+  /// The mailer answers the sends it holds.
+  void release() {
+    caf::anon_send(log->mailer, tick_atom::value);
+    sched.run();
+  }
+
   /// The broker brings the birthday message of user `n` (tag n), or, with
   /// `parts` > 1, one delivery of a bundle of that many.
   void deliver(int n, uint32_t parts = 1) {
@@ -308,8 +326,7 @@ TEST_CASE("a delivery that finds the queue full waits in the broker's retry "
   // The ones kept are sent once the service answers.
   fx.log->hold = false;
   for (int i = 0; i < 8 && fx.log->sends < 8 - static_cast<int>(retried.size()); ++i) {
-    caf::anon_send(fx.log->mailer, tick_atom::value);
-    fx.sched.run();
+    fx.release();
   }
   CHECK(fx.log->sends == 8 - static_cast<int>(retried.size()));
 }
@@ -330,11 +347,14 @@ TEST_CASE("a drain of a user is answered once its send in flight has its "
     return drained;
   };
   CHECK_FALSE(answered());
-  caf::anon_send(fx.log->mailer, tick_atom::value);
-  fx.sched.run();
+  fx.release();
   CHECK(answered());
   CHECK(fx.log->events.back() == "ack 1");
 }
+
+/// A delivery re-checked and recorded as sent on the front's word, not sent.
+const std::vector<std::string> answered_again{"attempt " + key1,
+                                              "outcome " + key1 + " sent", "ack 1"};
 
 TEST_CASE("a delivery actor's successor does not send again what its "
           "crashed predecessor had in flight, nor what the service accepted",
@@ -343,19 +363,13 @@ TEST_CASE("a delivery actor's successor does not send again what its "
   fx.log->hold = true;
   fx.deliver(1);
   REQUIRE(fx.log->sends == 1);
-  caf::anon_send_exit(fx.delivery, caf::exit_reason::unhandled_exception);
-  fx.sched.run();
-  // Its supervisor starts the successor; the broker redelivers.
-  fx.delivery = spawn_delivery(fx.sys, fx.ctx);
-  fx.sched.run();
+  fx.crash();
+  fx.restart();
   fx.log->events.clear();
-  fx.deliver(1);
+  fx.deliver(1); // the broker redelivers
   CHECK(fx.log->sends == 1); // joined the send in flight
-  caf::anon_send(fx.log->mailer, tick_atom::value);
-  fx.sched.run();
-  CHECK(fx.log->events == std::vector<std::string>{"attempt " + key1,
-                                                   "outcome " + key1 + " sent",
-                                                   "ack 1"});
+  fx.release();
+  CHECK(fx.log->events == answered_again);
   // Redelivered once more (an ack lost with a consumer): answered as sent.
   fx.log->events.clear();
   fx.deliver(1);
@@ -370,19 +384,13 @@ TEST_CASE("an answer that comes while a crashed delivery actor is being "
   fx.log->hold = true;
   fx.deliver(1);
   REQUIRE(fx.log->sends == 1);
-  caf::anon_send_exit(fx.delivery, caf::exit_reason::unhandled_exception);
-  fx.sched.run();
-  // The service answers before the supervisor has started the successor.
-  caf::anon_send(fx.log->mailer, tick_atom::value);
-  fx.sched.run();
-  fx.delivery = spawn_delivery(fx.sys, fx.ctx);
-  fx.sched.run();
+  fx.crash();
+  fx.release(); // before the supervisor has started the successor
+  fx.restart();
   fx.log->events.clear();
   fx.deliver(1); // the broker redelivers
   CHECK(fx.log->sends == 1);
-  CHECK(fx.log->events == std::vector<std::string>{"attempt " + key1,
-                                                   "outcome " + key1 + " sent",
-                                                   "ack 1"});
+  CHECK(fx.log->events == answered_again);
 }
 
 TEST_CASE("a transport that leaves a send unanswered past its time-out is "
