@@ -24,6 +24,7 @@
 #include <set>
 #include <numeric>
 #include <random>
+#include <thread>
 #include <type_traits>
 
 using namespace chime;
@@ -353,6 +354,30 @@ TEMPLATE_TEST_CASE("an attempt past the catch-up window expires the delivery ins
   CHECK_FALSE(a->proceed);
   CHECK(a->status == delivery_status::expired);
   CHECK(fx.deliveries("expired").size() == 1);
+}
+
+TEST_CASE("the re-check before a send is a HOT update: it adds no index "
+          "entry to the deliveries table",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto f = fx.fired_user();
+  auto v = fx.ask<attempt_verdict>(attempt_atom::value, f.delivery.key,
+                                   f.due.due_at_ms + 10, catch_up_ms);
+  REQUIRE(v);
+  REQUIRE(v->proceed);
+  // A session reports its statistics a moment after its transaction (at
+  // most about ten seconds when idle); waited for with a deadline.
+  auto updates = [&](const char* column) {
+    return fx.count(std::string{"SELECT "} + column
+                    + " FROM pg_stat_user_tables WHERE relname = 'deliveries'");
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+  while (updates("n_tup_upd") < 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  REQUIRE(updates("n_tup_upd") == 1);
+  CHECK(updates("n_tup_hot_upd") == 1);
+  CHECK(fx.deliveries("handed_off").size() == 1);
+  CHECK(fx.deliveries("scheduled").empty());
 }
 
 TEST_CASE("writes sent together are all acknowledged (group commit)",
