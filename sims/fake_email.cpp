@@ -242,8 +242,13 @@ int run_fake_email(const std::vector<std::string>& args) {
   auto signals = block_stop_signals();
 
   httplib::Server server;
-  // Held (timed-out) requests must not starve the others.
-  server.new_task_queue = [] { return new httplib::ThreadPool(512); };
+  // A thread serves one keep-alive connection for as long as it stays open,
+  // and a connection beyond the pool waits for a thread, its requests
+  // unread: past a sender's time-out, an answer lost and a send made twice.
+  // Room for a local cluster of four nodes at their default connection
+  // limit (--delivery-concurrency-max 1,024); held (timed-out) requests
+  // must not starve the others either.
+  server.new_task_queue = [] { return new httplib::ThreadPool(4096); };
   // Small responses written in pieces would otherwise wait for delayed ACKs.
   server.set_tcp_nodelay(true);
   // httplib closes a keep-alive connection after 5 requests by default; a
