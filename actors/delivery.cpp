@@ -314,6 +314,7 @@ void route(delivery_self self, job j, bool later) {
 }
 
 void classify(delivery_self self, job j, const send_result& r);
+void answers(delivery_self self);
 
 /// The transport left a request unanswered past its time-out (it answers
 /// every request within it, so it is stuck): it is replaced, and stopped,
@@ -321,8 +322,6 @@ void classify(delivery_self self, job j, const send_result& r);
 /// each may have gone out. Their keys are not sent again until it runs no
 /// more (its thread sees the stop at once; a time-out later, surely), so
 /// that no request is in flight twice.
-void answers(delivery_self self);
-
 void transport_stuck(delivery_self self) {
   auto& st = self->state;
   answers(self); // the ones that came in time

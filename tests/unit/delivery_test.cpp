@@ -154,6 +154,14 @@ struct delivery_fixture : coordinator_fixture {
     sched.run();
   }
 
+  /// One send of user 1 is held by the mailer when the actor crashes.
+  void crash_with_send_held() {
+    log->hold = true;
+    deliver(1);
+    REQUIRE(log->sends == 1);
+    crash();
+  }
+
   /// Its supervisor starts the successor.
   void restart() {
     delivery = spawn_delivery(sys, ctx);
@@ -360,10 +368,7 @@ TEST_CASE("a delivery actor's successor does not send again what its "
           "crashed predecessor had in flight, nor what the service accepted",
           "[unit][delivery]") {
   delivery_fixture fx;
-  fx.log->hold = true;
-  fx.deliver(1);
-  REQUIRE(fx.log->sends == 1);
-  fx.crash();
+  fx.crash_with_send_held();
   fx.restart();
   fx.log->events.clear();
   fx.deliver(1); // the broker redelivers
@@ -381,10 +386,7 @@ TEST_CASE("an answer that comes while a crashed delivery actor is being "
           "replaced waits for its successor",
           "[unit][delivery]") {
   delivery_fixture fx;
-  fx.log->hold = true;
-  fx.deliver(1);
-  REQUIRE(fx.log->sends == 1);
-  fx.crash();
+  fx.crash_with_send_held();
   fx.release(); // before the supervisor has started the successor
   fx.restart();
   fx.log->events.clear();
