@@ -15,8 +15,7 @@ using json = nlohmann::json;
 json to_json(const delivery_record& d) {
   return json{{"key", d.key},           {"user_id", d.user_id},
               {"occasion", d.occasion}, {"local_date", d.local_date},
-              {"due_at_ms", d.due_at_ms}, {"email", d.email},
-              {"message", d.message}};
+              {"due_at_ms", d.due_at_ms}};
 }
 
 std::optional<delivery_record> from_json(const json& j) {
@@ -33,8 +32,10 @@ std::optional<delivery_record> from_json(const json& j) {
           && due.get<uint64_t>() > std::numeric_limits<int64_t>::max()))
     return std::nullopt;
   d.due_at_ms = due.get<int64_t>();
-  d.email = j.at("email").get<std::string>();
-  d.message = j.at("message").get<std::string>();
+  // What is sent is rendered from the user the re-check reads, so a
+  // message carries no address nor text; one queued by an older node may.
+  d.email = j.value("email", std::string{});
+  d.message = j.value("message", std::string{});
   d.status = delivery_status::handed_off;
   return d;
 }

@@ -9,7 +9,9 @@ namespace chime {
 struct delivery_record;
 
 /// The body of a broker message carrying deliveries: one is a JSON object
-/// with the fields a consumer needs to send it (not its journal status);
+/// with the fields a consumer needs to re-check it (not its journal status,
+/// nor its address and text: the re-check reads the user they are rendered
+/// from, as the user is when it is sent, and the body is a third smaller);
 /// several (a bundle) are a JSON array of such objects. A bundle costs the
 /// broker one message, one confirm and one ack for all of them: per delivery,
 /// those were the burst's largest cost outside PostgreSQL.
