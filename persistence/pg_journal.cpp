@@ -1261,7 +1261,12 @@ pg_journal_actor::behavior_type journal(journal_self self,
           shard_list.push_back(std::to_string(s));
         // A keyset page of due rows (index due_index_due_user), then every
         // due row by then of the users it names: a page costs its size,
-        // whatever the number of users due or stored.
+        // whatever the number of users due or stored. The user and their
+        // due rows are looked up by key, user by user (OFFSET 0 keeps each
+        // lookup a subquery of its own): joined plainly, the planner hashed
+        // a page of 4,096 users against a scan of the whole users and due
+        // tables, 180 ms a page at 100,000 users (54 ms so), growing with
+        // the tables.
         auto rows = tx.exec_params(
           std::string{"WITH page AS (SELECT user_id, due_at_ms FROM due_index"
                       " WHERE due_at_ms <= $1 AND shard = ANY($2::int[])"
@@ -1271,9 +1276,12 @@ pg_journal_actor::behavior_type journal(journal_self self,
                       " max(due_at_ms) AS l FROM page GROUP BY user_id)"
                       " SELECT "}
             + user_columns
-            + ", d.occasion, d.due_at_ms, d.local_date::text, f.l"
-              " FROM first f JOIN users u ON u.id = f.user_id"
-              " JOIN due_index d ON d.user_id = f.user_id AND d.due_at_ms <= $1"
+            + ", d.occasion, d.due_at_ms, d.local_date::text, f.l FROM first f"
+              " CROSS JOIN LATERAL (SELECT * FROM users WHERE id = f.user_id"
+              " OFFSET 0) u"
+              " CROSS JOIN LATERAL (SELECT occasion, due_at_ms, local_date"
+              " FROM due_index WHERE user_id = f.user_id AND due_at_ms <= $1"
+              " OFFSET 0) d"
               " ORDER BY f.m, f.user_id",
           until_ms, text_array(shard_list), after_due_ms, after_user, limit);
         due_page out;
