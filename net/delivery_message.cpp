@@ -1,6 +1,7 @@
 #include "net/delivery_message.hpp"
 
 #include "actors/protocol.hpp"
+#include "runtime/json_text.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -12,10 +13,14 @@ namespace {
 
 using json = nlohmann::json;
 
-json to_json(const delivery_record& d) {
-  return json{{"key", d.key},           {"user_id", d.user_id},
-              {"occasion", d.occasion}, {"local_date", d.local_date},
-              {"due_at_ms", d.due_at_ms}};
+std::string to_text(const delivery_record& d) {
+  return json_object_text{}
+    .field("key", d.key)
+    .field("user_id", d.user_id)
+    .field("occasion", d.occasion)
+    .field("local_date", d.local_date)
+    .field("due_at_ms", d.due_at_ms)
+    .take();
 }
 
 std::optional<delivery_record> from_json(const json& j) {
@@ -43,16 +48,20 @@ std::optional<delivery_record> from_json(const json& j) {
 } // namespace
 
 std::string to_message_body(const delivery_record& d) {
-  return to_json(d).dump();
+  return to_text(d);
 }
 
 std::string to_message_body(const std::vector<delivery_record>& ds) {
   if (ds.size() == 1)
     return to_message_body(ds.front());
-  auto out = json::array();
-  for (auto& d : ds)
-    out.push_back(to_json(d));
-  return out.dump();
+  std::string out = "[";
+  for (auto& d : ds) {
+    if (out.size() > 1)
+      out += ',';
+    out += to_text(d);
+  }
+  out += ']';
+  return out;
 }
 
 std::optional<std::vector<delivery_record>>

@@ -3,6 +3,7 @@
 #include "actors/protocol.hpp"
 #include "net/email_request.hpp"
 #include "net/plain_http_transport.hpp"
+#include "runtime/json_text.hpp"
 
 #include <caf/all.hpp>
 #include <curl/curl.h>
@@ -155,7 +156,7 @@ private:
 } // namespace
 
 std::string email_body(const std::string& email, const std::string& message) {
-  return nlohmann::json{{"email", email}, {"message", message}}.dump();
+  return json_object_text{}.field("email", email).field("message", message).take();
 }
 
 bool email_inbox::start(uint64_t id, const std::string& email,

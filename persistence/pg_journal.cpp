@@ -8,6 +8,7 @@
 #include "actors/journal.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_deadline.hpp"
+#include "runtime/json_text.hpp"
 #include "runtime/log.hpp"
 #include "runtime/metrics.hpp"
 
@@ -589,7 +590,8 @@ struct event_rows {
   /// The send path's events, one row per kind and batch: {"batch": [...]}.
   /// A row per delivery cost each message two journal rows (a fifth of the
   /// database's time in a burst) for events read only as a whole.
-  std::map<std::string, std::pair<int64_t, json>> batched;
+  /// By kind: the latest instant, and the entries' text, comma-separated.
+  std::map<std::string, std::pair<int64_t, std::string>> batched;
 
   void add(int64_t at, std::string k, std::string user, const json& d) {
     at_ms.push_back(std::to_string(at));
@@ -598,15 +600,21 @@ struct event_rows {
     data.push_back(d.dump());
   }
 
-  void add_to_batch(int64_t at, const std::string& k, json d) {
-    auto [i, fresh] = batched.try_emplace(k, at, json::array());
+  void add_to_batch(int64_t at, const std::string& k, json_object_text& entry) {
+    auto [i, fresh] = batched.try_emplace(k, at, std::string{});
     i->second.first = std::max(i->second.first, at);
-    i->second.second.push_back(std::move(d));
+    if (!fresh)
+      i->second.second += ',';
+    i->second.second += entry.take();
   }
 
   void insert(pqxx::transaction_base& tx) {
-    for (auto& [k, b] : batched)
-      add(b.first, k, {}, json{{"batch", std::move(b.second)}});
+    for (auto& [k, b] : batched) {
+      at_ms.push_back(std::to_string(b.first));
+      kind.push_back(k);
+      user_id.emplace_back();
+      data.push_back("{\"batch\":[" + b.second + "]}");
+    }
     batched.clear();
     if (at_ms.empty())
       return;
@@ -818,10 +826,10 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                         {8, std::to_string(f.at_ms)}})
       cols[i].push_back(v);
     events.add_to_batch(f.at_ms, "occasion_due",
-                        {{"user_id", f.user_id},
-                         {"key", d.key},
-                         {"status", status_name(d.status)},
-                         {"next_due_at_ms", f.next.due_at_ms}});
+                        json_object_text{}.field("user_id", f.user_id)
+                          .field("key", d.key)
+                          .field("status", status_name(d.status))
+                          .field("next_due_at_ms", f.next.due_at_ms));
   }
   if (!cols[0].empty())
     exec_hot(tx, "fire_deliveries", "INSERT INTO deliveries (key, user_id, occasion, local_date,"
@@ -924,7 +932,7 @@ attempts_read_then_written(pqxx::transaction_base& tx,
       r.changed = true;
       r.at_ms = now_ms;
       events.add_to_batch(now_ms, "delivery_" + status_name(r.status),
-                          {{"key", key}});
+                          json_object_text{}.field("key", key));
     }
     v.proceed = open && !closes;
     // It reached delivery: the attempt begun reads as handed off (see
@@ -1080,7 +1088,9 @@ outcome_batch(pqxx::transaction_base& tx,
     if (i == last.end() || i->second.status != delivery_status::sent)
       last[o.key] = o;
     events.add_to_batch(o.at_ms, "delivery_" + status_name(o.status),
-                        {{"key", o.key}, {"error", o.error}, {"attempt", o.attempts}});
+                        json_object_text{}.field("key", o.key)
+                          .field("error", o.error)
+                          .field("attempt", int64_t{o.attempts}));
   }
   std::vector<std::string> k, s, e, t, a;
   for (auto& [key, o] : last) {

@@ -599,9 +599,18 @@ TEMPLATE_TEST_CASE("two reports of one due occasion in one batch record it once"
                   caf::after(std::chrono::seconds{30}) >> [] {});
   CHECK(recorded == 1);
   CHECK(fx.deliveries().size() == 1);
-  if constexpr (is_pg<TestType>)
+  if constexpr (is_pg<TestType>) {
     CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'occasion_due'")
           == 1);
+    // The batch's entry, written as text, is the event's fields.
+    CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'occasion_due'"
+                   " AND jsonb_array_length(data->'batch') = 1"
+                   " AND data->'batch'->0->>'user_id' = 'u1'"
+                   " AND data->'batch'->0->>'key' = '"
+                   + fx.deliveries().front().key + "'"
+                   " AND (data->'batch'->0->>'next_due_at_ms')::bigint > 0")
+          == 1);
+  }
 }
 
 TEMPLATE_TEST_CASE("fires sent together are handed off by the journal once "
