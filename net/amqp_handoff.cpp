@@ -267,11 +267,12 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       connected.add(counted ? 1 : -1);
     }
   };
-  // The main queue's consumer also watches the dead-letter queue, which
-  // nobody consumes (operators read and re-drive it).
+  // One reader of queue depths a node, not one per consumer: the main
+  // queue's consumer reads them all (operators read and re-drive the
+  // dead-letter queue, which nobody here consumes).
   std::vector<std::pair<std::string, metric*>> depths;
-  for (auto& q : {queue, opts.topology.dead_queue})
-    if (depths.empty() || queue == opts.topology.queue)
+  if (queue == opts.topology.queue)
+    for (auto& q : {queue, opts.topology.dead_queue, opts.topology.dead_audit_queue})
       depths.emplace_back(q, &get_metric("chime_queue_depth{queue=\"" + q + "\"}"));
   auto next_depth = std::chrono::steady_clock::now();
   // The depths are read on a connection of their own: an RPC on the
@@ -279,11 +280,14 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
   // while it waits into a frame queue (7 % of the node's CPU in a burst).
   std::unique_ptr<amqp_connection> gauge_conn;
   reconnect_backoff gauge_backoff;
-  auto read_depths = [&] {
-    if (!gauge_conn)
-      gauge_conn = connect(opts, "queue depth", gauge_backoff);
-    if (!gauge_conn)
+  auto read_depths = [&](std::chrono::steady_clock::time_point now) {
+    next_depth = now + std::chrono::seconds{2};
+    if (depths.empty())
       return;
+    if (!gauge_conn && !(gauge_conn = connect(opts, "queue depth", gauge_backoff))) {
+      next_depth = now + gauge_backoff.delay;
+      return;
+    }
     try {
       for (auto& [q, gauge] : depths)
         gauge->set(static_cast<int64_t>(gauge_conn->depth(q)));
@@ -371,10 +375,8 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       continue;
     }
     try {
-      if (auto now = std::chrono::steady_clock::now(); now >= next_depth) {
-        read_depths();
-        next_depth = now + std::chrono::seconds{2};
-      }
+      if (auto now = std::chrono::steady_clock::now(); now >= next_depth)
+        read_depths(now);
       auto m = conn->next(std::chrono::milliseconds{20});
       if (!m)
         continue;

@@ -593,11 +593,11 @@ struct event_rows {
   /// By kind: the latest instant, and the entries' text, comma-separated.
   std::map<std::string, std::pair<int64_t, std::string>> batched;
 
-  void add(int64_t at, std::string k, std::string user, const json& d) {
+  void add(int64_t at, std::string k, std::string user, std::string json_text) {
     at_ms.push_back(std::to_string(at));
     kind.push_back(std::move(k));
     user_id.push_back(std::move(user));
-    data.push_back(d.dump());
+    data.push_back(std::move(json_text));
   }
 
   void add_to_batch(int64_t at, const std::string& k, json_object_text& entry) {
@@ -609,12 +609,8 @@ struct event_rows {
   }
 
   void insert(pqxx::transaction_base& tx) {
-    for (auto& [k, b] : batched) {
-      at_ms.push_back(std::to_string(b.first));
-      kind.push_back(k);
-      user_id.emplace_back();
-      data.push_back("{\"batch\":[" + b.second + "]}");
-    }
+    for (auto& [k, b] : batched)
+      add(b.first, k, {}, "{\"batch\":[" + b.second + "]}");
     batched.clear();
     if (at_ms.empty())
       return;
@@ -622,8 +618,8 @@ struct event_rows {
              "INSERT INTO journal (at_ms, kind, user_id, data)"
              " SELECT a, k, nullif(u, ''), d FROM unnest($1::bigint[],"
              " $2::text[], $3::text[], $4::jsonb[]) AS r(a, k, u, d)",
-                   text_array(at_ms), text_array(kind), text_array(user_id),
-                   text_array(data));
+             text_array(at_ms), text_array(kind), text_array(user_id),
+             text_array(data));
   }
 };
 
@@ -669,7 +665,7 @@ std::vector<caf::error> insert_users(pqxx::transaction_base& tx,
       for (auto [j, x] : {std::pair{0, v.user.id}, {1, d.occasion}, {2, shard},
                           {3, std::to_string(d.due_at_ms)}, {4, d.local_date}})
         due[j].push_back(std::move(x));
-    events.add(v.at_ms, "user_created", v.user.id, created_data(v));
+    events.add(v.at_ms, "user_created", v.user.id, created_data(v).dump());
   }
   if (!due[0].empty())
     tx.exec_params("INSERT INTO due_index (user_id, occasion, shard,"
@@ -796,14 +792,15 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
     next_dates.push_back(f.next.local_date);
   }
   std::set<std::pair<std::string, std::string>> moved;
-  for (const auto& r : exec_hot(tx, "fire_due_move",
-         "UPDATE due_index d SET due_at_ms = r.next_due, local_date = r.next_date"
-         " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],"
-         " $5::date[], $6::int[], $7::bigint[]) AS r(user_id, occasion, due,"
-         " next_due, next_date, shard, epoch)"
-         " WHERE d.user_id = r.user_id AND d.occasion = r.occasion"
-         " AND d.due_at_ms = r.due AND " + fence::holds(8)
-         + " RETURNING d.user_id, d.occasion",
+  static const std::string due_move_sql =
+    "UPDATE due_index d SET due_at_ms = r.next_due, local_date = r.next_date"
+    " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],"
+    " $5::date[], $6::int[], $7::bigint[]) AS r(user_id, occasion, due,"
+    " next_due, next_date, shard, epoch)"
+    " WHERE d.user_id = r.user_id AND d.occasion = r.occasion"
+    " AND d.due_at_ms = r.due AND " + fence::holds(8)
+    + " RETURNING d.user_id, d.occasion";
+  for (const auto& r : exec_hot(tx, "fire_due_move", due_move_sql,
          text_array(users), text_array(occasions), text_array(dues),
          text_array(next_dues), text_array(next_dates), text_array(shards),
          text_array(epochs), fn.owner()))
@@ -832,27 +829,28 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                           .field("next_due_at_ms", f.next.due_at_ms));
   }
   if (!cols[0].empty())
-    exec_hot(tx, "fire_deliveries", "INSERT INTO deliveries (key, user_id, occasion, local_date,"
-                   " due_at_ms, status, email, message, created_at_ms,"
-                   " updated_at_ms)"
-                   " SELECT k, u, o, l, d, s, e, m, a, a FROM unnest($1::text[],"
-                   " $2::text[], $3::text[], $4::date[], $5::bigint[],"
-                   " $6::text[], $7::text[], $8::text[], $9::bigint[])"
-                   " AS r(k, u, o, l, d, s, e, m, a)"
-                   // A date moved away and back again: the message of the
-                   // occasion cancelled in between is owed once more.
-                   " ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status,"
-                   " due_at_ms = EXCLUDED.due_at_ms, email = EXCLUDED.email,"
-                   " message = EXCLUDED.message,"
-                   " updated_at_ms = EXCLUDED.updated_at_ms,"
-                   // Scheduled anew: it reads as scheduled (reported_status).
-                   " begun_attempts = deliveries.attempts"
-                   " WHERE deliveries.status = 'cancelled'",
-                   text_array(cols[0]), text_array(cols[1]),
-                   text_array(cols[2]), text_array(cols[3]),
-                   text_array(cols[4]), text_array(cols[5]),
-                   text_array(cols[6]), text_array(cols[7]),
-                   text_array(cols[8]));
+    exec_hot(tx, "fire_deliveries",
+             "INSERT INTO deliveries (key, user_id, occasion, local_date,"
+             " due_at_ms, status, email, message, created_at_ms,"
+             " updated_at_ms)"
+             " SELECT k, u, o, l, d, s, e, m, a, a FROM unnest($1::text[],"
+             " $2::text[], $3::text[], $4::date[], $5::bigint[],"
+             " $6::text[], $7::text[], $8::text[], $9::bigint[])"
+             " AS r(k, u, o, l, d, s, e, m, a)"
+             // A date moved away and back again: the message of the
+             // occasion cancelled in between is owed once more.
+             " ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status,"
+             " due_at_ms = EXCLUDED.due_at_ms, email = EXCLUDED.email,"
+             " message = EXCLUDED.message,"
+             " updated_at_ms = EXCLUDED.updated_at_ms,"
+             // Scheduled anew: it reads as scheduled (reported_status).
+             " begun_attempts = deliveries.attempts"
+             " WHERE deliveries.status = 'cancelled'",
+             text_array(cols[0]), text_array(cols[1]),
+             text_array(cols[2]), text_array(cols[3]),
+             text_array(cols[4]), text_array(cols[5]),
+             text_array(cols[6]), text_array(cols[7]),
+             text_array(cols[8]));
   events.insert(tx);
   for (auto& m : reqs) {
     std::vector<bool> answers;
@@ -995,17 +993,18 @@ attempt_batch(pqxx::transaction_base& tx,
     windows.push_back(std::to_string(m.get_as<int64_t>(2)));
   }
   std::unordered_map<std::string, attempt_verdict> proceeding;
-  for (const auto& r : exec_hot(tx, "attempt_begin",
-         // It reached delivery, and reads as handed off from now on (see
-         // reported_status): no separate mark when the broker confirmed it.
-         "UPDATE deliveries d SET begun_attempts"
-         " = greatest(d.begun_attempts, d.attempts) + 1"
-         " FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[],"
-         " $5::bigint[]) AS r(key, shard, epoch, now, catch_up), users u"
-         " WHERE d.key = r.key AND u.id = d.user_id AND d.status IN "
-         + open_statuses + " AND r.now - d.due_at_ms <= r.catch_up AND "
-         + fence::holds(6) + " RETURNING d.key, d.status, d.attempts,"
-         " d.begun_attempts, " + user_columns,
+  // It reached delivery, and reads as handed off from now on (see
+  // reported_status): no separate mark when the broker confirmed it.
+  static const std::string begin_sql =
+    "UPDATE deliveries d SET begun_attempts"
+    " = greatest(d.begun_attempts, d.attempts) + 1"
+    " FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[],"
+    " $5::bigint[]) AS r(key, shard, epoch, now, catch_up), users u"
+    " WHERE d.key = r.key AND u.id = d.user_id AND d.status IN "
+    + open_statuses + " AND r.now - d.due_at_ms <= r.catch_up AND "
+    + fence::holds(6) + " RETURNING d.key, d.status, d.attempts,"
+    " d.begun_attempts, " + user_columns;
+  for (const auto& r : exec_hot(tx, "attempt_begin", begin_sql,
          text_array(keys), text_array(shards), text_array(epochs),
          text_array(nows), text_array(windows), fn.owner())) {
     attempt_verdict v;
@@ -1057,9 +1056,10 @@ std::set<std::string> fenced_keys(pqxx::transaction_base& tx,
       fn.add(user_of_key(k), shards, epochs);
       keys.push_back(std::move(k));
     }
-  for (const auto& r : exec_hot(tx, "fenced_keys",
-         "SELECT r.key FROM unnest($1::text[], $2::int[], $3::bigint[])"
-         " AS r(key, shard, epoch) WHERE NOT " + fence::holds(4),
+  static const std::string fenced_sql =
+    "SELECT r.key FROM unnest($1::text[], $2::int[], $3::bigint[])"
+    " AS r(key, shard, epoch) WHERE NOT " + fence::holds(4);
+  for (const auto& r : exec_hot(tx, "fenced_keys", fenced_sql,
          text_array(keys), text_array(shards), text_array(epochs),
          fn.owner()))
     out.insert(r[0].as<std::string>());
@@ -1100,18 +1100,18 @@ outcome_batch(pqxx::transaction_base& tx,
     t.push_back(std::to_string(o.at_ms));
     a.push_back(std::to_string(o.attempts));
   }
-  exec_hot(tx, "outcome_record",
-           std::string{"UPDATE deliveries d SET status = r.s,"
-                             " last_error = nullif(r.e, ''),"
-                             " sent_at_ms = CASE WHEN r.s = 'sent' THEN r.t"
-                             " ELSE d.sent_at_ms END, updated_at_ms = r.t,"
-                             " attempts = greatest(d.attempts, r.a)"
-                             " FROM unnest($1::text[], $2::text[], $3::text[],"
-                             " $4::bigint[], $5::int[]) AS r(k, s, e, t, a)"
-                             " WHERE d.key = r.k AND d.status IN "}
-                   + open_statuses,
-                 text_array(k), text_array(s), text_array(e), text_array(t),
-                 text_array(a));
+  static const std::string record_sql =
+    std::string{"UPDATE deliveries d SET status = r.s,"
+                " last_error = nullif(r.e, ''),"
+                " sent_at_ms = CASE WHEN r.s = 'sent' THEN r.t"
+                " ELSE d.sent_at_ms END, updated_at_ms = r.t,"
+                " attempts = greatest(d.attempts, r.a)"
+                " FROM unnest($1::text[], $2::text[], $3::text[],"
+                " $4::bigint[], $5::int[]) AS r(k, s, e, t, a)"
+                " WHERE d.key = r.k AND d.status IN "}
+    + open_statuses;
+  exec_hot(tx, "outcome_record", record_sql, text_array(k), text_array(s),
+           text_array(e), text_array(t), text_array(a));
   events.insert(tx);
   return replies;
 }

@@ -16,12 +16,6 @@ class json_object_text {
 public:
   json_object_text& field(std::string_view name, std::string_view value);
   json_object_text& field(std::string_view name, int64_t value);
-  json_object_text& field(std::string_view name, const char* value) {
-    return field(name, std::string_view{value});
-  }
-  json_object_text& field(std::string_view name, const std::string& value) {
-    return field(name, std::string_view{value});
-  }
 
   /// The object's text; the writer is empty afterwards.
   std::string take();
