@@ -69,14 +69,6 @@ struct shard_state {
 
 using shard_actor = caf::stateful_actor<shard_state>;
 
-bool due_within_horizon(const node_context& ctx, const user_view& v) {
-  auto limit = to_ms(ctx.clock->now() + ctx.horizon);
-  for (auto& d : v.due)
-    if (d.due_at_ms <= limit)
-      return true;
-  return false;
-}
-
 /// Makes sure a wake is on its way for the earliest timer.
 void arm_wake(shard_actor* self) {
   auto& st = self->state;
@@ -524,6 +516,14 @@ caf::behavior due_poller(poller_actor* self, context_ptr ctx) {
 }
 
 } // namespace
+
+bool due_within_horizon(const node_context& ctx, const user_view& v) {
+  auto limit = to_ms(ctx.clock->now() + ctx.horizon);
+  for (auto& d : v.due)
+    if (d.due_at_ms <= limit)
+      return true;
+  return false;
+}
 
 caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, uint32_t id) {
   return sys.spawn(shard, std::move(ctx), id);

@@ -4,6 +4,8 @@
 
 namespace chime {
 
+struct user_view;
+
 /// Spawns shard `id`: it holds the users that hash to it (see sharding.hpp)
 /// while they are due within the horizon (resident), as plain values, not
 /// actors: a million of them due at once must fit in a node. One timer per
@@ -14,6 +16,10 @@ namespace chime {
 /// nothing is due within the horizon. A shard that crashes loses only its
 /// residents, which the due index brings back at the next poll.
 caf::actor spawn_shard(caf::actor_system& sys, context_ptr ctx, uint32_t id);
+
+/// Whether an occasion of `v` is due within the horizon: what makes a user
+/// resident in its shard.
+bool due_within_horizon(const node_context& ctx, const user_view& v);
 
 /// Spawns the shard host of a node in a cluster: it runs the shards whose
 /// leases the node holds (ctx->cluster), starts one on (take_atom, shard),

@@ -8,6 +8,7 @@
 
 #include "actors/journal.hpp"
 #include "actors/protocol.hpp"
+#include "actors/shard.hpp"
 #include "actors/sharding.hpp"
 #include "runtime/metrics.hpp"
 
@@ -19,6 +20,10 @@
 namespace chime {
 
 namespace {
+
+caf::actor shard_for(const node_context& ctx, const std::string& user_id) {
+  return ctx.dir->get(shard_name(shard_of(user_id, ctx.shard_count)));
+}
 
 struct commands_state {
   context_ptr ctx;
@@ -91,20 +96,6 @@ user_view replaced(const node_context& ctx, const user_view& old,
   return v;
 }
 
-/// In a cluster, only the owner of a user's shard changes the user: a
-/// command that reached another node (routed on a stale view) is refused,
-/// and the caller routes it again.
-bool owner_here(const node_context& ctx, const std::string& user_id) {
-  return !ctx.cluster
-         || ctx.cluster->valid_epoch(shard_of(user_id, ctx.shard_count),
-                                     ctx.monotonic())
-              != 0;
-}
-
-caf::actor shard_for(const node_context& ctx, const std::string& user_id) {
-  return ctx.dir->get(shard_name(shard_of(user_id, ctx.shard_count)));
-}
-
 /// Journals `v` with `op`, then upserts it into its shard and replies it;
 /// `on_error` decides what a refusal means.
 template <class Atom, class OnError>
@@ -115,10 +106,10 @@ void store(commands_actor* self, Atom op, user_view v,
     .then(
       [=](caf::ok_atom) mutable {
         auto& ctx = *self->state.ctx;
-        // Counted once durable: a create that failed created nothing.
         if constexpr (std::is_same_v<Atom, create_atom>)
-          get_metric("chime_users_created_total").add();
-        self->send(shard_for(ctx, v.user.id), upsert_atom::value, v, false);
+          created(ctx, v);
+        else
+          self->send(shard_for(ctx, v.user.id), upsert_atom::value, v, false);
         rp.deliver(std::move(v));
       },
       on_error);
@@ -153,7 +144,7 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
   return {
     [=](create_atom, user_record& u) {
       auto rp = self->make_response_promise<user_view>();
-      if (!owner_here(*self->state.ctx, u.id)) {
+      if (!owns_user(*self->state.ctx, u.id)) {
         rp.deliver(make_error(journal_errc::fenced));
         return rp;
       }
@@ -166,7 +157,7 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
     [=](replace_atom, user_record& u) {
       auto rp = self->make_response_promise<user_view>();
       auto& ctx = *self->state.ctx;
-      if (!owner_here(ctx, u.id)) {
+      if (!owns_user(ctx, u.id)) {
         rp.deliver(make_error(journal_errc::fenced));
         return rp;
       }
@@ -176,7 +167,7 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
     [=](remove_atom, const std::string& id) {
       auto rp = self->make_response_promise<caf::ok_atom>();
       auto& ctx = *self->state.ctx;
-      if (!owner_here(ctx, id)) {
+      if (!owns_user(ctx, id)) {
         rp.deliver(make_error(journal_errc::fenced));
         return rp;
       }
@@ -201,6 +192,25 @@ caf::behavior user_commands(commands_actor* self, context_ptr ctx) {
 }
 
 } // namespace
+
+bool owns_user(const node_context& ctx, const std::string& user_id) {
+  return !ctx.cluster
+         || ctx.cluster->valid_epoch(shard_of(user_id, ctx.shard_count),
+                                     ctx.monotonic())
+              != 0;
+}
+
+void created(const node_context& ctx, user_view v) {
+  // Counted once durable: a create that failed created nothing.
+  static auto& users_created = get_metric("chime_users_created_total");
+  users_created.add();
+  // A new user is resident nowhere yet: its shard has something to do only
+  // when the user is due within the horizon (the due poll finds the rest).
+  if (!due_within_horizon(ctx, v))
+    return;
+  if (auto shard = shard_for(ctx, v.user.id))
+    caf::anon_send(shard, upsert_atom::value, std::move(v), false);
+}
 
 user_view planned_create(const node_context& ctx, user_record u, instant now) {
   user_view v;

@@ -25,6 +25,15 @@ caf::actor spawn_user_commands(caf::actor_system& sys, context_ptr ctx);
 /// both write this, so that an imported user is scheduled as a created one.
 user_view planned_create(const node_context& ctx, user_record u, instant now);
 
+/// In a cluster, only the owner of a user's shard changes the user: a
+/// command that reached another node (routed on a stale view) is refused,
+/// and the caller routes it again. Always true outside a cluster.
+bool owns_user(const node_context& ctx, const std::string& user_id);
+
+/// What follows a create of `v` once it is durable, wherever it was
+/// journaled from: counted, and handed to its shard if it is due soon.
+void created(const node_context& ctx, user_view v);
+
 /// Directory name of the user-command actor.
 inline constexpr const char* user_commands_name = "users";
 

@@ -2,6 +2,7 @@
 
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
+#include "actors/shard.hpp"
 #include "actors/sharding.hpp"
 #include "actors/user_commands.hpp"
 #include "runtime/metrics.hpp"
@@ -292,10 +293,8 @@ struct import_writer::impl {
     if (failed || batch.empty())
       return;
     std::vector<std::pair<size_t, user_view>> due_soon;
-    auto until = to_ms(ctx->clock->now() + ctx->horizon);
     for (size_t i = 0; i < batch.size(); ++i)
-      if (std::any_of(batch[i].due.begin(), batch[i].due.end(),
-                      [&](const due_entry& d) { return d.due_at_ms <= until; }))
+      if (due_within_horizon(*ctx, batch[i]))
         due_soon.emplace_back(i, batch[i]);
     auto& journal = journals[next_journal++ % journals.size()];
     auto reply = self->request(journal, journal_timeout, import_atom::value,
