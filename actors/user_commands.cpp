@@ -204,8 +204,13 @@ void created(const node_context& ctx, user_view v) {
   // Counted once durable: a create that failed created nothing.
   static auto& users_created = get_metric("chime_users_created_total");
   users_created.add();
+  to_shard_if_due_soon(ctx, std::move(v));
+}
+
+void to_shard_if_due_soon(const node_context& ctx, user_view v) {
   // A new user is resident nowhere yet: its shard has something to do only
-  // when the user is due within the horizon (the due poll finds the rest).
+  // when the user is due within the horizon (the due poll finds the rest,
+  // and a shard owned by another node gets it from that node's poll).
   if (!due_within_horizon(ctx, v))
     return;
   if (auto shard = shard_for(ctx, v.user.id))

@@ -34,6 +34,10 @@ bool owns_user(const node_context& ctx, const std::string& user_id);
 /// journaled from: counted, and handed to its shard if it is due soon.
 void created(const node_context& ctx, user_view v);
 
+/// A new user, durable, handed to its shard when it is due within the
+/// horizon and its shard lives on this node (creates and imports both).
+void to_shard_if_due_soon(const node_context& ctx, user_view v);
+
 /// Directory name of the user-command actor.
 inline constexpr const char* user_commands_name = "users";
 

@@ -264,14 +264,9 @@ struct import_writer::impl {
     tally.imported += n;
     static auto& users_created = get_metric("chime_users_created_total");
     users_created.add(static_cast<int64_t>(n));
-    // As a create does: due soon, the user need not wait for the next
-    // poll. A shard owned by another node gets it from its poll.
-    for (auto& [i, v] : b.due_soon) {
-      auto actor = ctx->dir->get(shard_name(shard_of(v.user.id,
-                                                     ctx->shard_count)));
-      if (actor && !refusals[i])
-        caf::anon_send(actor, upsert_atom::value, std::move(v), false);
-    }
+    for (auto& [i, v] : b.due_soon)
+      if (!refusals[i])
+        to_shard_if_due_soon(*ctx, std::move(v));
   }
 
   /// Waits for the oldest batch in flight and takes in its outcome.
@@ -292,6 +287,7 @@ struct import_writer::impl {
       settle_oldest();
     if (failed || batch.empty())
       return;
+    // Copies kept only of the users a shard may want once they are durable.
     std::vector<std::pair<size_t, user_view>> due_soon;
     for (size_t i = 0; i < batch.size(); ++i)
       if (due_within_horizon(*ctx, batch[i]))

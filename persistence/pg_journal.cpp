@@ -211,10 +211,13 @@ journal_errc refusal_of(const pqxx::sql_error& e) {
   return journal_errc::unavailable;
 }
 
-/// Runs one of the send path's statements, prepared on first use on this
-/// connection: each runs about once a batch, thousands of times a burst,
-/// and parsing and planning it anew each time cost the database about as
-/// much as running it did for the smaller ones (0.3 ms a plan).
+/// Runs one of the statements that run once a batch (the send path's, and
+/// the set inserts of a group commit's creates), prepared on first use on
+/// this connection: thousands of times a burst, parsing and planning each
+/// anew cost the database about as much as running it did for the smaller
+/// ones (0.3 ms a plan). The names share one namespace per connection, and
+/// two texts under one name fail only when the second runs ("Inconsistent
+/// redefinition"): the pg tests run every caller.
 template <class... Args>
 pqxx::result exec_hot(pqxx::transaction_base& tx, const char* name,
                       const std::string& sql, Args&&... args) {
@@ -477,7 +480,7 @@ void write_due(pqxx::transaction_base& tx, const user_view& v,
   tx.exec_params("DELETE FROM due_index WHERE user_id = $1", v.user.id);
   auto shard = static_cast<int>(shard_of(v.user.id, shard_count));
   for (auto& d : v.due)
-    exec_hot(tx, "insert_due", "INSERT INTO due_index (user_id, occasion, shard,"
+    tx.exec_params("INSERT INTO due_index (user_id, occasion, shard,"
                    " due_at_ms, local_date) VALUES ($1, $2, $3, $4, $5::date)",
                    v.user.id, d.occasion, shard, d.due_at_ms, d.local_date);
 }
