@@ -254,11 +254,13 @@ void flush(journal_self self) {
     pg_deadline deadline{conn, pg_call_limit};
     pqxx::work tx{conn};
     std::map<batch_kind, std::vector<size_t>> batches;
+    size_t singles = 0;
     for (size_t i = 0; i < ops.size(); ++i) {
       if (ops[i].kind != batch_kind::single) {
         batches[ops[i].kind].push_back(i);
         continue;
       }
+      ++singles;
       try {
         results[i] = in_savepoint(tx, [&] { return ops[i].run(tx); });
       } catch (const op_failure& f) {
@@ -269,7 +271,12 @@ void flush(journal_self self) {
       }
     }
     // Each kind in its own savepoint too: what one kind's statement runs
-    // into fails that kind, not the users' writes beside it.
+    // into fails that kind, not the users' writes beside it. A kind alone
+    // in the transaction needs none (it fails with the transaction, which
+    // holds nothing else): a group commit of creates is one kind, and its
+    // savepoint was two of its round trips.
+    bool alone = batches.size() == 1 && singles == 0;
+    bool failed = false;
     for (auto& [kind, indices] : batches) {
       std::vector<caf::message> requests;
       for (auto i : indices)
@@ -277,10 +284,11 @@ void flush(journal_self self) {
       try {
         // The kind by init-capture: clang 14 (the sanitizer and fuzz build)
         // cannot capture a structured binding.
-        auto replies = in_savepoint(tx, [&, &kind = kind] {
+        auto run = [&, &kind = kind] {
           return batch_executors().at(kind)(
             tx, requests, fence{st.opts.fence, st.opts.shard_count});
-        });
+        };
+        auto replies = alone ? run() : in_savepoint(tx, run);
         for (size_t j = 0; j < indices.size(); ++j)
           results[indices[j]] = std::move(replies[j]);
       } catch (const pqxx::sql_error& e) {
@@ -289,10 +297,15 @@ void flush(journal_self self) {
           errors[i] = make_error(code == journal_errc::refused
                                    ? journal_errc::unavailable
                                    : code);
+        failed = true;
       }
     }
-    tx.commit();
-    commits().add();
+    // A lone kind that failed left the transaction aborted: nothing to
+    // commit (the transaction's end rolls it back).
+    if (!(alone && failed)) {
+      tx.commit();
+      commits().add();
+    }
   } catch (const op_failure& f) {
     fail_all(f.code);
   } catch (const std::exception& e) {
@@ -626,13 +639,17 @@ struct event_rows {
   }
 };
 
-/// The set-based part of import_users: one statement per table. A user
-/// whose email is taken, by a live user or by one earlier in `views`, is
-/// skipped by the users insert and gets no rows elsewhere.
+/// The set-based part of import_users: one statement for the three tables
+/// (a round trip each cost the journal's thread and the database a wake-up
+/// apiece, for a group commit of a few dozen creates). A user whose email
+/// is taken, by a live user or by one earlier in `views`, is skipped by the
+/// users insert and gets no rows elsewhere.
 std::vector<caf::error> insert_users(pqxx::transaction_base& tx,
                                      const std::vector<user_view>& views,
                                      uint32_t shard_count) {
   std::vector<std::string> cols[7];
+  std::vector<std::string> due[5];
+  std::vector<std::string> events[3];
   for (auto& v : views) {
     auto& u = v.user;
     for (auto [i, x] : {std::pair{0, &u.id}, {1, &u.first_name},
@@ -640,44 +657,44 @@ std::vector<caf::error> insert_users(pqxx::transaction_base& tx,
       cols[i].push_back(*x);
     cols[5].push_back(json(u.dates).dump());
     cols[6].push_back(std::to_string(u.created_at_ms));
-  }
-  std::unordered_set<std::string> inserted;
-  for (const auto& r : exec_hot(tx, "insert_user_set",
-         "INSERT INTO users (id, first_name, last_name, email, timezone, dates,"
-         " created_at_ms, updated_at_ms) SELECT i, f, l, e, z, d, c, c"
-         " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-         " $5::text[], $6::jsonb[], $7::bigint[]) AS r(i, f, l, e, z, d, c)"
-         // Only the email's index decides: a check of the primary key as
-         // well costs a probe per row, for ids that are new UUIDs.
-         " ON CONFLICT ((lower(email))) DO NOTHING RETURNING id",
-         text_array(cols[0]), text_array(cols[1]), text_array(cols[2]),
-         text_array(cols[3]), text_array(cols[4]), text_array(cols[5]),
-         text_array(cols[6])))
-    inserted.insert(r[0].as<std::string>());
-  std::vector<caf::error> refusals(views.size());
-  std::vector<std::string> due[5];
-  event_rows events;
-  for (size_t i = 0; i < views.size(); ++i) {
-    auto& v = views[i];
-    if (inserted.count(v.user.id) == 0) {
-      refusals[i] = make_error(journal_errc::conflict);
-      continue;
-    }
-    auto shard = std::to_string(shard_of(v.user.id, shard_count));
+    auto shard = std::to_string(shard_of(u.id, shard_count));
     for (auto& d : v.due)
-      for (auto [j, x] : {std::pair{0, v.user.id}, {1, d.occasion}, {2, shard},
+      for (auto [j, x] : {std::pair{0, u.id}, {1, d.occasion}, {2, shard},
                           {3, std::to_string(d.due_at_ms)}, {4, d.local_date}})
         due[j].push_back(std::move(x));
-    events.add(v.at_ms, "user_created", v.user.id, created_data(v).dump());
+    for (auto [j, x] : {std::pair{0, std::to_string(v.at_ms)}, {1, u.id},
+                        {2, created_data(v).dump()}})
+      events[j].push_back(std::move(x));
   }
-  if (!due[0].empty())
-    exec_hot(tx, "insert_due_set",
-             "INSERT INTO due_index (user_id, occasion, shard, due_at_ms,"
-             " local_date) SELECT * FROM unnest($1::text[], $2::text[],"
-             " $3::int[], $4::bigint[], $5::date[])",
-             text_array(due[0]), text_array(due[1]), text_array(due[2]),
-             text_array(due[3]), text_array(due[4]));
-  events.insert(tx);
+  static const std::string sql =
+    "WITH u AS (INSERT INTO users (id, first_name, last_name, email,"
+    " timezone, dates, created_at_ms, updated_at_ms)"
+    " SELECT i, f, l, e, z, d, c, c FROM unnest($1::text[], $2::text[],"
+    " $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[])"
+    " AS r(i, f, l, e, z, d, c)"
+    // Only the email's index decides: a check of the primary key as well
+    // costs a probe per row, for ids that are new UUIDs.
+    " ON CONFLICT ((lower(email))) DO NOTHING RETURNING id),"
+    " d AS (INSERT INTO due_index (user_id, occasion, shard, due_at_ms,"
+    " local_date) SELECT r.* FROM unnest($8::text[], $9::text[], $10::int[],"
+    " $11::bigint[], $12::date[]) AS r(i, o, s, t, l) JOIN u ON u.id = r.i),"
+    " e AS (INSERT INTO journal (at_ms, kind, user_id, data)"
+    " SELECT r.a, 'user_created', r.i, r.d FROM unnest($13::bigint[],"
+    " $14::text[], $15::jsonb[]) AS r(a, i, d) JOIN u ON u.id = r.i)"
+    " SELECT id FROM u";
+  std::unordered_set<std::string> inserted;
+  for (const auto& r : exec_hot(tx, "insert_user_set", sql,
+         text_array(cols[0]), text_array(cols[1]), text_array(cols[2]),
+         text_array(cols[3]), text_array(cols[4]), text_array(cols[5]),
+         text_array(cols[6]), text_array(due[0]), text_array(due[1]),
+         text_array(due[2]), text_array(due[3]), text_array(due[4]),
+         text_array(events[0]), text_array(events[1]),
+         text_array(events[2])))
+    inserted.insert(r[0].as<std::string>());
+  std::vector<caf::error> refusals(views.size());
+  for (size_t i = 0; i < views.size(); ++i)
+    if (inserted.count(views[i].user.id) == 0)
+      refusals[i] = make_error(journal_errc::conflict);
   return refusals;
 }
 

@@ -401,6 +401,54 @@ TEST_CASE("writes sent together are all acknowledged (group commit)",
   CHECK(commits.value() - commits_before < n / 10);
 }
 
+TEST_CASE("a batch the database fails whole fails its own writers only, "
+          "whether alone in its commit or beside other writes",
+          "[pg][journal]") {
+  journal_fixture fx;
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value,
+                               make_user("u0", "u0@example.com")));
+  // A failure that is no refusal of the data (those fall back user by
+  // user): the creates' whole statement fails, as a lost lock would.
+  auto& pg = dynamic_cast<pg_backend&>(*fx.store);
+  {
+    pqxx::connection c{server_url(pg.db_name)};
+    pqxx::nontransaction tx{c};
+    tx.exec("CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN"
+            " IF NEW.first_name = 'Boom' THEN RAISE EXCEPTION 'boom'; END IF;"
+            " RETURN NEW; END $$ LANGUAGE plpgsql");
+    tx.exec("CREATE TRIGGER boom BEFORE INSERT ON users"
+            " FOR EACH ROW EXECUTE FUNCTION boom()");
+  }
+  auto boom = make_user("b1", "b1@example.com");
+  boom.user.first_name = "Boom";
+  // Alone in its commit.
+  auto alone = fx.ask<caf::ok_atom>(create_atom::value, boom);
+  REQUIRE(!alone);
+  CHECK(is(alone.error(), journal_errc::unavailable));
+  CHECK(fx.count("SELECT count(*) FROM users WHERE id = 'b1'") == 0);
+  CHECK(fx.count("SELECT count(*) FROM journal WHERE user_id = 'b1'") == 0);
+  // Beside a write of another kind, sent together (one commit, unless the
+  // journal flushed between them): that write commits either way.
+  caf::scoped_actor self{*fx.sys};
+  self->send(fx.journal, remove_atom::value, std::string{"u0"}, int64_t{2000});
+  self->send(fx.journal, create_atom::value, boom);
+  int removed = 0;
+  int failed = 0;
+  for (int i = 0; i < 2; ++i)
+    self->receive([&](caf::ok_atom) { ++removed; },
+                  [&](caf::error& err) {
+                    failed += is(err, journal_errc::unavailable);
+                  },
+                  caf::after(std::chrono::seconds{30}) >> [] {});
+  CHECK(removed == 1);
+  CHECK(failed == 1);
+  CHECK(fx.count("SELECT count(*) FROM users") == 0);
+  // And the journal goes on.
+  CHECK(fx.ask<caf::ok_atom>(create_atom::value,
+                             make_user("u2", "u2@example.com")));
+  CHECK(fx.count("SELECT count(*) FROM users WHERE id = 'u2'") == 1);
+}
+
 /// Adds `n` valid users to an import, due a day after make_user's, so that
 /// the set goes the way of its size (see import_users).
 void add_padding(std::vector<user_view>& views, size_t n) {
