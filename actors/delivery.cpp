@@ -61,6 +61,8 @@ using hold_atom = caf::atom_constant<caf::atom("hold")>;
 using send_tick_atom = caf::atom_constant<caf::atom("send_tick")>;
 /// Local: the transport replaced at that replacement runs no more.
 using transport_gone_atom = caf::atom_constant<caf::atom("tp_gone")>;
+/// Local: ack what this turn of the mailbox settled.
+using ack_flush_atom = caf::atom_constant<caf::atom("ack_flush")>;
 
 /// A forwarding peer's verdicts on a delivery it holds the message of.
 constexpr const char* verdict_ack = "ack";
@@ -94,6 +96,9 @@ struct send_wait {
 struct delivery_state {
   context_ptr ctx;
   std::deque<job> queue;
+  /// Broker messages settled in this turn of the mailbox, acked together at
+  /// its end (ack_flush_atom): at most the deliveries in flight.
+  std::vector<receipt> acks;
   /// The sends out, by the id their answer comes under.
   std::unordered_map<uint64_t, send_wait> sends;
   /// Transports replaced because one of their requests went unanswered:
@@ -159,7 +164,7 @@ using delivery_impl_actor = delivery_actor::extend<
   caf::reacts_to<send_tick_atom>, caf::reacts_to<hold_atom>,
   caf::reacts_to<deadline_tick_atom>,
   caf::reacts_to<outcome_atom, delivery_outcome, int64_t>,
-  caf::reacts_to<mail_done_atom>,
+  caf::reacts_to<mail_done_atom>, caf::reacts_to<ack_flush_atom>,
   caf::reacts_to<transport_gone_atom, uint64_t>>;
 
 using delivery_self = delivery_impl_actor::stateful_pointer<delivery_state>;
@@ -180,6 +185,31 @@ journal_actor journal_of(delivery_self self, const delivery_record& d) {
   return journal_at(*ctx.dir, send_journal_of(d.user_id, ctx.shard_count));
 }
 
+void ack(delivery_self self, const receipt& r) {
+  auto& acks = self->state.acks;
+  // Sent to itself behind what the mailbox holds now: the acks of those
+  // messages go along.
+  if (acks.empty())
+    self->send(self, ack_flush_atom::value);
+  acks.push_back(r);
+}
+
+void flush_acks(delivery_self self) {
+  // By consumer (a node has one a queue), in the order they were settled.
+  auto acks = std::move(self->state.acks);
+  self->state.acks.clear();
+  while (!acks.empty()) {
+    auto to = acks.front().consumer;
+    auto rest = std::stable_partition(
+      acks.begin(), acks.end(),
+      [&](const receipt& r) { return r.consumer != to; });
+    std::vector<receipt> theirs(std::make_move_iterator(rest),
+                                std::make_move_iterator(acks.end()));
+    acks.erase(rest, acks.end());
+    caf::anon_send(to, ack_atom::value, std::move(theirs));
+  }
+}
+
 void settle(delivery_self self, job& j, bool dead) {
   if (j.forwarded) {
     j.forwarded->deliver(std::string{dead ? verdict_dead : verdict_ack});
@@ -192,18 +222,18 @@ void settle(delivery_self self, job& j, bool dead) {
     self
       ->request(handoff_at(*self->state.ctx->dir), journal_timeout,
                 dead_letter_atom::value, j.d)
-      .then([from](caf::ok_atom) { caf::anon_send(from.consumer, ack_atom::value, from); },
-            [from, key](caf::error&) {
+      .then([self, from](caf::ok_atom) { ack(self, from); },
+            [self, from, key](caf::error&) {
               log(log_level::warn, "delivery",
                   "dead letter not copied to the dead-letter queue",
                   {{"key", key}});
-              caf::anon_send(from.consumer, ack_atom::value, from);
+              ack(self, from);
             });
   } else if (j.from) {
     if (dead)
       caf::anon_send(j.from->consumer, nack_atom::value, *j.from, false);
     else
-      caf::anon_send(j.from->consumer, ack_atom::value, *j.from);
+      ack(self, *j.from);
   }
 }
 
@@ -814,6 +844,9 @@ void settle_shard_drains(delivery_self self) {
       ++i;
       continue;
     }
+    // Whoever waits for the drain may stop the consumers next: what the
+    // drained sends settled is acked first.
+    flush_acks(self);
     i->second.deliver(caf::ok_atom::value);
     i = drains.erase(i);
   }
@@ -889,6 +922,7 @@ delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx)
     [=](deadline_tick_atom) {
       check_deadlines(self);
     },
+    [=](ack_flush_atom) { flush_acks(self); },
     [=](mail_done_atom) {
       answers(self);
     },
@@ -1030,7 +1064,8 @@ caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
           .then(
             [=](caf::ok_atom) {
               get_metric(counted).add();
-              caf::anon_send(r.consumer, ack_atom::value, r);
+              caf::anon_send(r.consumer, ack_atom::value,
+                             std::vector<receipt>{r});
             },
             [=](caf::error&) {
               self->delayed_send(self, std::chrono::seconds{1},

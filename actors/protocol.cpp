@@ -48,6 +48,7 @@ void add_chime_types(caf::actor_system_config& cfg) {
     .add_message_type<delivery_outcome>("delivery_outcome")
     .add_message_type<send_result>("send_result")
     .add_message_type<receipt>("receipt")
+    .add_message_type<std::vector<receipt>>("std::vector<receipt>")
     .add_message_type<std::vector<std::string>>("std::vector<std::string>")
     .add_message_type<journal_stats>("journal_stats")
     .add_message_type<member_info>("member_info")

@@ -106,7 +106,9 @@ typename Inspector::result_type inspect(Inspector& f, shard_lease& x) {
   return f(caf::meta::type_name("shard_lease"), x.shard, x.epoch);
 }
 // Broker receipts: a consumer sends (deliver_atom, record, receipt) and gets
-// (ack_atom, receipt) or (nack_atom, receipt, requeue) back.
+// (ack_atom, std::vector<receipt>) or (nack_atom, receipt, requeue) back:
+// acks in bundles, since each message woke a consumer waiting at its
+// prefetch limit.
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 using ack_atom = caf::atom_constant<caf::atom("ack")>;
 using nack_atom = caf::atom_constant<caf::atom("nack")>;

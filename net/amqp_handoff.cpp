@@ -327,7 +327,10 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       conn.reset();
     }
   };
-  auto on_ack = [&](ack_atom, const receipt& r) { settle(r, true, false); };
+  auto on_ack = [&](ack_atom, const std::vector<receipt>& rs) {
+    for (auto& r : rs)
+      settle(r, true, false);
+  };
   auto on_nack = [&](nack_atom, const receipt& r, bool requeue) {
     settle(r, false, requeue);
   };

@@ -35,7 +35,7 @@ caf::actor spawn_amqp_publisher(caf::actor_system& sys, context_ptr ctx,
 /// Spawns a consumer of `queue` on its own thread and connection: every
 /// message goes to the actor registered as `target` as (deliver_atom,
 /// delivery_record, receipt); the target answers the consumer with
-/// (ack_atom, receipt) or (nack_atom, receipt, requeue). Reconnects after
+/// (ack_atom, std::vector<receipt>) or (nack_atom, receipt, requeue). Reconnects after
 /// the broker went away (unacked messages are then redelivered by it).
 caf::actor spawn_amqp_consumer(caf::actor_system& sys, context_ptr ctx,
                                amqp_options opts, std::string queue,

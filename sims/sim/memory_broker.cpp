@@ -321,7 +321,10 @@ caf::behavior memory_consumer(caf::stateful_actor<consumer_state>* self,
       self->send(ctx->dir->get(target), deliver_atom::value, std::move(d),
                  std::move(r));
     },
-    [=](ack_atom a, receipt& r) { self->send(broker, a, std::move(r)); },
+    [=](ack_atom a, std::vector<receipt>& rs) {
+      for (auto& r : rs)
+        self->send(broker, a, std::move(r));
+    },
     [=](nack_atom a, receipt& r, bool requeue) {
       self->send(broker, a, std::move(r), requeue);
     },

@@ -16,6 +16,7 @@
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <limits>
@@ -44,6 +45,7 @@ struct seen {
   std::vector<caf::typed_response_promise<send_result>> held;
   test_mailer mailer; ///< the latest; a tick answers its held sends
   int sends = 0;
+  int ack_messages = 0; ///< messages the acks came in
 };
 
 user_record ada() {
@@ -129,8 +131,10 @@ struct delivery_fixture : coordinator_fixture {
     };
     consumer = sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
       return {
-        [log](ack_atom, const receipt& r) {
-          log->events.push_back("ack " + std::to_string(r.tag));
+        [log](ack_atom, const std::vector<receipt>& rs) {
+          ++log->ack_messages;
+          for (auto& r : rs)
+            log->events.push_back("ack " + std::to_string(r.tag));
         },
         [log](nack_atom, const receipt& r, bool) {
           log->events.push_back("nack " + std::to_string(r.tag));
@@ -206,6 +210,34 @@ TEST_CASE("a delivery is re-checked, sent once, and its outcome journaled "
   delivery_fixture fx;
   fx.deliver(1);
   CHECK(fx.log->events == sent_path("sent", {"ack 1"}));
+}
+
+TEST_CASE("the broker messages settled together are acked in one message to "
+          "their consumer, after their outcomes",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  // Arrived together (a bundle's parts come so), sent and answered together.
+  for (uint64_t tag : {1, 2, 3}) {
+    auto id = "u" + std::to_string(tag);
+    caf::anon_send(fx.delivery, deliver_atom::value,
+                   delivery_record{id + ":birthday:2027-01-15", id, "birthday",
+                                   "2027-01-15", to_ms(fx.start),
+                                   delivery_status::handed_off, 0, "", 0,
+                                   "ada@example.com", "Happy birthday"},
+                   receipt{tag, 1, fx.consumer, 1});
+  }
+  fx.sched.run();
+  auto& ev = fx.log->events;
+  REQUIRE(std::count(ev.begin(), ev.end(), "ack 1") == 1);
+  REQUIRE(std::count(ev.begin(), ev.end(), "ack 2") == 1);
+  REQUIRE(std::count(ev.begin(), ev.end(), "ack 3") == 1);
+  // Each one no sooner than its outcome.
+  for (auto tag : {"1", "2", "3"})
+    CHECK(std::find(ev.begin(), ev.end(),
+                    std::string{"outcome u"} + tag
+                      + ":birthday:2027-01-15 sent")
+          < std::find(ev.begin(), ev.end(), std::string{"ack "} + tag));
+  CHECK(fx.log->ack_messages == 1);
 }
 
 TEST_CASE("an outbox probe back from the broker is acked and noted when it "
