@@ -48,11 +48,40 @@ json_object_text& json_object_text::field(std::string_view n, int64_t value) {
   return *this;
 }
 
-std::string json_object_text::take() {
-  out_ += out_.empty() ? "{}" : "}";
+json_object_text& json_object_text::raw_field(std::string_view n,
+                                              std::string_view json) {
+  name(n);
+  out_ += json;
+  return *this;
+}
+
+namespace {
+
+/// Closes the container that `out` holds (or writes an empty one) and hands
+/// the text over, leaving `out` empty for the next.
+std::string close(std::string& out, char open, char close) {
+  if (out.empty())
+    out += open;
+  out += close;
   std::string done;
-  done.swap(out_);
+  done.swap(out);
   return done;
+}
+
+} // namespace
+
+std::string json_object_text::take() {
+  return close(out_, '{', '}');
+}
+
+json_array_text& json_array_text::raw(std::string_view json) {
+  out_ += out_.empty() ? '[' : ',';
+  out_ += json;
+  return *this;
+}
+
+std::string json_array_text::take() {
+  return close(out_, '[', ']');
 }
 
 } // namespace chime

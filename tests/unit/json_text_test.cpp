@@ -30,6 +30,23 @@ TEST_CASE("an object written as text reads back field for field",
   CHECK(json_object_text{}.take() == "{}");
 }
 
+TEST_CASE("objects and arrays nest through raw fields and read back whole",
+          "[unit][json]") {
+  json_array_text list;
+  for (int64_t n : {1, 2})
+    list.raw(json_object_text{}.field("n", n).take());
+  auto text = json_object_text{}
+                .raw_field("inner", json_object_text{}.field("a", "b").take())
+                .raw_field("list", list.take())
+                .raw_field("none", json_array_text{}.take())
+                .take();
+  auto j = nlohmann::json::parse(text);
+  CHECK(j.at("inner") == nlohmann::json{{"a", "b"}});
+  CHECK(j.at("list") == nlohmann::json::parse(R"([{"n":1},{"n":2}])"));
+  CHECK(j.at("none") == nlohmann::json::array());
+  CHECK(list.take() == "[]"); // emptied by the take before
+}
+
 TEST_CASE("a control character is written as a \\u escape", "[unit][json]") {
   std::string out;
   append_json_string(out, std::string{"a\x01z", 3});
