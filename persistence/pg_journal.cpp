@@ -492,7 +492,7 @@ void append_event(pqxx::transaction_base& tx, int64_t at_ms,
                   const std::string& kind, const std::string& user_id,
                   const std::string& data) {
   tx.exec_params("INSERT INTO journal (at_ms, kind, user_id, data)"
-                 " VALUES ($1, $2, $3, $4::jsonb)",
+                 " VALUES ($1, $2, $3, $4::json)",
                  at_ms, kind, user_id, data);
 }
 
@@ -643,7 +643,7 @@ struct event_rows {
     exec_hot(tx, "journal_events",
              "INSERT INTO journal (at_ms, kind, user_id, data)"
              " SELECT a, k, nullif(u, ''), d FROM unnest($1::bigint[],"
-             " $2::text[], $3::text[], $4::jsonb[]) AS r(a, k, u, d)",
+             " $2::text[], $3::text[], $4::json[]) AS r(a, k, u, d)",
              text_array(at_ms), text_array(kind), text_array(user_id),
              text_array(data));
   }
@@ -690,7 +690,7 @@ std::vector<caf::error> insert_users(pqxx::transaction_base& tx,
     " $11::bigint[], $12::date[]) AS r(i, o, s, t, l) JOIN u ON u.id = r.i),"
     " e AS (INSERT INTO journal (at_ms, kind, user_id, data)"
     " SELECT r.a, 'user_created', r.i, r.d FROM unnest($13::bigint[],"
-    " $14::text[], $15::jsonb[]) AS r(a, i, d) JOIN u ON u.id = r.i)"
+    " $14::text[], $15::json[]) AS r(a, i, d) JOIN u ON u.id = r.i)"
     " SELECT id FROM u";
   std::unordered_set<std::string> inserted;
   for (const auto& r : exec_hot(tx, "insert_user_set", sql,

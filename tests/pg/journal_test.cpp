@@ -495,9 +495,9 @@ TEST_CASE("an import writes each user as a create does, and a taken email or a "
         == 3 + pad);
   CHECK(fx.count("SELECT count(*) FROM journal a JOIN journal b"
                  " ON a.user_id = 'u0' AND b.user_id = 'u1'"
-                 " WHERE a.data - 'user' = b.data - 'user'"
-                 " AND (a.data->'user') - '{id,email}'::text[]"
-                 " = (b.data->'user') - '{id,email}'::text[]")
+                 " WHERE a.data::jsonb - 'user' = b.data::jsonb - 'user'"
+                 " AND (a.data::jsonb->'user') - '{id,email}'::text[]"
+                 " = (b.data::jsonb->'user') - '{id,email}'::text[]")
         == 1);
   auto read = fx.ask<user_view>(read_atom::value, std::string{"u3"});
   REQUIRE(read);
@@ -670,7 +670,7 @@ TEMPLATE_TEST_CASE("two reports of one due occasion in one batch record it once"
           == 1);
     // The batch's entry, written as text, is the event's fields.
     CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'occasion_due'"
-                   " AND jsonb_array_length(data->'batch') = 1"
+                   " AND json_array_length(data->'batch') = 1"
                    " AND data->'batch'->0->>'user_id' = 'u1'"
                    " AND data->'batch'->0->>'key' = '"
                    + fx.deliveries().front().key + "'"
