@@ -17,6 +17,7 @@
 #include <pqxx/pqxx>
 
 #include <functional>
+#include <type_traits>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -649,6 +650,63 @@ struct event_rows {
   }
 };
 
+/// The rows a created user writes, field by field in their tables' column
+/// order (users_columns, due_columns, event_columns): insert_users and
+/// copy_users write the same rows in two shapes, array parameters and COPY
+/// rows. `field` takes text (std::string_view) and numbers (int64_t).
+template <class Field>
+void user_row(const user_view& v, Field&& field) {
+  auto& u = v.user;
+  for (auto* text : {&u.id, &u.first_name, &u.last_name, &u.email,
+                     &u.timezone})
+    field(std::string_view{*text});
+  field(std::string_view{dates_text(u)});
+  field(u.created_at_ms);
+  field(u.created_at_ms);
+}
+
+template <class Field>
+void due_row(const user_view& v, const due_entry& d, int64_t shard,
+             Field&& field) {
+  field(std::string_view{v.user.id});
+  field(std::string_view{d.occasion});
+  field(shard);
+  field(d.due_at_ms);
+  field(std::string_view{d.local_date});
+}
+
+template <class Field>
+void created_event_row(const user_view& v, Field&& field) {
+  field(v.at_ms);
+  field(std::string_view{"user_created"});
+  field(std::string_view{v.user.id});
+  field(std::string_view{user_event_text(v)});
+}
+
+const std::vector<std::string> users_columns{
+  "id", "first_name", "last_name", "email", "timezone", "dates",
+  "created_at_ms", "updated_at_ms"};
+const std::vector<std::string> due_columns{"user_id", "occasion", "shard",
+                                           "due_at_ms", "local_date"};
+const std::vector<std::string> event_columns{"at_ms", "kind", "user_id",
+                                             "data"};
+
+/// Columns of array parameters, filled a row at a time.
+template <size_t N>
+struct column_arrays {
+  std::vector<std::string> cols[N];
+
+  /// The `field` of one row: the next column's value.
+  auto row() {
+    return [this, i = size_t{0}](auto value) mutable {
+      if constexpr (std::is_same_v<decltype(value), int64_t>)
+        cols[i++].push_back(std::to_string(value));
+      else
+        cols[i++].emplace_back(value);
+    };
+  }
+};
+
 /// The set-based part of import_users: one statement for the three tables
 /// (a round trip each cost the journal's thread and the database a wake-up
 /// apiece, for a group commit of a few dozen creates). A user whose email
@@ -657,49 +715,42 @@ struct event_rows {
 std::vector<caf::error> insert_users(pqxx::transaction_base& tx,
                                      const std::vector<user_view>& views,
                                      uint32_t shard_count) {
-  std::vector<std::string> cols[7];
-  std::vector<std::string> due[5];
-  std::vector<std::string> events[3];
+  column_arrays<8> users;
+  column_arrays<5> due;
+  column_arrays<4> events;
   for (auto& v : views) {
-    auto& u = v.user;
-    for (auto [i, x] : {std::pair{0, &u.id}, {1, &u.first_name},
-                        {2, &u.last_name}, {3, &u.email}, {4, &u.timezone}})
-      cols[i].push_back(*x);
-    cols[5].push_back(dates_text(u));
-    cols[6].push_back(std::to_string(u.created_at_ms));
-    auto shard = std::to_string(shard_of(u.id, shard_count));
+    user_row(v, users.row());
+    auto shard = static_cast<int64_t>(shard_of(v.user.id, shard_count));
     for (auto& d : v.due)
-      for (auto [j, x] : {std::pair{0, u.id}, {1, d.occasion}, {2, shard},
-                          {3, std::to_string(d.due_at_ms)}, {4, d.local_date}})
-        due[j].push_back(std::move(x));
-    for (auto [j, x] : {std::pair{0, std::to_string(v.at_ms)}, {1, u.id},
-                        {2, user_event_text(v)}})
-      events[j].push_back(std::move(x));
+      due_row(v, d, shard, due.row());
+    created_event_row(v, events.row());
   }
   static const std::string sql =
     "WITH u AS (INSERT INTO users (id, first_name, last_name, email,"
     " timezone, dates, created_at_ms, updated_at_ms)"
-    " SELECT i, f, l, e, z, d, c, c FROM unnest($1::text[], $2::text[],"
-    " $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[])"
-    " AS r(i, f, l, e, z, d, c)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+    " $5::text[], $6::jsonb[], $7::bigint[], $8::bigint[])"
     // Only the email's index decides: a check of the primary key as well
     // costs a probe per row, for ids that are new UUIDs.
     " ON CONFLICT ((lower(email))) DO NOTHING RETURNING id),"
     " d AS (INSERT INTO due_index (user_id, occasion, shard, due_at_ms,"
-    " local_date) SELECT r.* FROM unnest($8::text[], $9::text[], $10::int[],"
-    " $11::bigint[], $12::date[]) AS r(i, o, s, t, l) JOIN u ON u.id = r.i),"
+    " local_date) SELECT r.* FROM unnest($9::text[], $10::text[], $11::int[],"
+    " $12::bigint[], $13::date[]) AS r(i, o, s, t, l) JOIN u ON u.id = r.i),"
     " e AS (INSERT INTO journal (at_ms, kind, user_id, data)"
-    " SELECT r.a, 'user_created', r.i, r.d FROM unnest($13::bigint[],"
-    " $14::text[], $15::json[]) AS r(a, i, d) JOIN u ON u.id = r.i)"
+    " SELECT r.* FROM unnest($14::bigint[], $15::text[], $16::text[],"
+    " $17::json[]) AS r(a, k, i, d) JOIN u ON u.id = r.i)"
     " SELECT id FROM u";
   std::unordered_set<std::string> inserted;
+  auto& uc = users.cols;
+  auto& dc = due.cols;
+  auto& ec = events.cols;
   for (const auto& r : exec_hot(tx, "insert_user_set", sql,
-         text_array(cols[0]), text_array(cols[1]), text_array(cols[2]),
-         text_array(cols[3]), text_array(cols[4]), text_array(cols[5]),
-         text_array(cols[6]), text_array(due[0]), text_array(due[1]),
-         text_array(due[2]), text_array(due[3]), text_array(due[4]),
-         text_array(events[0]), text_array(events[1]),
-         text_array(events[2])))
+         text_array(uc[0]), text_array(uc[1]), text_array(uc[2]),
+         text_array(uc[3]), text_array(uc[4]), text_array(uc[5]),
+         text_array(uc[6]), text_array(uc[7]), text_array(dc[0]),
+         text_array(dc[1]), text_array(dc[2]), text_array(dc[3]),
+         text_array(dc[4]), text_array(ec[0]), text_array(ec[1]),
+         text_array(ec[2]), text_array(ec[3])))
     inserted.insert(r[0].as<std::string>());
   std::vector<caf::error> refusals(views.size());
   for (size_t i = 0; i < views.size(); ++i)
@@ -775,50 +826,32 @@ namespace {
 std::vector<caf::error> copy_users(pqxx::transaction_base& tx,
                                    const std::vector<user_view>& views,
                                    uint32_t shard_count) {
-  using cols = std::vector<std::string>;
-  auto write = [](pqxx::stream_to& to, copy_row& row) {
-    to << std::make_tuple(copy_line{row.take()});
+  // One stream per table: COPY takes one table at a time.
+  auto stream = [&tx](const char* table, const std::vector<std::string>& cols,
+                      auto&& write_rows) {
+    pqxx::stream_to to{tx, table, cols};
+    write_rows([&to](auto&& row_of) {
+      copy_row row;
+      row_of([&row](auto value) { row.field(value); });
+      to << std::make_tuple(copy_line{row.take()});
+    });
+    to.complete();
   };
-  pqxx::stream_to users{tx, "users",
-                        cols{"id", "first_name", "last_name", "email",
-                             "timezone", "dates", "created_at_ms",
-                             "updated_at_ms"}};
-  for (auto& v : views) {
-    auto& u = v.user;
-    write(users, copy_row{}
-                   .field(u.id)
-                   .field(u.first_name)
-                   .field(u.last_name)
-                   .field(u.email)
-                   .field(u.timezone)
-                   .field(dates_text(u))
-                   .field(u.created_at_ms)
-                   .field(u.created_at_ms));
-  }
-  users.complete();
-  pqxx::stream_to due{tx, "due_index",
-                      cols{"user_id", "occasion", "shard", "due_at_ms",
-                           "local_date"}};
-  for (auto& v : views) {
-    auto shard = static_cast<int64_t>(shard_of(v.user.id, shard_count));
-    for (auto& d : v.due)
-      write(due, copy_row{}
-                   .field(v.user.id)
-                   .field(d.occasion)
-                   .field(shard)
-                   .field(d.due_at_ms)
-                   .field(d.local_date));
-  }
-  due.complete();
-  pqxx::stream_to events{tx, "journal",
-                         cols{"at_ms", "kind", "user_id", "data"}};
-  for (auto& v : views)
-    write(events, copy_row{}
-                    .field(v.at_ms)
-                    .field("user_created")
-                    .field(v.user.id)
-                    .field(user_event_text(v)));
-  events.complete();
+  stream("users", users_columns, [&](auto write) {
+    for (auto& v : views)
+      write([&](auto field) { user_row(v, field); });
+  });
+  stream("due_index", due_columns, [&](auto write) {
+    for (auto& v : views) {
+      auto shard = static_cast<int64_t>(shard_of(v.user.id, shard_count));
+      for (auto& d : v.due)
+        write([&](auto field) { due_row(v, d, shard, field); });
+    }
+  });
+  stream("journal", event_columns, [&](auto write) {
+    for (auto& v : views)
+      write([&](auto field) { created_event_row(v, field); });
+  });
   return std::vector<caf::error>(views.size());
 }
 
