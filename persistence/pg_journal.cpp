@@ -277,7 +277,7 @@ void flush(journal_self self) {
     // holds nothing else): a group commit of creates is one kind, and its
     // savepoint was two of its round trips.
     bool alone = batches.size() == 1 && singles == 0;
-    bool failed = false;
+    bool aborted = false; // a lone kind failed, and the transaction with it
     for (auto& [kind, indices] : batches) {
       std::vector<caf::message> requests;
       for (auto i : indices)
@@ -298,12 +298,11 @@ void flush(journal_self self) {
           errors[i] = make_error(code == journal_errc::refused
                                    ? journal_errc::unavailable
                                    : code);
-        failed = true;
+        aborted = alone;
       }
     }
-    // A lone kind that failed left the transaction aborted: nothing to
-    // commit (the transaction's end rolls it back).
-    if (!(alone && failed)) {
+    // Nothing to commit then (the transaction's end rolls it back).
+    if (!aborted) {
       tx.commit();
       commits().add();
     }
