@@ -825,32 +825,28 @@ namespace {
 std::vector<caf::error> copy_users(pqxx::transaction_base& tx,
                                    const std::vector<user_view>& views,
                                    uint32_t shard_count) {
-  // One stream per table: COPY takes one table at a time.
-  auto stream = [&tx](const char* table, const std::vector<std::string>& cols,
-                      auto&& write_rows) {
-    pqxx::stream_to to{tx, table, cols};
-    write_rows([&to](auto&& row_of) {
-      copy_row row;
-      row_of([&row](auto value) { row.field(value); });
-      to << std::make_tuple(copy_line{row.take()});
-    });
-    to.complete();
+  // A row's fields (user_row & co) into one COPY line.
+  auto put = [](pqxx::stream_to& to, auto&& row_of) {
+    copy_row row;
+    row_of([&row](auto value) { row.field(value); });
+    to << std::make_tuple(copy_line{row.take()});
   };
-  stream("users", users_columns, [&](auto write) {
-    for (auto& v : views)
-      write([&](auto field) { user_row(v, field); });
-  });
-  stream("due_index", due_columns, [&](auto write) {
-    for (auto& v : views) {
-      auto shard = static_cast<int64_t>(shard_of(v.user.id, shard_count));
-      for (auto& d : v.due)
-        write([&](auto field) { due_row(v, d, shard, field); });
-    }
-  });
-  stream("journal", event_columns, [&](auto write) {
-    for (auto& v : views)
-      write([&](auto field) { created_event_row(v, field); });
-  });
+  // One stream per table: COPY takes one table at a time.
+  pqxx::stream_to users{tx, "users", users_columns};
+  for (auto& v : views)
+    put(users, [&](auto field) { user_row(v, field); });
+  users.complete();
+  pqxx::stream_to due{tx, "due_index", due_columns};
+  for (auto& v : views) {
+    auto shard = static_cast<int64_t>(shard_of(v.user.id, shard_count));
+    for (auto& d : v.due)
+      put(due, [&](auto field) { due_row(v, d, shard, field); });
+  }
+  due.complete();
+  pqxx::stream_to events{tx, "journal", event_columns};
+  for (auto& v : views)
+    put(events, [&](auto field) { created_event_row(v, field); });
+  events.complete();
   return std::vector<caf::error>(views.size());
 }
 
