@@ -14,7 +14,7 @@ handoff_actor handoff_at(const directory& dir) {
 }
 
 void fired_deliveries::add(const handoff_actor& to,
-                           const std::vector<fire_request>& fires,
+                           std::vector<fire_request>&& fires,
                            const std::vector<bool>& recorded) {
   if (!to)
     return;
@@ -24,7 +24,7 @@ void fired_deliveries::add(const handoff_actor& to,
     i = by_handoff_.insert(by_handoff_.end(), {to, {}});
   for (size_t k = 0; k < fires.size() && k < recorded.size(); ++k)
     if (recorded[k] && fires[k].delivery.status == delivery_status::scheduled)
-      i->second.push_back(fires[k].delivery);
+      i->second.push_back(std::move(fires[k].delivery));
 }
 
 void fired_deliveries::submit() {

@@ -48,8 +48,9 @@ handoff_actor handoff_at(const directory& dir);
 class fired_deliveries {
 public:
   /// Those of `fires` that were recorded and are still owed (an expired
-  /// occasion is recorded, not sent); `recorded` answers `fires` in order.
-  void add(const handoff_actor& to, const std::vector<fire_request>& fires,
+  /// occasion is recorded, not sent), moved out of them; `recorded` answers
+  /// `fires` in order.
+  void add(const handoff_actor& to, std::vector<fire_request>&& fires,
            const std::vector<bool>& recorded);
 
   /// Submits what was added, and forgets it.

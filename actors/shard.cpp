@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <map>
 #include <set>
 #include <tuple>
@@ -105,17 +106,32 @@ void arm_user(shard_actor* self,
   arm_wake(self);
 }
 
+/// What the answer to a fire request needs of it: the request itself moved
+/// into the journal's message (a copy of each for the answer had cost a
+/// burst's shards most of their time at the due instant).
+struct fire_echo {
+  std::string user_id;
+  due_entry due;
+  due_entry next;
+  uint64_t version = 0; ///< of the resident view it was planned from
+  std::string expired_key; ///< set when it is recorded as expired
+};
+
+fire_echo echo_of(const fire_request& req, uint64_t version) {
+  auto expired = req.delivery.status != delivery_status::scheduled;
+  return {req.user_id, req.due, req.next, version,
+          expired ? req.delivery.key : std::string{}};
+}
+
 /// What the journal answered to one fire request (it submitted the
 /// delivery to the handoff itself): an expired one counted, and the user's
 /// due instant moved on.
-void fired(shard_actor* self, const fire_request& req, uint64_t version,
-           bool recorded) {
+void fired(shard_actor* self, const fire_echo& req, bool recorded) {
   auto& st = self->state;
-  auto& d = req.delivery;
-  if (recorded && d.status != delivery_status::scheduled) {
+  if (recorded && !req.expired_key.empty()) {
     get_metric("chime_deliveries_expired_total").add();
     log(log_level::info, "user", "occasion expired",
-        {{"user_id", d.user_id}, {"key", d.key}});
+        {{"user_id", req.user_id}, {"key", req.expired_key}});
   }
   auto i = st.users.find(req.user_id);
   if (i == st.users.end())
@@ -124,7 +140,7 @@ void fired(shard_actor* self, const fire_request& req, uint64_t version,
   r.done_firing(req.due.occasion);
   // A view replaced meanwhile is authoritative: its due instants were
   // planned knowing what this one recorded.
-  if (version == r.version)
+  if (req.version == r.version)
     for (auto& e : r.view.due)
       if (e.occasion == req.due.occasion && e.due_at_ms == req.due.due_at_ms)
         e = req.next;
@@ -133,7 +149,7 @@ void fired(shard_actor* self, const fire_request& req, uint64_t version,
 
 /// The journal did not answer a fire request: it is asked again in a second
 /// (Chime time), not at once, since the journal is struggling.
-void fire_failed(shard_actor* self, const fire_request& req,
+void fire_failed(shard_actor* self, const fire_echo& req,
                  const caf::error& err) {
   auto& st = self->state;
   log(log_level::warn, "user", "journal did not record a due occasion",
@@ -156,18 +172,20 @@ constexpr size_t fires_per_request = 32;
 /// Asks the journal to record these due occasions, in one message, and to
 /// hand what it recorded to the node's handoff.
 void fire(shard_actor* self, std::vector<fire_request> reqs,
-          std::vector<uint64_t> versions) {
+          std::vector<fire_echo> echoes) {
   auto& st = self->state;
+  // Shared by the two handlers, not copied into each.
+  auto asked = std::make_shared<const std::vector<fire_echo>>(std::move(echoes));
   self
     ->request(journal_at(*st.ctx->dir, journal_name), journal_timeout, fire_atom::value,
-              reqs, handoff_at(*st.ctx->dir))
+              std::move(reqs), handoff_at(*st.ctx->dir))
     .then(
-      [=](const std::vector<bool>& recorded) {
-        for (size_t k = 0; k < reqs.size(); ++k)
-          fired(self, reqs[k], versions[k], k < recorded.size() && recorded[k]);
+      [self, asked](const std::vector<bool>& recorded) {
+        for (size_t k = 0; k < asked->size(); ++k)
+          fired(self, (*asked)[k], k < recorded.size() && recorded[k]);
       },
-      [=](caf::error& err) {
-        for (auto& req : reqs)
+      [self, asked](caf::error& err) {
+        for (auto& req : *asked)
           fire_failed(self, req, err);
       });
 }
@@ -177,7 +195,7 @@ void wake(shard_actor* self) {
   auto& st = self->state;
   auto now_ms = to_ms(st.ctx->clock->now());
   std::vector<fire_request> reqs;
-  std::vector<uint64_t> versions;
+  std::vector<fire_echo> echoes;
   while (!st.timers.empty() && std::get<0>(*st.timers.begin()) <= now_ms) {
     auto node = st.timers.extract(st.timers.begin());
     auto& [when, user_id, occasion] = node.value();
@@ -192,19 +210,19 @@ void wake(shard_actor* self) {
       // user, until an update.
       if (auto planned = plan_fire(*st.ctx, r.view, e)) {
         r.firing.push_back(occasion);
+        echoes.push_back(echo_of(*planned, r.version));
         reqs.push_back(std::move(*planned));
-        versions.push_back(r.version);
       }
       break;
     }
     if (reqs.size() == fires_per_request) {
-      fire(self, std::move(reqs), std::move(versions));
+      fire(self, std::move(reqs), std::move(echoes));
       reqs.clear();
-      versions.clear();
+      echoes.clear();
     }
   }
   if (!reqs.empty())
-    fire(self, std::move(reqs), std::move(versions));
+    fire(self, std::move(reqs), std::move(echoes));
   arm_wake(self);
 }
 

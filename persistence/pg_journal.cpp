@@ -322,8 +322,9 @@ void flush(journal_self self) {
     if (!errors[i] && ops[i].kind == batch_kind::fire
         && ops[i].request.match_elements<std::vector<fire_request>, handoff_actor>()
         && results[i].match_elements<std::vector<bool>>())
+      // The request is read no more: its deliveries move on.
       fired.add(ops[i].request.get_as<handoff_actor>(1),
-                ops[i].request.get_as<std::vector<fire_request>>(0),
+                std::move(ops[i].request.get_mutable_as<std::vector<fire_request>>(0)),
                 results[i].get_as<std::vector<bool>>(0));
   }
   // The way to the broker first: the shards' replies are not on it.
@@ -518,32 +519,45 @@ std::vector<due_entry> read_due(pqxx::transaction_base& tx,
   return out;
 }
 
+/// A PostgreSQL array literal of texts, written element by element (the
+/// send path's arrays hold thousands: no vector of copies first).
+class text_array_writer {
+public:
+  explicit text_array_writer(size_t expected_size = 0) {
+    out_.reserve(expected_size);
+  }
+  void add(std::string_view s) {
+    out_ += out_.size() > 1 ? ",\"" : "\"";
+    // Copied in runs between the characters to escape.
+    size_t from = 0;
+    for (auto i = s.find_first_of("\"\\"); i != std::string_view::npos;
+         i = s.find_first_of("\"\\", i + 1)) {
+      out_.append(s.substr(from, i - from));
+      out_ += '\\';
+      out_ += s[i];
+      from = i + 1;
+    }
+    out_.append(s.substr(from));
+    out_ += '"';
+  }
+  void add(int64_t n) { add(std::string_view{std::to_string(n)}); }
+  std::string done() && {
+    out_ += '}';
+    return std::move(out_);
+  }
+
+private:
+  std::string out_{"{"};
+};
+
 std::string text_array(const std::vector<std::string>& items) {
-  // Sized once and copied in runs between the characters to escape: the
-  // send path's arrays hold thousands of messages.
   size_t size = 2;
   for (auto& s : items)
     size += s.size() + 3;
-  std::string out;
-  out.reserve(size + size / 16);
-  out += '{';
-  for (auto& s : items) {
-    if (out.size() > 1)
-      out += ',';
-    out += '"';
-    size_t from = 0;
-    for (auto i = s.find_first_of("\"\\"); i != std::string::npos;
-         i = s.find_first_of("\"\\", i + 1)) {
-      out.append(s, from, i - from);
-      out += '\\';
-      out += s[i];
-      from = i + 1;
-    }
-    out.append(s, from, std::string::npos);
-    out += '"';
-  }
-  out += '}';
-  return out;
+  text_array_writer w{size + size / 16};
+  for (auto& s : items)
+    w.add(s);
+  return std::move(w).done();
 }
 
 // -- operations ------------------------------------------------------------------
@@ -949,7 +963,8 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
          text_array(next_dues), text_array(next_dates), text_array(shards),
          text_array(epochs), fn.owner()))
     moved.emplace(r[0].as<std::string>(), r[1].as<std::string>());
-  std::vector<std::string> cols[10];
+  text_array_writer cols[9];
+  size_t recorded_count = 0;
   event_rows events;
   std::vector<caf::message> replies;
   std::map<const fire_request*, bool> recorded_by;
@@ -961,18 +976,23 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
     if (!recorded)
       continue;
     auto& d = f.delivery;
-    for (auto [i, v] : {std::pair{0, d.key}, {1, d.user_id}, {2, d.occasion},
-                        {3, d.local_date}, {4, std::to_string(d.due_at_ms)},
-                        {5, status_name(d.status)}, {6, d.email}, {7, d.message},
-                        {8, std::to_string(f.at_ms)}})
-      cols[i].push_back(v);
+    ++recorded_count;
+    cols[0].add(d.key);
+    cols[1].add(d.user_id);
+    cols[2].add(d.occasion);
+    cols[3].add(d.local_date);
+    cols[4].add(d.due_at_ms);
+    cols[5].add(status_name(d.status));
+    cols[6].add(d.email);
+    cols[7].add(d.message);
+    cols[8].add(f.at_ms);
     events.add_to_batch(f.at_ms, "occasion_due",
                         json_object_text{}.field("user_id", f.user_id)
                           .field("key", d.key)
                           .field("status", status_name(d.status))
                           .field("next_due_at_ms", f.next.due_at_ms));
   }
-  if (!cols[0].empty())
+  if (recorded_count > 0)
     exec_hot(tx, "fire_deliveries",
              "INSERT INTO deliveries (key, user_id, occasion, local_date,"
              " due_at_ms, status, email, message, created_at_ms,"
@@ -990,11 +1010,11 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
              // Scheduled anew: it reads as scheduled (reported_status).
              " begun_attempts = deliveries.attempts"
              " WHERE deliveries.status = 'cancelled'",
-             text_array(cols[0]), text_array(cols[1]),
-             text_array(cols[2]), text_array(cols[3]),
-             text_array(cols[4]), text_array(cols[5]),
-             text_array(cols[6]), text_array(cols[7]),
-             text_array(cols[8]));
+             std::move(cols[0]).done(), std::move(cols[1]).done(),
+             std::move(cols[2]).done(), std::move(cols[3]).done(),
+             std::move(cols[4]).done(), std::move(cols[5]).done(),
+             std::move(cols[6]).done(), std::move(cols[7]).done(),
+             std::move(cols[8]).done());
   events.insert(tx);
   for (auto& m : reqs) {
     std::vector<bool> answers;

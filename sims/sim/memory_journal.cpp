@@ -379,12 +379,12 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
     },
     [=](fire_atom, std::vector<fire_request>& fs, handoff_actor& to) {
       return answer<std::vector<bool>>(
-        self, [=]() -> caf::expected<std::vector<bool>> {
+        self, [=]() mutable -> caf::expected<std::vector<bool>> {
           std::vector<bool> out;
           for (auto& f : fs)
             out.push_back(fire_traced(self, f));
           fired_deliveries fired;
-          fired.add(to, fs, out);
+          fired.add(to, std::move(fs), out);
           fired.submit();
           return out;
         });

@@ -55,7 +55,7 @@ struct shard_fixture : coordinator_fixture {
                       // the shard named.
                       std::vector<bool> recorded(fs.size(), true);
                       fired_deliveries fired;
-                      fired.add(to, fs, recorded);
+                      fired.add(to, std::move(fs), recorded);
                       fired.submit();
                       return recorded;
                     }};
@@ -264,7 +264,7 @@ TEST_CASE("the due poller reads a page only once its shards have taken the last 
           }
           std::vector<bool> recorded(fs.size(), true);
           fired_deliveries fired;
-          fired.add(to, fs, recorded);
+          fired.add(to, std::move(fs), recorded);
           fired.submit();
           return recorded;
         }};
