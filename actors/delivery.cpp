@@ -25,6 +25,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <random>
 #include <unordered_map>
@@ -479,9 +480,13 @@ void retry_later(delivery_self self, job j, millis delay,
 /// email service already answered and must not be asked again.
 void record(delivery_self self, job j, delivery_outcome o,
             millis retry_delay) {
+  // One job for both handlers (only one of them runs): a copy in each had
+  // been a dozen strings copied twice a message.
+  auto held = std::make_shared<job>(std::move(j));
   request_within(
-    self, journal_of(self, j.d), journal_timeout,
-      [=](caf::ok_atom) mutable {
+    self, journal_of(self, held->d), journal_timeout,
+      [self, held, o, retry_delay](caf::ok_atom) {
+        auto& j = *held;
         deliveries_total(o.status).add();
         if (o.status == delivery_status::sent) {
           static auto& lateness = get_histogram("chime_delivery_lateness_seconds");
@@ -500,7 +505,8 @@ void record(delivery_self self, job j, delivery_outcome o,
         if (again)
           retry_later(self, std::move(j), retry_delay);
       },
-      [=](caf::error& err) {
+      [self, held, o, retry_delay](caf::error& err) {
+        auto& j = *held;
         if (is(err, journal_errc::fenced)) {
           // Our lease went while the request was out: the new owner
           // decides (if the service had accepted it, it is the in-flight
@@ -508,10 +514,11 @@ void record(delivery_self self, job j, delivery_outcome o,
           log(log_level::warn, "delivery", "outcome fenced: lease lost",
               {{"key", j.d.key}, {"status", status_name(o.status)}});
           get_metric("chime_deliveries_fenced_total").add();
-          hand_over(self, j);
+          hand_over(self, std::move(j));
           return;
         }
-        self->state.waiting.insert_or_assign(j.d.key, j);
+        auto key = j.d.key;
+        self->state.waiting.insert_or_assign(std::move(key), std::move(j));
         self->delayed_send(self, std::chrono::seconds{1}, outcome_atom::value,
                            o, retry_delay.count());
       },
@@ -561,9 +568,12 @@ void send_email(delivery_self self, job j);
 
 void attempt(delivery_self self, job j) {
   auto& ctx = *self->state.ctx;
+  auto held = std::make_shared<job>(std::move(j)); // as in record
+  const auto& key = held->d.key;
   request_within(
-    self, journal_of(self, j.d), journal_timeout,
-      [=](attempt_verdict& v) mutable {
+    self, journal_of(self, held->d), journal_timeout,
+      [self, held](attempt_verdict& v) {
+        auto& j = *held;
         if (v.fenced || !ours(self->state, j.d)) {
           self->state.breaker->abandon();
           hand_over(self, std::move(j));
@@ -606,15 +616,16 @@ void attempt(delivery_self self, job j) {
         self->state.ready.push_back(std::move(j));
         pump_sends(self);
       },
-      [=](caf::error& err) mutable {
+      [self, held](caf::error& err) {
+        auto& j = *held;
         // The journal is away: nothing was attempted; try again later.
         self->state.breaker->abandon();
         log(log_level::warn, "delivery", "journal unavailable before attempt",
             {{"key", j.d.key}, {"error", self->system().render(err)}});
         finish(self, j, true);
-        retry_later(self, j, std::chrono::seconds{1});
+        retry_later(self, std::move(j), std::chrono::seconds{1});
       },
-    attempt_atom::value, j.d.key, to_ms(ctx.clock->now()),
+    attempt_atom::value, key, to_ms(ctx.clock->now()),
     static_cast<int64_t>(ctx.rules.catch_up.count()));
 }
 
