@@ -528,10 +528,13 @@ public:
   }
   void add(std::string_view s) {
     out_ += out_.size() > 1 ? ",\"" : "\"";
-    // Copied in runs between the characters to escape.
+    // Copied in runs between the characters to escape, found by a plain
+    // scan: find_first_of called memchr on its set for every character
+    // (2 % of the node's CPU in a burst).
     size_t from = 0;
-    for (auto i = s.find_first_of("\"\\"); i != std::string_view::npos;
-         i = s.find_first_of("\"\\", i + 1)) {
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] != '"' && s[i] != '\\')
+        continue;
       out_.append(s.substr(from, i - from));
       out_ += '\\';
       out_ += s[i];
