@@ -17,8 +17,9 @@ same dev PostgreSQL and RabbitMQ and the peers' independent fake email service
   million     1,000,000 users due at one instant: the node's peak RSS
   import      bench_import.py: bulk import users/s, creates/s with 32 clients
 With --peers, ../shared/peers/run.py runs the job queues Chime competes with on
-the same workload in the same run, and each Chime figure of the burst is
-printed with its ratio to the best of them. --quick: smaller sizes, to try the
+the same workload in the same run, then Chime's burst runs once more, so that
+the peers are bracketed by two of Chime's (the machine's speed drifts within a
+run), and both are printed with their ratio to the best peer. --quick: smaller sizes, to try the
 command out. Prints a table, then one JSON line with everything. Python 3
 standard library only.
 """
@@ -123,6 +124,10 @@ def main():
         figures["import"] = run_json("import and creates", [sys.executable, bench_import])
     if args.peers:
         figures["peers"] = peers(args.users)
+        # The machine's speed drifts within a run (the fake's CPU for the same
+        # 100,000 requests: 4.9 s in one part, 7.2 s in another): Chime's burst
+        # once more right after the peers brackets them.
+        figures["burst_after_peers"] = burst(args.users)
 
     def get(part, key):
         return (figures.get(part) or {}).get(key)
@@ -151,12 +156,21 @@ def main():
                   if isinstance(j.get("msgs_per_s"), (int, float))}
     if peer_rates:
         best_name = max(peer_rates, key=peer_rates.get)
-        chime = get("burst", "e2e_msgs_per_s") or 0
+        best = peer_rates[best_name]
         for name, rate in sorted(peer_rates.items(), key=lambda kv: -kv[1]):
             rows.append((f"peer {name}: messages/s", rate, ""))
-        ratio = round(chime / peer_rates[best_name], 2) if peer_rates[best_name] else None
-        figures["ratio_to_best_peer"] = {"best": best_name, "ratio": ratio}
+        after = get("burst_after_peers", "e2e_msgs_per_s")
+        rows.append(("burst right after the peers: messages/s", after, ">= 10,000"))
+
+        def ratio_of(chime):
+            return round(chime / best, 2) if best and chime else None
+
+        ratio = ratio_of(get("burst", "e2e_msgs_per_s"))
+        ratio_after = ratio_of(after)
+        figures["ratio_to_best_peer"] = {"best": best_name, "ratio": ratio,
+                                         "ratio_after_peers": ratio_after}
         rows.append((f"Chime / best peer ({best_name})", ratio, ">= 2"))
+        rows.append(("the same, from the burst after the peers", ratio_after, ">= 2"))
     ceiling = ((figures.get("peers") or {}).get("ceiling") or {}).get("fake_email_ceiling_req_per_s")
     if ceiling:
         rows.append(("the fake's own ceiling, requests/s (wrk)", round(ceiling), ""))
