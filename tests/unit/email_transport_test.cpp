@@ -187,6 +187,23 @@ TEST_CASE("a request not answered within its time-out is answered as ambiguous "
   CHECK(service.connections() == 2);
 }
 
+TEST_CASE("a request handed to an idle transfer thread is sent at once",
+          "[unit][email]") {
+  // After each answer the thread waits up to a second for work: only the
+  // wake-up of the request that finds the inbox empty ends that wait, so a
+  // lost wake-up shows as a second's delay for each request after the
+  // first.
+  scripted_service service{{act::answer_200, act::answer_200, act::answer_200,
+                            act::answer_200}};
+  transport_fixture fx{service.port()};
+  for (uint64_t id = 1; id <= 4; ++id) {
+    auto began = std::chrono::steady_clock::now();
+    CHECK(fx.send(id).http_status == 200);
+    CHECK(std::chrono::steady_clock::now() - began < 500ms);
+  }
+  CHECK(service.connections() == 1);
+}
+
 TEST_CASE("a 429's Retry-After reaches the answer", "[unit][email]") {
   scripted_service service{{act::answer_429}};
   transport_fixture fx{service.port()};
