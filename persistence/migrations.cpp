@@ -179,6 +179,15 @@ ALTER TABLE deliveries ALTER COLUMN user_id TYPE text COLLATE "C",
     {12, R"sql(
 ALTER TABLE journal ALTER COLUMN data TYPE json USING data::json;
 )sql"},
+    // A fire moves an occasion on in place: the instant after the one its
+    // row is filed under goes into columns no index names (a HOT update,
+    // no index entry; the room on the page for it is the fillfactor's). The
+    // due poll's next pass over the row files it anew (load_due).
+    {13, R"sql(
+ALTER TABLE due_index ADD COLUMN next_due_at_ms bigint,
+                      ADD COLUMN next_local_date date;
+ALTER TABLE due_index SET (fillfactor = 70);
+)sql"},
   };
   return list;
 }

@@ -7,8 +7,10 @@
 // state rules, deletes cancel, sweeps claim what they return. PostgreSQL-only
 // cases (the event rows, group commit, an unreachable database) follow.
 // Each test case gets a fresh database.
+#include "actors/cluster_view.hpp"
 #include "actors/errc.hpp"
 #include "actors/protocol.hpp"
+#include "actors/sharding.hpp"
 #include "runtime/metrics.hpp"
 #include "persistence/pg_deadline.hpp"
 #include "persistence/pg_journal.hpp"
@@ -57,6 +59,8 @@ struct backend {
 /// A fresh PostgreSQL database per test case.
 struct pg_backend : backend {
   std::string db_name;
+  /// The node's view of its leases, when its writes are fenced.
+  std::shared_ptr<const cluster_view> fence;
 
   pg_backend() {
     db_name = "chime_pg_test_" + std::to_string(std::random_device{}());
@@ -68,7 +72,7 @@ struct pg_backend : backend {
   }
 
   journal_actor spawn(caf::actor_system& sys) override {
-    return spawn_pg_journal(sys, {server_url(db_name), 256, 512, nullptr});
+    return spawn_pg_journal(sys, {server_url(db_name), 256, 512, fence});
   }
 
   static void admin(const std::string& sql) {
@@ -133,6 +137,48 @@ struct journal_fixture {
       .receive([&](T& x) { result = std::move(x); },
                [&](caf::error& err) { result = std::move(err); });
     return result;
+  }
+
+  struct update_counts {
+    int64_t all = 0;
+    int64_t hot = 0; ///< of them, HOT updates (no index entry)
+  };
+
+  /// The updates of `table`'s rows so far, once at least `expected` are
+  /// counted: a session reports its statistics a moment after its
+  /// transaction (at most about ten seconds when idle), so they are waited
+  /// for with a deadline.
+  update_counts row_updates(const std::string& table, int64_t expected) {
+    auto stat = [&](const char* column) {
+      return count(std::string{"SELECT "} + column
+                   + " FROM pg_stat_user_tables WHERE relname = '" + table + "'");
+    };
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+    while (stat("n_tup_upd") < expected
+           && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds{100});
+    return {stat("n_tup_upd"), stat("n_tup_hot_upd")};
+  }
+
+  /// The pages of one pass of the due poll over every shard, from the
+  /// earliest row to those due by `until`.
+  std::vector<due_page> due_pass(int64_t until, uint32_t page_size) {
+    std::vector<uint32_t> all(256);
+    std::iota(all.begin(), all.end(), 0u);
+    std::vector<due_page> pages;
+    int64_t after_due = std::numeric_limits<int64_t>::min();
+    std::string after_user;
+    for (bool more = true; more;) {
+      REQUIRE(pages.size() < 10);
+      auto page = ask<due_page>(load_due_atom::value, until, all, after_due,
+                                after_user, page_size);
+      REQUIRE(page);
+      after_due = page->last_due_ms;
+      after_user = page->last_user;
+      more = page->more;
+      pages.push_back(std::move(*page));
+    }
+    return pages;
   }
 
   size_t users() {
@@ -365,19 +411,114 @@ TEST_CASE("the re-check before a send is a HOT update: it adds no index "
                                    f.due.due_at_ms + 10, catch_up_ms);
   REQUIRE(v);
   REQUIRE(v->proceed);
-  // A session reports its statistics a moment after its transaction (at
-  // most about ten seconds when idle); waited for with a deadline.
-  auto updates = [&](const char* column) {
-    return fx.count(std::string{"SELECT "} + column
-                    + " FROM pg_stat_user_tables WHERE relname = 'deliveries'");
-  };
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
-  while (updates("n_tup_upd") < 1 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds{100});
-  REQUIRE(updates("n_tup_upd") == 1);
-  CHECK(updates("n_tup_hot_upd") == 1);
+  auto updates = fx.row_updates("deliveries", 1);
+  REQUIRE(updates.all == 1);
+  CHECK(updates.hot == 1);
   CHECK(fx.deliveries("handed_off").size() == 1);
   CHECK(fx.deliveries("scheduled").empty());
+}
+
+TEST_CASE("a fire moves the occasion on in place (a HOT update), and the "
+          "due poll's next pass files the row anew without loading the user",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto f = fx.fired_user();
+  auto updates = fx.row_updates("due_index", 1);
+  REQUIRE(updates.all == 1);
+  CHECK(updates.hot == 1);
+  // Filed under the instant just recorded, read as the next one.
+  CHECK(fx.count("SELECT due_at_ms FROM due_index") == f.due.due_at_ms);
+  auto read = fx.ask<user_view>(read_atom::value, std::string{"u1"});
+  REQUIRE(read);
+  REQUIRE(read->due.size() == 1);
+  CHECK(read->due[0].due_at_ms == f.next.due_at_ms);
+  CHECK(read->due[0].local_date == "2028-03-15");
+  // A pass from the earliest meets the row: the user is not due by then,
+  // and the row is filed under its next instant.
+  std::vector<uint32_t> all(256);
+  std::iota(all.begin(), all.end(), 0u);
+  auto page = fx.ask<due_page>(load_due_atom::value, f.due.due_at_ms + 1000,
+                               all, no_row_yet, std::string{}, uint32_t{100});
+  REQUIRE(page);
+  CHECK(page->users.empty());
+  CHECK_FALSE(page->more);
+  CHECK(fx.count("SELECT due_at_ms FROM due_index") == f.next.due_at_ms);
+  CHECK(fx.count("SELECT count(*) FROM due_index WHERE next_due_at_ms IS NOT NULL")
+        == 0);
+  // Filed anew, it is found when its next instant comes.
+  auto next = fx.ask<due_page>(load_due_atom::value, f.next.due_at_ms, all,
+                               no_row_yet, std::string{}, uint32_t{100});
+  REQUIRE(next);
+  REQUIRE(next->users.size() == 1);
+  CHECK(next->users[0].due[0].local_date == "2028-03-15");
+}
+
+TEST_CASE("a page of rows that all moved on still carries the pass past them",
+          "[pg][journal]") {
+  journal_fixture fx;
+  // Three users fired; two more due at the same instant, not fired. With
+  // pages of two, the first pages hold only rows that moved on: the pass
+  // must go on past them to the users still due.
+  std::vector<user_view> users;
+  for (int i = 0; i < 5; ++i) {
+    auto id = "u" + std::to_string(i);
+    users.push_back(make_user(id, id + "@example.com"));
+    REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, users.back()));
+  }
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(*fx.ask<bool>(fire_atom::value, make_fire(users[i])));
+  std::set<std::string> seen;
+  for (auto& page : fx.due_pass(users[0].due[0].due_at_ms + 1000, 2))
+    for (auto& v : page.users)
+      seen.insert(v.user.id);
+  CHECK(seen == std::set<std::string>{"u3", "u4"});
+}
+
+TEST_CASE("an outcome is recorded while the shard's lease is held, and "
+          "refused as fenced, changing nothing, once it moved on",
+          "[pg][journal]") {
+  auto view = std::make_shared<cluster_view>("n1", 256);
+  auto shard = shard_of("u1", 256);
+  view->hold(shard, 1, std::chrono::steady_clock::now() + std::chrono::hours{1});
+  auto store = std::make_unique<pg_backend>();
+  store->fence = view;
+  journal_fixture fx{std::move(store)};
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  auto lease = [&](const std::string& owner, int epoch) {
+    fx.count("WITH l AS (INSERT INTO shard_leases (shard, owner, epoch)"
+             " VALUES (" + std::to_string(shard) + ", '" + owner + "', "
+             + std::to_string(epoch) + ") ON CONFLICT (shard) DO UPDATE"
+             " SET owner = EXCLUDED.owner, epoch = EXCLUDED.epoch"
+             " RETURNING 1) SELECT count(*) FROM l");
+  };
+  lease("n1", 1);
+  auto f = make_fire(v);
+  REQUIRE(*fx.ask<bool>(fire_atom::value, f));
+  auto at = f.due.due_at_ms + 10;
+  REQUIRE(fx.ask<attempt_verdict>(attempt_atom::value, f.delivery.key, at,
+                                  catch_up_ms)->proceed);
+  auto failed = delivery_outcome{f.delivery.key, delivery_status::failed,
+                                 "HTTP 500", at + 1, 1};
+  REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value, failed));
+  REQUIRE(fx.deliveries("failed").size() == 1);
+  // Another node took the shard over: this one's outcome is not written.
+  lease("n2", 2);
+  auto sent = delivery_outcome{f.delivery.key, delivery_status::sent, "",
+                               at + 2, 2};
+  auto refused = fx.ask<caf::ok_atom>(outcome_atom::value, sent);
+  REQUIRE_FALSE(refused);
+  CHECK(is(refused.error(), journal_errc::fenced));
+  CHECK(fx.deliveries("failed").size() == 1);
+  CHECK(fx.deliveries("sent").empty());
+  // The lease held again: the outcome is written; one for a delivery sent
+  // already is answered and changes nothing.
+  lease("n1", 3);
+  view->hold(shard, 3, std::chrono::steady_clock::now() + std::chrono::hours{1});
+  REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value, sent));
+  CHECK(fx.deliveries("sent").size() == 1);
+  REQUIRE(fx.ask<caf::ok_atom>(outcome_atom::value, failed));
+  CHECK(fx.deliveries("sent").size() == 1);
 }
 
 TEST_CASE("writes sent together are all acknowledged (group commit)",
@@ -584,30 +725,18 @@ TEMPLATE_TEST_CASE("load_due reads pages in due order, each user whole, none "
   late.due[0].due_at_ms += 10000;
   REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, late));
   expected.insert("late");
-  std::vector<uint32_t> all(256);
-  std::iota(all.begin(), all.end(), 0u);
-  auto until = late.due[0].due_at_ms;
   std::set<std::string> seen;
-  int64_t after_due = no_row_yet;
-  std::string after_user;
-  int pages = 0;
-  for (bool more = true; more; ++pages) {
-    REQUIRE(pages < 10);
-    auto page = fx.ask<due_page>(load_due_atom::value, until, all, after_due,
-                                 after_user, uint32_t{3});
-    REQUIRE(page);
-    CHECK(page->users.size() <= 3);
-    for (auto& v : page->users) {
+  auto pages = fx.due_pass(late.due[0].due_at_ms, 3);
+  for (auto& page : pages) {
+    CHECK(page.users.size() <= 3);
+    for (auto& v : page.users) {
       seen.insert(v.user.id);
       // Each user comes with all its rows due by then.
       CHECK(v.due.size() == (v.user.id == "u3" ? 2u : 1u));
     }
-    after_due = page->last_due_ms;
-    after_user = page->last_user;
-    more = page->more;
   }
   CHECK(seen == expected);
-  CHECK(pages >= 3);
+  CHECK(pages.size() >= 3);
 }
 
 TEST_CASE("a node's sessions end their own statements before the client's "
