@@ -501,16 +501,12 @@ void append_event(pqxx::transaction_base& tx, int64_t at_ms,
                  at_ms, kind, user_id, data);
 }
 
-/// A due row's instant and local date now: the next ones a fire recorded
-/// in place, until the due poll files the row under them (migration 13).
-std::string due_now(const std::string& alias = {}) {
+/// A due row's `column` (due_at_ms or local_date) as it is now: the next
+/// one a fire recorded in place, until the due poll files the row under it
+/// (migration 13).
+std::string due_now(const std::string& column, const std::string& alias = {}) {
   auto a = alias.empty() ? alias : alias + ".";
-  return "coalesce(" + a + "next_due_at_ms, " + a + "due_at_ms)";
-}
-
-std::string date_now(const std::string& alias = {}) {
-  auto a = alias.empty() ? alias : alias + ".";
-  return "coalesce(" + a + "next_local_date, " + a + "local_date)";
+  return "coalesce(" + a + "next_" + column + ", " + a + column + ")";
 }
 
 void write_due(pqxx::transaction_base& tx, const user_view& v,
@@ -526,8 +522,9 @@ void write_due(pqxx::transaction_base& tx, const user_view& v,
 std::vector<due_entry> read_due(pqxx::transaction_base& tx,
                                 const std::string& id) {
   std::vector<due_entry> out;
-  for (const auto& r : tx.exec_params("SELECT occasion, " + due_now() + ", "
-                                + date_now() + "::text FROM due_index"
+  for (const auto& r : tx.exec_params("SELECT occasion, " + due_now("due_at_ms")
+                                + ", " + due_now("local_date")
+                                + "::text FROM due_index"
                                 " WHERE user_id = $1 ORDER BY 2",
                                 id))
     out.push_back({r[0].as<std::string>(), r[1].as<int64_t>(),
@@ -980,7 +977,7 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
     " $5::date[], $6::int[], $7::bigint[]) AS r(user_id, occasion, due,"
     " next_due, next_date, shard, epoch)"
     " WHERE d.user_id = r.user_id AND d.occasion = r.occasion"
-    " AND " + due_now("d") + " = r.due AND " + fence::holds(8)
+    " AND " + due_now("due_at_ms", "d") + " = r.due AND " + fence::holds(8)
     + " RETURNING d.user_id, d.occasion";
   for (const auto& r : exec_hot(tx, "fire_due_move", due_move_sql,
          text_array(users), text_array(occasions), text_array(dues),
@@ -1526,9 +1523,10 @@ pg_journal_actor::behavior_type journal(journal_self self,
             + ", d.occasion, d.due, d.date, f.m FROM first f"
               " CROSS JOIN LATERAL (SELECT * FROM users WHERE id = f.user_id"
               " OFFSET 0) u"
-              " CROSS JOIN LATERAL (SELECT occasion, " + due_now() + " AS due, "
-            + date_now() + "::text AS date FROM due_index"
-              " WHERE user_id = f.user_id AND " + due_now() + " <= $1"
+              " CROSS JOIN LATERAL (SELECT occasion, " + due_now("due_at_ms")
+            + " AS due, " + due_now("local_date") + "::text AS date"
+              " FROM due_index WHERE user_id = f.user_id AND "
+            + due_now("due_at_ms") + " <= $1"
               " OFFSET 0) d)"
               " SELECT b.*, s.n, s.last_due, s.last_user"
               " FROM stats s LEFT JOIN body b ON true ORDER BY b.m, b.id",

@@ -435,22 +435,17 @@ TEST_CASE("a fire moves the occasion on in place (a HOT update), and the "
   CHECK(read->due[0].local_date == "2028-03-15");
   // A pass from the earliest meets the row: the user is not due by then,
   // and the row is filed under its next instant.
-  std::vector<uint32_t> all(256);
-  std::iota(all.begin(), all.end(), 0u);
-  auto page = fx.ask<due_page>(load_due_atom::value, f.due.due_at_ms + 1000,
-                               all, no_row_yet, std::string{}, uint32_t{100});
-  REQUIRE(page);
-  CHECK(page->users.empty());
-  CHECK_FALSE(page->more);
+  auto pass = fx.due_pass(f.due.due_at_ms + 1000, 100);
+  REQUIRE(pass.size() == 1);
+  CHECK(pass[0].users.empty());
   CHECK(fx.count("SELECT due_at_ms FROM due_index") == f.next.due_at_ms);
   CHECK(fx.count("SELECT count(*) FROM due_index WHERE next_due_at_ms IS NOT NULL")
         == 0);
   // Filed anew, it is found when its next instant comes.
-  auto next = fx.ask<due_page>(load_due_atom::value, f.next.due_at_ms, all,
-                               no_row_yet, std::string{}, uint32_t{100});
-  REQUIRE(next);
-  REQUIRE(next->users.size() == 1);
-  CHECK(next->users[0].due[0].local_date == "2028-03-15");
+  auto next = fx.due_pass(f.next.due_at_ms, 100);
+  REQUIRE(next.size() == 1);
+  REQUIRE(next[0].users.size() == 1);
+  CHECK(next[0].users[0].due[0].local_date == "2028-03-15");
 }
 
 TEST_CASE("a page of rows that all moved on still carries the pass past them",
