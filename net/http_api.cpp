@@ -10,6 +10,7 @@
 #include "actors/user_commands.hpp"
 #include "net/amqp_handoff.hpp"
 #include "net/dashboard.hpp"
+#include "net/http_listen.hpp"
 #include "net/openapi.hpp"
 #include "net/user_import.hpp"
 #include "net/user_json.hpp"
@@ -21,14 +22,11 @@
 #include <nlohmann/json.hpp>
 
 #include <openssl/crypto.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
-#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <mutex>
 #include <random>
@@ -43,9 +41,6 @@ constexpr const char* problem_type = "application/problem+json";
 constexpr const char* json_type = "application/json";
 constexpr uint32_t page_limit_max = 1000;
 constexpr const char* import_path = "/v1/users:import";
-/// Connections the kernel holds for the accept thread; the system's own
-/// ceiling (net.core.somaxconn, 4096 here) caps it.
-constexpr int listen_backlog = 1024;
 
 
 void reply_problem(httplib::Response& res, const problem& p) {
@@ -100,7 +95,6 @@ struct http_api::impl {
   http_api_options opts;
   httplib::Server server;
   std::thread thread;
-  int listen_fd = -1; ///< the socket bind_to_port made
 
   /// The blocking actors HTTP threads wait for replies with, kept between
   /// requests: one made and destroyed per request cost a wake-up of CAF's
@@ -729,13 +723,6 @@ struct http_api::impl {
       return httplib::Server::HandlerResponse::Handled;
     });
     server.set_tcp_nodelay(true);
-    // Replaces httplib's own (SO_REUSEADDR), and keeps the listening
-    // socket for start() to raise its backlog.
-    server.set_socket_options([this](socket_t sock) {
-      int yes = 1;
-      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-      listen_fd = sock;
-    });
     server.set_keep_alive_max_count(opts.keep_alive_requests_max);
     server.new_task_queue = [n = opts.threads] {
       return new httplib::ThreadPool(n);
@@ -845,15 +832,11 @@ http_api::~http_api() {
 
 bool http_api::start() {
   auto& i = *impl_;
-  if (!i.server.bind_to_port(i.opts.bind.c_str(), i.opts.port))
+  if (auto error = bind_with_backlog(i.server, i.opts.bind, i.opts.port);
+      !error.empty()) {
+    log(log_level::error, "http", "not serving", {{"error", error}});
     return false;
-  // Debian's cpp-httplib 0.11 is a compiled library that listens with a
-  // backlog of 5: 32 clients connecting at once while its accept thread
-  // waited for a core overflowed it, and their connections were reset
-  // (e2e burst). Listening again on a listening socket sets a new backlog.
-  if (i.listen_fd >= 0 && ::listen(i.listen_fd, listen_backlog) != 0)
-    log(log_level::warn, "http", "listen backlog not raised",
-        {{"error", std::string{std::strerror(errno)}}});
+  }
   i.thread = std::thread{[&i] { i.server.listen_after_bind(); }};
   return true;
 }

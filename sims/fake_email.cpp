@@ -1,5 +1,6 @@
 #include "sims/fake_email.hpp"
 
+#include "net/http_listen.hpp"
 #include "runtime/signals.hpp"
 
 #include <date/date.h>
@@ -292,8 +293,8 @@ int run_fake_email(const std::vector<std::string>& args) {
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
   });
-  if (!server.bind_to_port(bind.c_str(), port)) {
-    std::cerr << "fake-email: cannot listen on " << bind << ":" << port << "\n";
+  if (auto error = bind_with_backlog(server, bind, port); !error.empty()) {
+    std::cerr << "fake-email: " << error << "\n";
     return 2;
   }
   std::thread serving{[&] { server.listen_after_bind(); }};

@@ -29,7 +29,8 @@ def burst_is_paced_and_delivered_once(workdir, db, cleanup):
     keys = email.keys()
     expected = {f"{u['id']}:birthday:2027-03-15" for u in users}
     assert set(keys) == expected, "ledger keys differ from the users' keys"
-    assert len(keys) == USERS, f"{len(keys) - USERS} duplicates"
+    assert len(keys) == USERS, \
+        f"{len(keys) - USERS} duplicates, {email.duplicated()}"
 
     requests = email.requests()
     counts = per_second(requests)

@@ -102,7 +102,8 @@ def converge(workdir, db, cleanup):
     ledger = email.ledger()
     keys = [e["idempotency_key"] for e in ledger]
     assert set(keys) == expected, "ledger keys differ from the live users' keys"
-    assert len(keys) == len(expected), f"{len(keys) - len(expected)} duplicates"
+    assert len(keys) == len(expected), \
+        f"{len(keys) - len(expected)} duplicates, {email.duplicated()}"
     by_key = {e["idempotency_key"]: e for e in ledger}
     message = by_key[f"{renamed['id']}:birthday:2027-03-15"]["message"]
     assert message == "Hey, Renamed Last0 it's your birthday", message
@@ -144,7 +145,8 @@ def leave(workdir, db, cleanup):
     keys = email.keys()
     expected = {f"{u['id']}:birthday:2027-03-15" for u in users}
     assert set(keys) == expected, "ledger keys differ from the users' keys"
-    assert len(keys) == users_n, f"{len(keys) - users_n} duplicates"
+    assert len(keys) == users_n, \
+        f"{len(keys) - users_n} duplicates, {email.duplicated()}"
     counts = per_second(email.requests())
     print(f"requests per second: {counts}")
     assert max(counts) <= rate, f"a second had {max(counts)} requests (limit {rate})"

@@ -3,6 +3,7 @@ a fresh database on the PostgreSQL the test command started, and talks to them
 only as a user would (HTTP, flags, the ledger). Waits are explicit, with
 deadlines; nothing sleeps to synchronise."""
 
+import collections
 import json
 import os
 import signal
@@ -158,6 +159,16 @@ class FakeEmail:
 
     def keys(self):
         return [e["idempotency_key"] for e in self.ledger()]
+
+    def duplicated(self, shown=10):
+        """The keys accepted more than once, each with the times it arrived,
+        for a failure's message: when they came says which path sent twice."""
+        times = collections.defaultdict(list)
+        for e in self.ledger():
+            times[e["idempotency_key"]].append(e.get("received_at"))
+        twice = {k: t for k, t in times.items() if len(t) > 1}
+        return f"{len(twice)} keys: " + "; ".join(
+            f"{k} at {', '.join(map(str, t))}" for k, t in list(twice.items())[:shown])
 
     def control(self, **knobs):
         status, _, body = http("POST", self.url + "/control", knobs)
