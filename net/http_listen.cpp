@@ -11,7 +11,7 @@
 namespace chime {
 
 std::string bind_with_backlog(httplib::Server& server, const std::string& host,
-                              int port, int backlog) {
+                              int port) {
   auto fd = std::make_shared<int>(-1);
   server.set_socket_options([fd](socket_t sock) {
     int yes = 1;
@@ -28,7 +28,7 @@ std::string bind_with_backlog(httplib::Server& server, const std::string& host,
   // socket sets a new backlog.
   if (*fd < 0)
     return "the listening socket of " + host + ":" + std::to_string(port) + " was not seen";
-  if (::listen(*fd, backlog) != 0)
+  if (::listen(*fd, http_listen_backlog) != 0)
     return "listen backlog not raised: " + std::string{std::strerror(errno)};
   return {};
 }

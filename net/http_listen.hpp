@@ -14,8 +14,8 @@ constexpr int http_listen_backlog = 1024;
 
 /// Binds `server` to host:port (SO_REUSEADDR only: with httplib's
 /// SO_REUSEPORT a second process on the port would share it silently) and
-/// listens with `backlog`. Empty on success, else why not.
+/// listens with http_listen_backlog. Empty on success, else why not.
 std::string bind_with_backlog(httplib::Server& server, const std::string& host,
-                              int port, int backlog = http_listen_backlog);
+                              int port);
 
 } // namespace chime
