@@ -593,7 +593,7 @@ void attempt(delivery_self self, job j) {
         // What is sent is what the user is now: a removed or moved
         // occasion is owed no more, and a new name or address is used.
         auto kind = find_occasion(j.d.occasion);
-        if (v.proceed
+        if (v.proceed && v.user_changed
             && (!kind
                 || !still_owed(*kind, v.user, j.d.local_date,
                                self->state.ctx->rules.feb29))) {
@@ -606,9 +606,12 @@ void attempt(delivery_self self, job j) {
           record(self, std::move(j), std::move(o), millis{0});
           return;
         }
-        if (v.proceed) {
+        if (v.proceed && v.user_changed) {
           j.d.email = v.user.email;
           j.d.message = kind->message(v.user);
+        } else if (v.proceed) {
+          j.d.email = std::move(v.email);
+          j.d.message = std::move(v.message);
         }
         j.d.attempts = v.attempts;
         if (v.unsettled)

@@ -223,15 +223,23 @@ struct attempt_verdict {
   /// An earlier attempt began and its outcome was never recorded (its node
   /// stopped mid-send): this send may be a duplicate.
   bool unsettled = false;
-  /// The user as they are now (when proceeding): what is sent is rendered
-  /// from them, not from what they were when the message was due.
+  /// When proceeding: whether the user was replaced or deleted since the
+  /// message was rendered at its fire. If so, `user` is them as they are
+  /// now, and what is sent is rendered from them; if not, `email` and
+  /// `message` are the record's, rendered from the same user (reading the
+  /// user at every re-check cost each message a users lookup, 8 us of the
+  /// database's time, for the rare message whose user changed).
+  bool user_changed = false;
   user_record user;
+  std::string email;
+  std::string message;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, attempt_verdict& x) {
   return f(caf::meta::type_name("attempt_verdict"), x.proceed, x.attempts,
-           x.status, x.missing, x.fenced, x.unsettled, x.user);
+           x.status, x.missing, x.fenced, x.unsettled, x.user_changed, x.user,
+           x.email, x.message);
 }
 
 /// "fenced", "missing" or the delivery's status: for logs and traces.

@@ -509,14 +509,26 @@ std::string due_now(const std::string& column, const std::string& alias = {}) {
   return "coalesce(" + a + "next_" + column + ", " + a + column + ")";
 }
 
+/// `replaced`: the user existed before, and a shard may still hold them as
+/// they were (migration 14).
 void write_due(pqxx::transaction_base& tx, const user_view& v,
-               uint32_t shard_count) {
+               uint32_t shard_count, bool replaced) {
   tx.exec_params("DELETE FROM due_index WHERE user_id = $1", v.user.id);
   auto shard = static_cast<int>(shard_of(v.user.id, shard_count));
   for (auto& d : v.due)
     tx.exec_params("INSERT INTO due_index (user_id, occasion, shard,"
-                   " due_at_ms, local_date) VALUES ($1, $2, $3, $4, $5::date)",
-                   v.user.id, d.occasion, shard, d.due_at_ms, d.local_date);
+                   " due_at_ms, local_date, user_replaced)"
+                   " VALUES ($1, $2, $3, $4, $5::date, $6)",
+                   v.user.id, d.occasion, shard, d.due_at_ms, d.local_date,
+                   replaced);
+}
+
+/// Every delivery of the user renders anew from the user at its next
+/// attempt, whatever its status now (a dead one may be redriven).
+void mark_user_changed(pqxx::transaction_base& tx, const std::string& id) {
+  tx.exec_params("UPDATE deliveries SET user_changed = true WHERE "
+                   + of_user(1) + " AND NOT user_changed",
+                 id);
 }
 
 std::vector<due_entry> read_due(pqxx::transaction_base& tx,
@@ -586,7 +598,7 @@ caf::message create_user(pqxx::transaction_base& tx, const user_view& v,
                  " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $7)",
                  u.id, u.first_name, u.last_name, u.email, u.timezone,
                  dates_text(u), u.created_at_ms);
-  write_due(tx, v, shard_count);
+  write_due(tx, v, shard_count, false);
   append_event(tx, v.at_ms, "user_created", u.id, user_event_text(v));
   return caf::make_message(caf::ok_atom::value);
 }
@@ -616,7 +628,8 @@ caf::message replace_user(pqxx::transaction_base& tx, const user_view& v,
                           dates_text(u), v.at_ms);
   if (r.affected_rows() == 0)
     throw op_failure{journal_errc::not_found};
-  write_due(tx, v, shard_count);
+  write_due(tx, v, shard_count, true);
+  mark_user_changed(tx, u.id);
   append_event(tx, v.at_ms, "user_replaced", u.id, user_event_text(v));
   return caf::make_message(caf::ok_atom::value);
 }
@@ -632,6 +645,7 @@ caf::message remove_user(pqxx::transaction_base& tx, const std::string& id,
                 " WHERE "} + of_user(1) + " AND status IN "
       + open_statuses,
     id, at_ms);
+  mark_user_changed(tx, id);
   append_event(tx, at_ms, "user_deleted", id,
                json_object_text{}
                  .field("cancelled",
@@ -965,7 +979,9 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
     next_dues.push_back(std::to_string(f.next.due_at_ms));
     next_dates.push_back(f.next.local_date);
   }
-  std::set<std::pair<std::string, std::string>> moved;
+  /// Moved due rows, and whether the user was replaced since (so that
+  /// this fire may have rendered from the user as they were).
+  std::map<std::pair<std::string, std::string>, bool> moved;
   // The row takes its next instant in place, in columns no index names: a
   // HOT update (moving it in the index here cost a burst about a third of
   // the database's time at the due instant); the due poll's next pass over
@@ -978,13 +994,14 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
     " next_due, next_date, shard, epoch)"
     " WHERE d.user_id = r.user_id AND d.occasion = r.occasion"
     " AND " + due_now("due_at_ms", "d") + " = r.due AND " + fence::holds(8)
-    + " RETURNING d.user_id, d.occasion";
+    + " RETURNING d.user_id, d.occasion, d.user_replaced";
   for (const auto& r : exec_hot(tx, "fire_due_move", due_move_sql,
          text_array(users), text_array(occasions), text_array(dues),
          text_array(next_dues), text_array(next_dates), text_array(shards),
          text_array(epochs), fn.owner()))
-    moved.emplace(r[0].as<std::string>(), r[1].as<std::string>());
-  text_array_writer cols[9];
+    moved.emplace(std::pair{r[0].as<std::string>(), r[1].as<std::string>()},
+                  r[2].as<bool>());
+  text_array_writer cols[10];
   size_t recorded_count = 0;
   event_rows events;
   std::vector<caf::message> replies;
@@ -992,10 +1009,13 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
   for (auto* fp : all) {
     auto& f = *fp;
     // A request recorded once in this batch; a copy of it is stale.
-    bool recorded = moved.erase({f.user_id, f.due.occasion}) > 0;
+    auto row = moved.find({f.user_id, f.due.occasion});
+    bool recorded = row != moved.end();
     recorded_by[fp] = recorded;
     if (!recorded)
       continue;
+    bool user_replaced = row->second;
+    moved.erase(row);
     auto& d = f.delivery;
     ++recorded_count;
     cols[0].add(d.key);
@@ -1007,6 +1027,7 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
     cols[6].add(d.email);
     cols[7].add(d.message);
     cols[8].add(f.at_ms);
+    cols[9].add(user_replaced ? "t" : "f");
     events.add_to_batch(f.at_ms, "occasion_due",
                         json_object_text{}.field("user_id", f.user_id)
                           .field("key", d.key)
@@ -1017,17 +1038,18 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
     exec_hot(tx, "fire_deliveries",
              "INSERT INTO deliveries (key, user_id, occasion, local_date,"
              " due_at_ms, status, email, message, created_at_ms,"
-             " updated_at_ms)"
-             " SELECT k, u, o, l, d, s, e, m, a, a FROM unnest($1::text[],"
+             " updated_at_ms, user_changed)"
+             " SELECT k, u, o, l, d, s, e, m, a, a, c FROM unnest($1::text[],"
              " $2::text[], $3::text[], $4::date[], $5::bigint[],"
-             " $6::text[], $7::text[], $8::text[], $9::bigint[])"
-             " AS r(k, u, o, l, d, s, e, m, a)"
+             " $6::text[], $7::text[], $8::text[], $9::bigint[],"
+             " $10::boolean[]) AS r(k, u, o, l, d, s, e, m, a, c)"
              // A date moved away and back again: the message of the
              // occasion cancelled in between is owed once more.
              " ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status,"
              " due_at_ms = EXCLUDED.due_at_ms, email = EXCLUDED.email,"
              " message = EXCLUDED.message,"
              " updated_at_ms = EXCLUDED.updated_at_ms,"
+             " user_changed = EXCLUDED.user_changed,"
              // Scheduled anew: it reads as scheduled (reported_status).
              " begun_attempts = deliveries.attempts"
              " WHERE deliveries.status = 'cancelled'",
@@ -1035,7 +1057,7 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
              std::move(cols[2]).done(), std::move(cols[3]).done(),
              std::move(cols[4]).done(), std::move(cols[5]).done(),
              std::move(cols[6]).done(), std::move(cols[7]).done(),
-             std::move(cols[8]).done());
+             std::move(cols[8]).done(), std::move(cols[9]).done());
   events.insert(tx);
   for (auto& m : reqs) {
     std::vector<bool> answers;
@@ -1129,6 +1151,8 @@ attempts_read_then_written(pqxx::transaction_base& tx,
       r.changed = true;
     }
     v.attempts = v.proceed ? r.begun : r.attempts;
+    // Read whether or not it changed: rendered from as it is now.
+    v.user_changed = v.proceed;
     if (v.proceed)
       v.user = r.user;
     replies.push_back(caf::make_message(v));
@@ -1179,16 +1203,18 @@ attempt_batch(pqxx::transaction_base& tx,
   }
   std::unordered_map<std::string, attempt_verdict> proceeding;
   // It reached delivery, and reads as handed off from now on (see
-  // reported_status): no separate mark when the broker confirmed it.
+  // reported_status): no separate mark when the broker confirmed it. A
+  // delivery whose user changed since its fire (deleted ones included) is
+  // left to the rest, which reads the user.
   static const std::string begin_sql =
     "UPDATE deliveries d SET begun_attempts"
     " = greatest(d.begun_attempts, d.attempts) + 1"
     " FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[],"
-    " $5::bigint[]) AS r(key, shard, epoch, now, catch_up), users u"
-    " WHERE d.key = r.key AND u.id = d.user_id AND d.status IN "
+    " $5::bigint[]) AS r(key, shard, epoch, now, catch_up)"
+    " WHERE d.key = r.key AND NOT d.user_changed AND d.status IN "
     + open_statuses + " AND r.now - d.due_at_ms <= r.catch_up AND "
     + fence::holds(6) + " RETURNING d.key, d.status, d.attempts,"
-    " d.begun_attempts, " + user_columns;
+    " d.begun_attempts, d.email, d.message";
   for (const auto& r : exec_hot(tx, "attempt_begin", begin_sql,
          text_array(keys), text_array(shards), text_array(epochs),
          text_array(nows), text_array(windows), fn.owner())) {
@@ -1202,7 +1228,8 @@ attempt_batch(pqxx::transaction_base& tx,
     // begun = max(begun before, attempts) + 1: above attempts + 1 exactly
     // when an earlier attempt had begun with no outcome recorded.
     v.unsettled = v.attempts > attempts + 1;
-    v.user = user_from(r, 4);
+    v.email = r[4].as<std::string>();
+    v.message = r[5].as<std::string>();
     proceeding.emplace(r[0].as<std::string>(), std::move(v));
   }
   std::vector<caf::message> replies(reqs.size());
@@ -1494,7 +1521,9 @@ pg_journal_actor::behavior_type journal(journal_self self,
         // the tables.
         // The page's rows a fire moved on in place are filed anew under
         // their next instant (refiled): a pass meets each of them once, as
-        // they lie before the instant it reads up to. Every statement of
+        // they lie before the instant it reads up to. A replace's mark goes
+        // with it: the fire that moved it marked its delivery, and the next
+        // fire renders from a copy of the user read after it. Every statement of
         // the query sees the rows as they were, which is why the users'
         // rows are read by their instant now (due_now), and the page's
         // size and last row come in every answer row (stats), an answer
@@ -1507,7 +1536,8 @@ pg_journal_actor::behavior_type journal(journal_self self,
                       " refiled AS (UPDATE due_index d"
                       " SET due_at_ms = d.next_due_at_ms,"
                       " local_date = d.next_local_date,"
-                      " next_due_at_ms = NULL, next_local_date = NULL"
+                      " next_due_at_ms = NULL, next_local_date = NULL,"
+                      " user_replaced = false"
                       " FROM page p WHERE d.user_id = p.user_id"
                       " AND d.due_at_ms = p.due_at_ms"
                       " AND d.next_due_at_ms IS NOT NULL),"

@@ -248,8 +248,13 @@ attempt_verdict attempt(journal_store& s, const std::string& key,
   if (v.proceed)
     d.begun_attempts = std::max(d.begun_attempts, d.rec.attempts) + 1;
   v.attempts = v.proceed ? d.begun_attempts : d.rec.attempts;
-  if (v.proceed)
+  // Every user reads as changed here: what is sent is always rendered from
+  // the user as they are now (the journal of persistence/ skips that only
+  // for users untouched since the fire, with the same outcome).
+  if (v.proceed) {
+    v.user_changed = true;
     v.user = s.users.at(d.rec.user_id);
+  }
   return v;
 }
 

@@ -945,3 +945,87 @@ TEMPLATE_TEST_CASE("a message cancelled when its date moved away is owed again "
   CHECK(open.front().key == f.delivery.key);
   CHECK(fx.deliveries("cancelled").empty());
 }
+
+namespace {
+
+/// The address a proceeding attempt sends to: the user's as now when it
+/// changed since the fire, else the record's as its fire rendered it.
+std::string sent_to(const attempt_verdict& v) {
+  return v.user_changed ? v.user.email : v.email;
+}
+
+/// The verdict on an attempt at `key` at `now`, which must proceed.
+attempt_verdict proceeding(journal_fixture& fx, const std::string& key,
+                           int64_t now) {
+  auto v = fx.ask<attempt_verdict>(attempt_atom::value, key, now, catch_up_ms);
+  REQUIRE(v);
+  REQUIRE(v->proceed);
+  return *v;
+}
+
+/// `v` replaced by the same user at a new address, its due rows kept.
+user_view readdressed(journal_fixture& fx, const user_view& v,
+                      const std::string& email) {
+  auto read = fx.ask<user_view>(read_atom::value, v.user.id);
+  REQUIRE(read);
+  auto update = *read;
+  update.user.email = email;
+  update.due = v.due;
+  update.at_ms = v.at_ms + 1;
+  REQUIRE(fx.ask<caf::ok_atom>(replace_atom::value, update));
+  return update;
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("an attempt sends what its fire rendered while the user is "
+                   "unchanged, and renders anew once the user is replaced",
+                   "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
+  auto f = fx.fired_user();
+  auto now = f.due.due_at_ms + 10;
+  auto first = proceeding(fx, f.delivery.key, now);
+  CHECK(sent_to(first) == "ada@example.com");
+  if constexpr (is_pg<TestType>) { // no users lookup for it (migration 14)
+    CHECK_FALSE(first.user_changed);
+    CHECK(first.message == f.delivery.message);
+  }
+  readdressed(fx, make_user("u1", "ada@example.com"), "augusta@example.com");
+  auto second = proceeding(fx, f.delivery.key, now + 1);
+  CHECK(second.user_changed);
+  CHECK(sent_to(second) == "augusta@example.com");
+}
+
+TEMPLATE_TEST_CASE("a fire rendered from the user as they were before a replace "
+                   "is sent to the user as they are now",
+                   "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
+  auto v = make_user("u1", "ada@example.com");
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  readdressed(fx, v, "augusta@example.com");
+  // The shard had not heard of the replace yet: its fire renders the old
+  // address, and the due row it moves is the replace's.
+  auto stale = make_fire(v);
+  REQUIRE(*fx.ask<bool>(fire_atom::value, stale));
+  auto a = proceeding(fx, stale.delivery.key, f_at_ms(v) + 10);
+  CHECK(a.user_changed);
+  CHECK(sent_to(a) == "augusta@example.com");
+}
+
+TEMPLATE_TEST_CASE("a dead delivery of a deleted user, redriven, is cancelled "
+                   "at its attempt, not sent",
+                   "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
+  auto f = fx.fired_user();
+  auto now = f.due.due_at_ms + 10;
+  REQUIRE(fx.ask<caf::ok_atom>(
+    outcome_atom::value,
+    delivery_outcome{f.delivery.key, delivery_status::dead, "HTTP 500", now, 1}));
+  REQUIRE(fx.ask<caf::ok_atom>(remove_atom::value, std::string{"u1"}, now + 1));
+  REQUIRE(fx.ask<delivery_record>(redrive_atom::value, f.delivery.key, now + 2));
+  auto a = fx.ask<attempt_verdict>(attempt_atom::value, f.delivery.key,
+                                   now + 3, catch_up_ms);
+  REQUIRE(a);
+  CHECK_FALSE(a->proceed);
+  CHECK(a->status == delivery_status::cancelled);
+}

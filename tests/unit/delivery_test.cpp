@@ -38,6 +38,10 @@ struct seen {
   /// The journal's verdict on a re-check: owed unless set otherwise.
   bool owed = true;
   delivery_status status_when_not_owed = delivery_status::sent;
+  /// Whether the user changed since the fire: the verdict then carries
+  /// them (ada), else the record's rendering (as_fired).
+  bool user_changed = true;
+  std::vector<std::string> sent; ///< "email | message" of each send
   /// The email service's answers, first to last; 200 once they run out.
   std::deque<int> answers;
   /// Held sends: the mailer answers them only when the test releases them.
@@ -78,8 +82,13 @@ struct delivery_fixture : coordinator_fixture {
             v.attempts = 1;
             v.status = log->owed ? delivery_status::handed_off
                                  : log->status_when_not_owed;
-            if (v.proceed)
+            v.user_changed = v.proceed && log->user_changed;
+            if (v.user_changed)
               v.user = ada();
+            else if (v.proceed) {
+              v.email = "as-fired@example.com";
+              v.message = "As fired";
+            }
             return v;
           },
           [log](outcome_atom, const delivery_outcome& o) {
@@ -109,10 +118,11 @@ struct delivery_fixture : coordinator_fixture {
                     rp.deliver(send_result{200, -1, "", false});
                   log->held.clear();
                 },
-                [log, self](send_atom, const std::string&, const std::string&,
-                            const std::string& key,
+                [log, self](send_atom, const std::string& email,
+                            const std::string& message, const std::string& key,
                             int64_t) -> caf::result<send_result> {
           log->events.push_back("send " + key);
+          log->sent.push_back(email + " | " + message);
           ++log->sends;
           auto status = 200;
           if (!log->answers.empty()) {
@@ -210,6 +220,19 @@ TEST_CASE("a delivery is re-checked, sent once, and its outcome journaled "
   delivery_fixture fx;
   fx.deliver(1);
   CHECK(fx.log->events == sent_path("sent", {"ack 1"}));
+}
+
+TEST_CASE("what is sent is rendered from the user when they changed since "
+          "the fire, else it is the record's as the fire rendered it",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  fx.deliver(1);
+  REQUIRE(fx.log->sent.size() == 1);
+  CHECK(fx.log->sent[0] == "ada@example.com | Hey, Ada Lovelace it's your birthday");
+  fx.log->user_changed = false;
+  fx.deliver(2);
+  REQUIRE(fx.log->sent.size() == 2);
+  CHECK(fx.log->sent[1] == "as-fired@example.com | As fired");
 }
 
 TEST_CASE("the broker messages settled together are acked in one message to "
