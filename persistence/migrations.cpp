@@ -198,6 +198,17 @@ ALTER TABLE due_index SET (fillfactor = 70);
 ALTER TABLE deliveries ADD COLUMN user_changed boolean NOT NULL DEFAULT false;
 ALTER TABLE due_index ADD COLUMN user_replaced boolean NOT NULL DEFAULT false;
 )sql"},
+    // A batch's events are one document of tens of KB, compressed as it is
+    // stored: lz4 does it in a third of pglz's time at about the same size
+    // (measured on a 100,000 burst's 1,246 documents: 62-88 ms against
+    // 162-277 ms, 6.5 MB against 5.8 MB), 1.2 us of the database's CPU a
+    // message. New documents only; a server built without lz4 keeps pglz.
+    {15, R"sql(
+DO $$ BEGIN
+  ALTER TABLE journal ALTER COLUMN data SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN NULL;
+END $$;
+)sql"},
   };
   return list;
 }

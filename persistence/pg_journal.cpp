@@ -1034,30 +1034,48 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                           .field("status", status_name(d.status))
                           .field("next_due_at_ms", f.next.due_at_ms));
   }
-  if (recorded_count > 0)
-    exec_hot(tx, "fire_deliveries",
-             "INSERT INTO deliveries (key, user_id, occasion, local_date,"
-             " due_at_ms, status, email, message, created_at_ms,"
-             " updated_at_ms, user_changed)"
-             " SELECT k, u, o, l, d, s, e, m, a, a, c FROM unnest($1::text[],"
-             " $2::text[], $3::text[], $4::date[], $5::bigint[],"
-             " $6::text[], $7::text[], $8::text[], $9::bigint[],"
-             " $10::boolean[]) AS r(k, u, o, l, d, s, e, m, a, c)"
-             // A date moved away and back again: the message of the
-             // occasion cancelled in between is owed once more.
-             " ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status,"
-             " due_at_ms = EXCLUDED.due_at_ms, email = EXCLUDED.email,"
-             " message = EXCLUDED.message,"
-             " updated_at_ms = EXCLUDED.updated_at_ms,"
-             " user_changed = EXCLUDED.user_changed,"
-             // Scheduled anew: it reads as scheduled (reported_status).
-             " begun_attempts = deliveries.attempts"
-             " WHERE deliveries.status = 'cancelled'",
-             std::move(cols[0]).done(), std::move(cols[1]).done(),
-             std::move(cols[2]).done(), std::move(cols[3]).done(),
-             std::move(cols[4]).done(), std::move(cols[5]).done(),
-             std::move(cols[6]).done(), std::move(cols[7]).done(),
-             std::move(cols[8]).done(), std::move(cols[9]).done());
+  if (recorded_count > 0) {
+    std::vector<std::string> arrays;
+    for (auto& c : cols)
+      arrays.push_back(std::move(c).done());
+    auto insert = [&](const char* name, const std::string& sql) {
+      exec_hot(tx, name, sql, arrays[0], arrays[1], arrays[2], arrays[3],
+               arrays[4], arrays[5], arrays[6], arrays[7], arrays[8],
+               arrays[9]);
+    };
+    static const std::string insert_sql =
+      "INSERT INTO deliveries (key, user_id, occasion, local_date,"
+      " due_at_ms, status, email, message, created_at_ms,"
+      " updated_at_ms, user_changed)"
+      " SELECT k, u, o, l, d, s, e, m, a, a, c FROM unnest($1::text[],"
+      " $2::text[], $3::text[], $4::date[], $5::bigint[],"
+      " $6::text[], $7::text[], $8::text[], $9::bigint[],"
+      " $10::boolean[]) AS r(k, u, o, l, d, s, e, m, a, c)";
+    // A date moved away and back again: the message of the occasion
+    // cancelled in between is owed once more.
+    static const std::string again_sql =
+      insert_sql
+      + " ON CONFLICT (key) DO UPDATE SET status = EXCLUDED.status,"
+        " due_at_ms = EXCLUDED.due_at_ms, email = EXCLUDED.email,"
+        " message = EXCLUDED.message,"
+        " updated_at_ms = EXCLUDED.updated_at_ms,"
+        " user_changed = EXCLUDED.user_changed,"
+        // Scheduled anew: it reads as scheduled (reported_status).
+        " begun_attempts = deliveries.attempts"
+        " WHERE deliveries.status = 'cancelled'";
+    // A plain insert first: ON CONFLICT's speculative insertion (a probe
+    // of the key and a confirming WAL record a row) cost 7.7 ms where the
+    // plain one took 5.8 (480 rows, medians of 15), and a key met again is
+    // rare: only then is the batch written the other way.
+    try {
+      in_savepoint(tx, [&] {
+        insert("fire_deliveries", insert_sql);
+        return true;
+      });
+    } catch (const pqxx::unique_violation&) {
+      insert("fire_deliveries_again", again_sql);
+    }
+  }
   events.insert(tx);
   for (auto& m : reqs) {
     std::vector<bool> answers;
