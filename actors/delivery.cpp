@@ -64,6 +64,8 @@ using send_tick_atom = caf::atom_constant<caf::atom("send_tick")>;
 using transport_gone_atom = caf::atom_constant<caf::atom("tp_gone")>;
 /// Local: ack what this turn of the mailbox settled.
 using ack_flush_atom = caf::atom_constant<caf::atom("ack_flush")>;
+/// Local: ask the journal what this turn of the mailbox has to ask it.
+using ask_flush_atom = caf::atom_constant<caf::atom("ask_flush")>;
 
 /// A forwarding peer's verdicts on a delivery it holds the message of.
 constexpr const char* verdict_ack = "ack";
@@ -94,9 +96,28 @@ struct send_wait {
   uint64_t deadline = 0;
 };
 
+/// An outcome to record, and what follows once it is.
+struct outcome_ask {
+  job j;
+  delivery_outcome o;
+  millis retry_delay;
+};
+
+/// What a turn of the mailbox has to ask one journal: its re-checks and its
+/// outcomes, each asked in one request at the turn's end (a request each
+/// had been four actor messages a delivery, and a response promise and a
+/// time-out each way).
+struct journal_asks {
+  std::vector<job> attempts;
+  std::vector<outcome_ask> outcomes;
+};
+
 struct delivery_state {
   context_ptr ctx;
   std::deque<job> queue;
+  /// By journal, asked at the turn's end (ask_flush_atom): at most the
+  /// deliveries in flight.
+  std::map<std::string, journal_asks> asks;
   /// Broker messages settled in this turn of the mailbox, acked together at
   /// its end (ack_flush_atom): at most the deliveries in flight.
   std::vector<receipt> acks;
@@ -166,6 +187,7 @@ using delivery_impl_actor = delivery_actor::extend<
   caf::reacts_to<deadline_tick_atom>,
   caf::reacts_to<outcome_atom, delivery_outcome, int64_t>,
   caf::reacts_to<mail_done_atom>, caf::reacts_to<ack_flush_atom>,
+  caf::reacts_to<ask_flush_atom>,
   caf::reacts_to<transport_gone_atom, uint64_t>>;
 
 using delivery_self = delivery_impl_actor::stateful_pointer<delivery_state>;
@@ -181,9 +203,14 @@ void enqueue(delivery_state& st, job j) {
   st.queue.push_back(std::move(j));
 }
 
-journal_actor journal_of(delivery_self self, const delivery_record& d) {
-  auto& ctx = *self->state.ctx;
-  return journal_at(*ctx.dir, send_journal_of(d.user_id, ctx.shard_count));
+/// Where the re-check or outcome of `d` waits for the turn's end.
+journal_asks& asks_of(delivery_self self, const delivery_record& d) {
+  auto& st = self->state;
+  // Sent to itself behind what the mailbox holds now: those messages' asks
+  // go along.
+  if (st.asks.empty())
+    self->send(self, ask_flush_atom::value);
+  return st.asks[send_journal_of(d.user_id, st.ctx->shard_count)];
 }
 
 void ack(delivery_self self, const receipt& r) {
@@ -478,51 +505,77 @@ void retry_later(delivery_self self, job j, millis delay,
 
 /// Journals the outcome; keeps trying while the journal is away, because the
 /// email service already answered and must not be asked again.
+/// Its outcome is recorded: the job ends, or waits for its retry.
+void recorded(delivery_self self, job j, const delivery_outcome& o,
+              millis retry_delay) {
+  deliveries_total(o.status).add();
+  if (o.status == delivery_status::sent) {
+    static auto& lateness = get_histogram("chime_delivery_lateness_seconds");
+    lateness.observe_us(std::max<int64_t>(0, o.at_ms - j.d.due_at_ms) * 1000);
+  } else if (auto& board = self->state.ctx->supervision) {
+    board->failed("delivery", j.d.key, status_name(o.status) + ": " + o.error);
+  }
+  auto level = o.status == delivery_status::dead ? log_level::warn
+                                                 : log_level::debug;
+  if (log_enabled(level))
+    log(level, "delivery", "delivery " + status_name(o.status),
+        {{"user_id", j.d.user_id}, {"key", j.d.key},
+         {"attempts", int64_t{j.d.attempts}}});
+  bool again = o.status == delivery_status::failed;
+  finish(self, j, again);
+  if (again)
+    retry_later(self, std::move(j), retry_delay);
+}
+
+void not_recorded(delivery_self self, job j, const delivery_outcome& o,
+                  millis retry_delay, const caf::error& err) {
+  if (is(err, journal_errc::fenced)) {
+    // Our lease went while the request was out: the new owner
+    // decides (if the service had accepted it, it is the in-flight
+    // duplicate a lost lease can cost).
+    log(log_level::warn, "delivery", "outcome fenced: lease lost",
+        {{"key", j.d.key}, {"status", status_name(o.status)}});
+    get_metric("chime_deliveries_fenced_total").add();
+    hand_over(self, std::move(j));
+    return;
+  }
+  auto key = j.d.key;
+  self->state.waiting.insert_or_assign(std::move(key), std::move(j));
+  self->delayed_send(self, std::chrono::seconds{1}, outcome_atom::value,
+                     o, retry_delay.count());
+}
+
 void record(delivery_self self, job j, delivery_outcome o,
             millis retry_delay) {
-  // One job for both handlers (only one of them runs): a copy in each had
-  // been a dozen strings copied twice a message.
-  auto held = std::make_shared<job>(std::move(j));
+  auto& asks = asks_of(self, j.d);
+  asks.outcomes.push_back({std::move(j), std::move(o), retry_delay});
+}
+
+void ask_outcomes(delivery_self self, const journal_actor& journal,
+                  std::vector<outcome_ask> asks) {
+  std::vector<delivery_outcome> outcomes;
+  for (auto& a : asks)
+    outcomes.push_back(a.o);
+  // One copy for both handlers (only one of them runs).
+  auto held = std::make_shared<std::vector<outcome_ask>>(std::move(asks));
   request_within(
-    self, journal_of(self, held->d), journal_timeout,
-      [self, held, o, retry_delay](caf::ok_atom) {
-        auto& j = *held;
-        deliveries_total(o.status).add();
-        if (o.status == delivery_status::sent) {
-          static auto& lateness = get_histogram("chime_delivery_lateness_seconds");
-          lateness.observe_us(std::max<int64_t>(0, o.at_ms - j.d.due_at_ms) * 1000);
-        } else if (auto& board = self->state.ctx->supervision) {
-          board->failed("delivery", j.d.key, status_name(o.status) + ": " + o.error);
-        }
-        auto level = o.status == delivery_status::dead ? log_level::warn
-                                                       : log_level::debug;
-        if (log_enabled(level))
-          log(level, "delivery", "delivery " + status_name(o.status),
-              {{"user_id", j.d.user_id}, {"key", j.d.key},
-               {"attempts", int64_t{j.d.attempts}}});
-        bool again = o.status == delivery_status::failed;
-        finish(self, j, again);
-        if (again)
-          retry_later(self, std::move(j), retry_delay);
-      },
-      [self, held, o, retry_delay](caf::error& err) {
-        auto& j = *held;
-        if (is(err, journal_errc::fenced)) {
-          // Our lease went while the request was out: the new owner
-          // decides (if the service had accepted it, it is the in-flight
-          // duplicate a lost lease can cost).
-          log(log_level::warn, "delivery", "outcome fenced: lease lost",
-              {{"key", j.d.key}, {"status", status_name(o.status)}});
-          get_metric("chime_deliveries_fenced_total").add();
-          hand_over(self, std::move(j));
-          return;
-        }
-        auto key = j.d.key;
-        self->state.waiting.insert_or_assign(std::move(key), std::move(j));
-        self->delayed_send(self, std::chrono::seconds{1}, outcome_atom::value,
-                           o, retry_delay.count());
-      },
-    outcome_atom::value, o);
+    self, journal, journal_timeout,
+    [self, held](std::vector<caf::error>& errors) {
+      CHIME_ASSERT(errors.size() == held->size(),
+                   "the journal answered a different number of outcomes");
+      for (size_t i = 0; i < errors.size(); ++i) {
+        auto& a = (*held)[i];
+        if (errors[i])
+          not_recorded(self, std::move(a.j), a.o, a.retry_delay, errors[i]);
+        else
+          recorded(self, std::move(a.j), a.o, a.retry_delay);
+      }
+    },
+    [self, held](caf::error& err) {
+      for (auto& a : *held)
+        not_recorded(self, std::move(a.j), a.o, a.retry_delay, err);
+    },
+    outcome_atom::value, std::move(outcomes));
 }
 
 void classify(delivery_self self, job j, const send_result& r) {
@@ -566,70 +619,103 @@ void classify(delivery_self self, job j, const send_result& r) {
 
 void send_email(delivery_self self, job j);
 
+/// The re-check's verdict: the job is sent, ends, or goes to the owner.
+void judged(delivery_self self, job j, attempt_verdict& v) {
+  if (v.fenced || !ours(self->state, j.d)) {
+    self->state.breaker->abandon();
+    hand_over(self, std::move(j));
+    return;
+  }
+  if (!v.proceed && !self->state.ctx->broken.no_recheck) {
+    self->state.breaker->abandon();
+    if (log_enabled(log_level::debug))
+      log(log_level::debug, "delivery", "delivery skipped",
+          {{"user_id", j.d.user_id}, {"key", j.d.key},
+           {"status", std::string{verdict_text(v)}}});
+    if (!v.missing)
+      j.d.status = v.status;
+    finish(self, j, false);
+    return;
+  }
+  // What is sent is what the user is now: a removed or moved
+  // occasion is owed no more, and a new name or address is used.
+  auto kind = find_occasion(j.d.occasion);
+  if (v.proceed && v.user_changed
+      && (!kind
+          || !still_owed(*kind, v.user, j.d.local_date,
+                         self->state.ctx->rules.feb29))) {
+    self->state.breaker->abandon();
+    delivery_outcome o{j.d.key, delivery_status::cancelled,
+                       "the user removed or moved this occasion",
+                       to_ms(self->state.ctx->clock->now()),
+                       v.attempts - 1};
+    j.d.status = o.status;
+    record(self, std::move(j), std::move(o), millis{0});
+    return;
+  }
+  if (v.proceed && v.user_changed) {
+    j.d.email = v.user.email;
+    j.d.message = kind->message(v.user);
+  } else if (v.proceed) {
+    j.d.email = std::move(v.email);
+    j.d.message = std::move(v.message);
+  }
+  j.d.attempts = v.attempts;
+  if (v.unsettled)
+    self->state.unsettled_resends->add();
+  self->state.ready.push_back(std::move(j));
+  pump_sends(self);
+}
+
+void not_judged(delivery_self self, job j, const caf::error& err) {
+  // The journal is away: nothing was attempted; try again later.
+  self->state.breaker->abandon();
+  log(log_level::warn, "delivery", "journal unavailable before attempt",
+      {{"key", j.d.key}, {"error", self->system().render(err)}});
+  finish(self, j, true);
+  retry_later(self, std::move(j), std::chrono::seconds{1});
+}
+
 void attempt(delivery_self self, job j) {
+  auto& asks = asks_of(self, j.d);
+  asks.attempts.push_back(std::move(j));
+}
+
+void ask_attempts(delivery_self self, const journal_actor& journal,
+                  std::vector<job> jobs) {
   auto& ctx = *self->state.ctx;
-  auto held = std::make_shared<job>(std::move(j)); // as in record
-  const auto& key = held->d.key;
+  std::vector<std::string> keys;
+  for (auto& j : jobs)
+    keys.push_back(j.d.key);
+  auto held = std::make_shared<std::vector<job>>(std::move(jobs)); // as above
   request_within(
-    self, journal_of(self, held->d), journal_timeout,
-      [self, held](attempt_verdict& v) {
-        auto& j = *held;
-        if (v.fenced || !ours(self->state, j.d)) {
-          self->state.breaker->abandon();
-          hand_over(self, std::move(j));
-          return;
-        }
-        if (!v.proceed && !self->state.ctx->broken.no_recheck) {
-          self->state.breaker->abandon();
-          if (log_enabled(log_level::debug))
-            log(log_level::debug, "delivery", "delivery skipped",
-                {{"user_id", j.d.user_id}, {"key", j.d.key},
-                 {"status", std::string{verdict_text(v)}}});
-          if (!v.missing)
-            j.d.status = v.status;
-          finish(self, j, false);
-          return;
-        }
-        // What is sent is what the user is now: a removed or moved
-        // occasion is owed no more, and a new name or address is used.
-        auto kind = find_occasion(j.d.occasion);
-        if (v.proceed && v.user_changed
-            && (!kind
-                || !still_owed(*kind, v.user, j.d.local_date,
-                               self->state.ctx->rules.feb29))) {
-          self->state.breaker->abandon();
-          delivery_outcome o{j.d.key, delivery_status::cancelled,
-                             "the user removed or moved this occasion",
-                             to_ms(self->state.ctx->clock->now()),
-                             v.attempts - 1};
-          j.d.status = o.status;
-          record(self, std::move(j), std::move(o), millis{0});
-          return;
-        }
-        if (v.proceed && v.user_changed) {
-          j.d.email = v.user.email;
-          j.d.message = kind->message(v.user);
-        } else if (v.proceed) {
-          j.d.email = std::move(v.email);
-          j.d.message = std::move(v.message);
-        }
-        j.d.attempts = v.attempts;
-        if (v.unsettled)
-          self->state.unsettled_resends->add();
-        self->state.ready.push_back(std::move(j));
-        pump_sends(self);
-      },
-      [self, held](caf::error& err) {
-        auto& j = *held;
-        // The journal is away: nothing was attempted; try again later.
-        self->state.breaker->abandon();
-        log(log_level::warn, "delivery", "journal unavailable before attempt",
-            {{"key", j.d.key}, {"error", self->system().render(err)}});
-        finish(self, j, true);
-        retry_later(self, std::move(j), std::chrono::seconds{1});
-      },
-    attempt_atom::value, key, to_ms(ctx.clock->now()),
+    self, journal, journal_timeout,
+    [self, held](std::vector<attempt_verdict>& verdicts) {
+      CHIME_ASSERT(verdicts.size() == held->size(),
+                   "the journal answered a different number of re-checks");
+      for (size_t i = 0; i < verdicts.size(); ++i)
+        judged(self, std::move((*held)[i]), verdicts[i]);
+    },
+    [self, held](caf::error& err) {
+      for (auto& j : *held)
+        not_judged(self, std::move(j), err);
+    },
+    attempt_atom::value, std::move(keys), to_ms(ctx.clock->now()),
     static_cast<int64_t>(ctx.rules.catch_up.count()));
+}
+
+/// Asks each journal what this turn of the mailbox has for it.
+void ask_journals(delivery_self self) {
+  auto asks = std::move(self->state.asks);
+  self->state.asks.clear();
+  for (auto& [name, a] : asks) {
+    auto journal = journal_at(*self->state.ctx->dir, name.c_str());
+    // Outcomes first: they free places in flight.
+    if (!a.outcomes.empty())
+      ask_outcomes(self, journal, std::move(a.outcomes));
+    if (!a.attempts.empty())
+      ask_attempts(self, journal, std::move(a.attempts));
+  }
 }
 
 void pump_sends(delivery_self self) {
@@ -937,6 +1023,7 @@ delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx)
       check_deadlines(self);
     },
     [=](ack_flush_atom) { flush_acks(self); },
+    [=](ask_flush_atom) { ask_journals(self); },
     [=](mail_done_atom) {
       answers(self);
     },

@@ -44,6 +44,12 @@ using journal_actor = caf::typed_actor<
   // begun; a scheduled delivery becomes handed_off (it reached delivery).
   caf::replies_to<attempt_atom, std::string, int64_t, int64_t>::with<attempt_verdict>,
   caf::replies_to<outcome_atom, delivery_outcome>::with<caf::ok_atom>,
+  // The same for many keys, one verdict or error (none: recorded) each, in
+  // order: delivery asks once a turn of its mailbox for all the turn's keys.
+  caf::replies_to<attempt_atom, std::vector<std::string>, int64_t,
+                  int64_t>::with<std::vector<attempt_verdict>>,
+  caf::replies_to<outcome_atom, std::vector<delivery_outcome>>::with<
+    std::vector<caf::error>>,
   // (scheduled_before_ms, open_before_ms, limit, now_ms): the deliveries
   // owed and untouched that long, each touched at now_ms.
   caf::replies_to<outbox_atom, int64_t, int64_t, uint32_t, int64_t>::with<

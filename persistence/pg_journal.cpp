@@ -1088,15 +1088,22 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
   return replies;
 }
 
+/// One attempt asked of the journal, in a request that outlives it.
+struct attempt_ask {
+  const std::string* key;
+  int64_t now_ms;
+  int64_t catch_up_ms;
+};
+
 /// Decides, for each attempt request, whether the delivery is still owed,
 /// and counts the attempt as begun before anything is sent, so that the next
 /// sender knows when an attempt ended with no recorded outcome. An answer of
 /// no because the user is gone (cancelled) or the catch-up window has passed
 /// (expired) is written as the delivery's status. Reads first, then writes:
 /// any request, in order, duplicates included.
-std::vector<caf::message>
+std::vector<attempt_verdict>
 attempts_read_then_written(pqxx::transaction_base& tx,
-                           const std::vector<caf::message>& reqs,
+                           const std::vector<attempt_ask>& asks,
                            const fence& fn) {
   struct row {
     delivery_status status;
@@ -1110,8 +1117,8 @@ attempts_read_then_written(pqxx::transaction_base& tx,
     bool changed = false;
   };
   std::vector<std::string> keys, shards, epochs;
-  for (auto& m : reqs) {
-    keys.push_back(m.get_as<std::string>(0));
+  for (auto& a : asks) {
+    keys.push_back(*a.key);
     fn.add(user_of_key(keys.back()), shards, epochs);
   }
   std::map<std::string, row> rows;
@@ -1129,23 +1136,23 @@ attempts_read_then_written(pqxx::transaction_base& tx,
       r[4].as<int64_t>(),     r[5].as<bool>(),     r[6].as<bool>(),
       r[5].as<bool>() ? user_from(r, 7) : user_record{}};
   event_rows events;
-  std::vector<caf::message> replies;
-  for (auto& m : reqs) {
-    auto& key = m.get_as<std::string>(0);
-    auto now_ms = m.get_as<int64_t>(1);
-    auto catch_up_ms = m.get_as<int64_t>(2);
+  std::vector<attempt_verdict> replies;
+  for (auto& a : asks) {
+    auto& key = *a.key;
+    auto now_ms = a.now_ms;
+    auto catch_up_ms = a.catch_up_ms;
     attempt_verdict v;
     auto i = rows.find(key);
     if (i == rows.end()) {
       v.missing = true;
-      replies.push_back(caf::make_message(v));
+      replies.push_back(std::move(v));
       continue;
     }
     auto& r = i->second;
     if (!r.leased) {
       // Not this node's to decide: its lease on the shard is gone.
       v.fenced = true;
-      replies.push_back(caf::make_message(v));
+      replies.push_back(std::move(v));
       continue;
     }
     bool open = is_open(r.status);
@@ -1173,7 +1180,7 @@ attempts_read_then_written(pqxx::transaction_base& tx,
     v.user_changed = v.proceed;
     if (v.proceed)
       v.user = r.user;
-    replies.push_back(caf::make_message(v));
+    replies.push_back(std::move(v));
   }
   std::vector<std::string> k, s, t, b;
   for (auto& [key, r] : rows) {
@@ -1205,19 +1212,18 @@ attempts_read_then_written(pqxx::transaction_base& tx,
 /// the send path). The rest, duplicates after the first and every "no", go
 /// through attempts_read_then_written after it, in order, and so see what
 /// this statement wrote.
-std::vector<caf::message>
-attempt_batch(pqxx::transaction_base& tx,
-              const std::vector<caf::message>& reqs, const fence& fn) {
+std::vector<attempt_verdict>
+attempts_decided(pqxx::transaction_base& tx,
+                 const std::vector<attempt_ask>& asks, const fence& fn) {
   std::vector<std::string> keys, shards, epochs, nows, windows;
-  std::unordered_set<std::string> firsts;
-  for (auto& m : reqs) {
-    auto& key = m.get_as<std::string>(0);
-    if (!firsts.insert(key).second)
+  std::unordered_set<std::string_view> firsts;
+  for (auto& a : asks) {
+    if (!firsts.insert(*a.key).second)
       continue;
-    keys.push_back(key);
-    fn.add(user_of_key(key), shards, epochs);
-    nows.push_back(std::to_string(m.get_as<int64_t>(1)));
-    windows.push_back(std::to_string(m.get_as<int64_t>(2)));
+    keys.push_back(*a.key);
+    fn.add(user_of_key(*a.key), shards, epochs);
+    nows.push_back(std::to_string(a.now_ms));
+    windows.push_back(std::to_string(a.catch_up_ms));
   }
   std::unordered_map<std::string, attempt_verdict> proceeding;
   // It reached delivery, and reads as handed off from now on (see
@@ -1250,17 +1256,17 @@ attempt_batch(pqxx::transaction_base& tx,
     v.message = r[5].as<std::string>();
     proceeding.emplace(r[0].as<std::string>(), std::move(v));
   }
-  std::vector<caf::message> replies(reqs.size());
-  std::vector<caf::message> rest;
+  std::vector<attempt_verdict> replies(asks.size());
+  std::vector<attempt_ask> rest;
   std::vector<size_t> rest_at;
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    auto j = proceeding.find(reqs[i].get_as<std::string>(0));
+  for (size_t i = 0; i < asks.size(); ++i) {
+    auto j = proceeding.find(*asks[i].key);
     if (j != proceeding.end()) {
-      replies[i] = caf::make_message(std::move(j->second));
+      replies[i] = std::move(j->second);
       proceeding.erase(j); // a duplicate after it is decided as the rest
       continue;
     }
-    rest.push_back(reqs[i]);
+    rest.push_back(asks[i]);
     rest_at.push_back(i);
   }
   if (!rest.empty()) {
@@ -1271,11 +1277,44 @@ attempt_batch(pqxx::transaction_base& tx,
   return replies;
 }
 
+/// The attempts of the queued requests, each a key or (delivery's, one a
+/// turn of its mailbox) many, decided together and answered in kind.
+std::vector<caf::message>
+attempt_batch(pqxx::transaction_base& tx,
+              const std::vector<caf::message>& reqs, const fence& fn) {
+  std::vector<attempt_ask> asks;
+  for (auto& m : reqs) {
+    auto now_ms = m.get_as<int64_t>(1);
+    auto catch_up_ms = m.get_as<int64_t>(2);
+    if (m.match_element<std::string>(0))
+      asks.push_back({&m.get_as<std::string>(0), now_ms, catch_up_ms});
+    else
+      for (auto& key : m.get_as<std::vector<std::string>>(0))
+        asks.push_back({&key, now_ms, catch_up_ms});
+  }
+  auto verdicts = attempts_decided(tx, asks, fn);
+  std::vector<caf::message> replies;
+  auto next = verdicts.begin();
+  for (auto& m : reqs) {
+    if (m.match_element<std::string>(0)) {
+      replies.push_back(caf::make_message(std::move(*next++)));
+      continue;
+    }
+    auto n = static_cast<std::ptrdiff_t>(
+      m.get_as<std::vector<std::string>>(0).size());
+    replies.push_back(caf::make_message(
+      std::vector<attempt_verdict>{std::make_move_iterator(next),
+                                   std::make_move_iterator(next + n)}));
+    next += n;
+  }
+  return replies;
+}
+
 /// The keys among `reqs` (each request's keys as `keys_of` lists them) whose
 /// shard lease this node no longer holds under the epoch it believes.
-template <class KeysOf>
+template <class Request, class KeysOf>
 std::set<std::string> fenced_keys(pqxx::transaction_base& tx,
-                                  const std::vector<caf::message>& reqs,
+                                  const std::vector<Request>& reqs,
                                   const fence& fn, KeysOf keys_of) {
   std::set<std::string> out;
   if (!fn.view || reqs.empty())
@@ -1303,9 +1342,18 @@ std::set<std::string> fenced_keys(pqxx::transaction_base& tx,
 std::vector<caf::message>
 outcome_batch(pqxx::transaction_base& tx,
               const std::vector<caf::message>& reqs, const fence& fn) {
+  // Each request is an outcome or (delivery's, one a turn of its mailbox)
+  // many, answered in kind.
+  std::vector<const delivery_outcome*> all;
+  for (auto& m : reqs)
+    if (m.match_element<delivery_outcome>(0))
+      all.push_back(&m.get_as<delivery_outcome>(0));
+    else
+      for (auto& o : m.get_as<std::vector<delivery_outcome>>(0))
+        all.push_back(&o);
   std::map<std::string, delivery_outcome> last;
-  for (auto& m : reqs) {
-    auto& o = m.get_as<delivery_outcome>(0);
+  for (auto* op : all) {
+    auto& o = *op;
     auto i = last.find(o.key);
     if (i == last.end() || i->second.status != delivery_status::sent)
       last[o.key] = o;
@@ -1336,28 +1384,44 @@ outcome_batch(pqxx::transaction_base& tx,
          text_array(a), text_array(shards), text_array(epochs), fn.owner()))
     written.insert(r[0].as<std::string>());
   // Left alone: settled already (an answer like any other), or fenced.
-  std::vector<caf::message> left_alone;
-  for (auto& m : reqs)
-    if (written.count(m.get_as<delivery_outcome>(0).key) == 0)
-      left_alone.push_back(m);
-  auto fenced = fenced_keys(tx, left_alone, fn, [](const caf::message& m) {
-    return std::vector<std::string>{m.get_as<delivery_outcome>(0).key};
+  std::vector<const delivery_outcome*> left_alone;
+  for (auto* o : all)
+    if (written.count(o->key) == 0)
+      left_alone.push_back(o);
+  auto fenced = fenced_keys(tx, left_alone, fn, [](const delivery_outcome* o) {
+    return std::vector<std::string>{o->key};
   });
   event_rows events;
-  std::vector<caf::message> replies;
-  for (auto& m : reqs) {
-    auto& o = m.get_as<delivery_outcome>(0);
+  std::vector<caf::error> answers;
+  for (auto* op : all) {
+    auto& o = *op;
     if (fenced.count(o.key) > 0) {
-      replies.push_back(caf::make_message(make_error(journal_errc::fenced)));
+      answers.push_back(make_error(journal_errc::fenced));
       continue;
     }
-    replies.push_back(caf::make_message(caf::ok_atom::value));
+    answers.emplace_back();
     events.add_to_batch(o.at_ms, "delivery_" + status_name(o.status),
                         json_object_text{}.field("key", o.key)
                           .field("error", o.error)
                           .field("attempt", int64_t{o.attempts}));
   }
   events.insert(tx);
+  std::vector<caf::message> replies;
+  auto next = answers.begin();
+  for (auto& m : reqs) {
+    if (m.match_element<delivery_outcome>(0)) {
+      auto& err = *next++;
+      replies.push_back(err ? caf::make_message(std::move(err))
+                            : caf::make_message(caf::ok_atom::value));
+      continue;
+    }
+    auto n = static_cast<std::ptrdiff_t>(
+      m.get_as<std::vector<delivery_outcome>>(0).size());
+    replies.push_back(caf::make_message(
+      std::vector<caf::error>{std::make_move_iterator(next),
+                              std::make_move_iterator(next + n)}));
+    next += n;
+  }
   return replies;
 }
 
@@ -1430,9 +1494,18 @@ pg_journal_actor::behavior_type journal(journal_self self,
       return enqueue<attempt_verdict>(self, batch_kind::attempt,
                      caf::make_message(std::move(key), now_ms, catch_up_ms));
     },
+    [=](attempt_atom, std::vector<std::string>& keys, int64_t now_ms,
+        int64_t catch_up_ms) {
+      return enqueue<std::vector<attempt_verdict>>(self, batch_kind::attempt,
+                     caf::make_message(std::move(keys), now_ms, catch_up_ms));
+    },
     [=](outcome_atom, delivery_outcome& o) {
       return enqueue<caf::ok_atom>(self, batch_kind::outcome,
                      caf::make_message(std::move(o)));
+    },
+    [=](outcome_atom, std::vector<delivery_outcome>& os) {
+      return enqueue<std::vector<caf::error>>(self, batch_kind::outcome,
+                     caf::make_message(std::move(os)));
     },
     [=](redrive_atom, std::string& key, int64_t at_ms) {
       return enqueue<delivery_record>(self, [key = std::move(key), at_ms](auto& tx) {

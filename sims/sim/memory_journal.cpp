@@ -287,6 +287,27 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
     trace("journal.fire", f.delivery.key + (recorded ? " recorded" : " stale"));
     return recorded;
   };
+  auto attempt_traced = [trace](journal_self self, const std::string& key,
+                                int64_t now_ms, int64_t catch_up_ms) {
+    attempt_verdict v;
+    if (self->state.fenced(user_of_key(key)))
+      v.fenced = true;
+    else
+      v = attempt(*self->state.store, key, now_ms, catch_up_ms);
+    trace("journal.attempt", key + " " + std::string{verdict_text(v)});
+    return v;
+  };
+  /// No error: recorded.
+  auto outcome_traced = [trace](journal_self self,
+                                const delivery_outcome& o) -> caf::error {
+    if (self->state.fenced(user_of_key(o.key))) {
+      trace("journal.outcome", o.key + " fenced");
+      return make_error(journal_errc::fenced);
+    }
+    outcome(*self->state.store, o);
+    trace("journal.outcome", o.key + " " + status_name(o.status));
+    return {};
+  };
   return {
     [=](sim_reply_atom, uint64_t id) { self->state.later.fire(id); },
     [=](create_atom, user_view& v) {
@@ -396,25 +417,34 @@ memory_journal_actor::behavior_type memory_journal(journal_self self,
     },
     [=](attempt_atom, std::string& key, int64_t now_ms, int64_t catch_up_ms) {
       return answer<attempt_verdict>(self, [=]() -> caf::expected<attempt_verdict> {
-        attempt_verdict v;
-        if (self->state.fenced(user_of_key(key)))
-          v.fenced = true;
-        else
-          v = attempt(*self->state.store, key, now_ms, catch_up_ms);
-        trace("journal.attempt", key + " " + std::string{verdict_text(v)});
-        return v;
+        return attempt_traced(self, key, now_ms, catch_up_ms);
       });
+    },
+    [=](attempt_atom, std::vector<std::string>& keys, int64_t now_ms,
+        int64_t catch_up_ms) {
+      return answer<std::vector<attempt_verdict>>(
+        self, [=]() -> caf::expected<std::vector<attempt_verdict>> {
+          std::vector<attempt_verdict> out;
+          for (auto& key : keys)
+            out.push_back(attempt_traced(self, key, now_ms, catch_up_ms));
+          return out;
+        });
     },
     [=](outcome_atom, delivery_outcome& o) {
       return answer<caf::ok_atom>(self, [=]() -> caf::expected<caf::ok_atom> {
-        if (self->state.fenced(user_of_key(o.key))) {
-          trace("journal.outcome", o.key + " fenced");
-          return make_error(journal_errc::fenced);
-        }
-        outcome(*self->state.store, o);
-        trace("journal.outcome", o.key + " " + status_name(o.status));
+        if (auto err = outcome_traced(self, o))
+          return err;
         return caf::ok_atom::value;
       });
+    },
+    [=](outcome_atom, std::vector<delivery_outcome>& os) {
+      return answer<std::vector<caf::error>>(
+        self, [=]() -> caf::expected<std::vector<caf::error>> {
+          std::vector<caf::error> out;
+          for (auto& o : os)
+            out.push_back(outcome_traced(self, o));
+          return out;
+        });
     },
     [=](outbox_atom, int64_t scheduled_before_ms, int64_t open_before_ms,
         uint32_t limit, int64_t now_ms) {

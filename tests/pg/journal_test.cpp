@@ -516,6 +516,74 @@ TEST_CASE("an outcome is recorded while the shard's lease is held, and "
   CHECK(fx.deliveries("sent").size() == 1);
 }
 
+TEST_CASE("re-checks and outcomes asked many at once are answered each, in "
+          "order, alongside ones asked alone",
+          "[pg][journal]") {
+  // u1's shard is this node's, u2's another's: u2's outcome is fenced.
+  auto view = std::make_shared<cluster_view>("n1", 256);
+  auto s1 = shard_of("u1", 256);
+  auto s2 = shard_of("u2", 256);
+  REQUIRE(s1 != s2);
+  auto until = std::chrono::steady_clock::now() + std::chrono::hours{1};
+  view->hold(s1, 1, until);
+  view->hold(s2, 1, until);
+  auto store = std::make_unique<pg_backend>();
+  store->fence = view;
+  journal_fixture fx{std::move(store)};
+  std::vector<user_view> users;
+  for (auto id : {"u1", "u2"}) {
+    users.push_back(make_user(id, std::string{id} + "@example.com"));
+    REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, users.back()));
+  }
+  fx.count("WITH l AS (INSERT INTO shard_leases (shard, owner, epoch) VALUES ("
+           + std::to_string(s1) + ", 'n1', 1), (" + std::to_string(s2)
+           + ", 'n1', 1) RETURNING 1) SELECT count(*) FROM l");
+  std::vector<fire_request> fires;
+  for (auto& v : users) {
+    fires.push_back(make_fire(v));
+    REQUIRE(*fx.ask<bool>(fire_atom::value, fires.back()));
+  }
+  auto k1 = fires[0].delivery.key;
+  auto k2 = fires[1].delivery.key;
+  auto at = fires[0].due.due_at_ms + 10;
+  caf::scoped_actor self{*fx.sys};
+  // One alone and one of three, asked together.
+  auto alone = self->request(fx.journal, caf::infinite, attempt_atom::value,
+                             k2, at, catch_up_ms);
+  auto many = self->request(fx.journal, caf::infinite, attempt_atom::value,
+                            std::vector<std::string>{k1, "nobody:birthday:2027-01-15", k1},
+                            at, catch_up_ms);
+  alone.receive([](attempt_verdict& v) { CHECK(v.proceed); },
+                [](caf::error&) { FAIL("the lone re-check failed"); });
+  many.receive(
+    [&](std::vector<attempt_verdict>& vs) {
+      REQUIRE(vs.size() == 3);
+      CHECK(vs[0].proceed);
+      CHECK(vs[0].attempts == 1);
+      CHECK(vs[1].missing);
+      // The same key again in one request: a second attempt begun.
+      CHECK(vs[2].proceed);
+      CHECK(vs[2].attempts == 2);
+    },
+    [](caf::error&) { FAIL("the re-checks failed"); });
+  // u2's shard moved on: its outcome is refused, u1's recorded.
+  fx.count("WITH l AS (UPDATE shard_leases SET owner = 'n2', epoch = 2"
+           " WHERE shard = " + std::to_string(s2)
+           + " RETURNING 1) SELECT count(*) FROM l");
+  auto errors = fx.ask<std::vector<caf::error>>(
+    outcome_atom::value,
+    std::vector<delivery_outcome>{
+      {k1, delivery_status::sent, "", at + 1, 2},
+      {k2, delivery_status::sent, "", at + 1, 1}});
+  REQUIRE(errors);
+  REQUIRE(errors->size() == 2);
+  CHECK_FALSE((*errors)[0]);
+  CHECK(is((*errors)[1], journal_errc::fenced));
+  auto sent = fx.deliveries("sent");
+  REQUIRE(sent.size() == 1);
+  CHECK(sent.front().key == k1);
+}
+
 TEST_CASE("writes sent together are all acknowledged (group commit)",
           "[pg][journal]") {
   journal_fixture fx;

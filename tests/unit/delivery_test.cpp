@@ -73,28 +73,45 @@ struct delivery_fixture : coordinator_fixture {
     auto log = this->log;
     auto journal =
       sys.spawn([log](caf::event_based_actor*) -> caf::behavior {
+        auto attempt = [log](const std::string& key) {
+          log->events.push_back("attempt " + key);
+          attempt_verdict v;
+          v.proceed = log->owed;
+          v.attempts = 1;
+          v.status = log->owed ? delivery_status::handed_off
+                               : log->status_when_not_owed;
+          v.user_changed = v.proceed && log->user_changed;
+          if (v.user_changed)
+            v.user = ada();
+          else if (v.proceed) {
+            v.email = "as-fired@example.com";
+            v.message = "As fired";
+          }
+          return v;
+        };
+        auto outcome = [log](const delivery_outcome& o) {
+          log->events.push_back("outcome " + o.key + " "
+                                + status_name(o.status));
+        };
         return {
-          [log](attempt_atom, const std::string& key, int64_t,
-                int64_t) -> attempt_verdict {
-            log->events.push_back("attempt " + key);
-            attempt_verdict v;
-            v.proceed = log->owed;
-            v.attempts = 1;
-            v.status = log->owed ? delivery_status::handed_off
-                                 : log->status_when_not_owed;
-            v.user_changed = v.proceed && log->user_changed;
-            if (v.user_changed)
-              v.user = ada();
-            else if (v.proceed) {
-              v.email = "as-fired@example.com";
-              v.message = "As fired";
-            }
-            return v;
+          [attempt](attempt_atom, const std::string& key, int64_t, int64_t) {
+            return attempt(key);
           },
-          [log](outcome_atom, const delivery_outcome& o) {
-            log->events.push_back("outcome " + o.key + " "
-                                  + status_name(o.status));
+          [attempt](attempt_atom, const std::vector<std::string>& keys,
+                    int64_t, int64_t) {
+            std::vector<attempt_verdict> out;
+            for (auto& key : keys)
+              out.push_back(attempt(key));
+            return out;
+          },
+          [outcome](outcome_atom, const delivery_outcome& o) {
+            outcome(o);
             return caf::ok_atom::value;
+          },
+          [outcome](outcome_atom, const std::vector<delivery_outcome>& os) {
+            for (auto& o : os)
+              outcome(o);
+            return std::vector<caf::error>(os.size());
           },
         };
       });
