@@ -70,5 +70,35 @@ TEST_CASE("an empty bundle or one with a bad delivery is refused whole",
   CHECK_FALSE(from_message_body("[1, 2]").has_value());
 }
 
+TEST_CASE("a delivery's other fields are passed over, and a field of the "
+          "wrong kind refuses the message",
+          "[unit][message]") {
+  auto with = [](const std::string& more) {
+    return R"({"key":"u1:birthday:2027-01-15","user_id":"u1",)"
+           R"("occasion":"birthday","local_date":"2027-01-15",)" + more + "}";
+  };
+  auto back = from_message_body(
+    with(R"("trace":{"a":[1,{"b":null}],"c":"d"},"due_at_ms":7,"x":[[]])"));
+  REQUIRE(back.has_value());
+  CHECK(back->front().due_at_ms == 7);
+  CHECK(back->front().key == "u1:birthday:2027-01-15");
+  // Each of these alone refuses it.
+  for (auto bad : {R"("due_at_ms":9223372036854775808)", R"("due_at_ms":1.5)",
+                   R"("due_at_ms":"7")", R"("due_at_ms":7,"email":3)",
+                   R"("due_at_ms":7,"key":null)", R"("due_at_ms":[7])",
+                   R"("other":1)"})
+    CHECK_FALSE(from_message_body(with(bad)).has_value());
+  CHECK(from_message_body(with(R"("due_at_ms":9223372036854775807)")).has_value());
+  CHECK(from_message_body(with(R"("due_at_ms":-5)"))->front().due_at_ms == -5);
+  for (auto bad : {"7", "\"x\"", "null", "[[]]", "[{}]", "{}", "", "[",
+                   "{\"key\":"})
+    CHECK_FALSE(from_message_body(bad).has_value());
+  auto good = with(R"("due_at_ms":7)");
+  CHECK(from_message_body("[" + good + "," + good + "]")->size() == 2);
+  CHECK_FALSE(from_message_body("[" + good + ",7]").has_value());
+  CHECK_FALSE(from_message_body("[" + good + ",[" + good + "]]").has_value());
+  CHECK_FALSE(from_message_body(good + good).has_value());
+}
+
 } // namespace
 } // namespace chime
