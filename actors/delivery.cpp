@@ -984,6 +984,10 @@ delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx)
     [=](deliver_atom, delivery_record& d, receipt& r) {
       accept(self, job{std::move(d), std::move(r), std::nullopt});
     },
+    [=](deliver_atom, std::vector<delivery_record>& ds, receipt& r) {
+      for (auto& d : ds)
+        accept(self, job{std::move(d), r, std::nullopt});
+    },
     [=](deliver_atom, delivery_record& d) {
       // Forwarded by a peer whose consumer holds the broker message.
       auto rp = self->make_response_promise<std::string>();
@@ -1151,42 +1155,51 @@ struct keeper_state {
   static inline const char* name = "chime.dead_letter_keeper";
 };
 
+/// Records a dead-lettered delivery as dead (a bundle's part goes back
+/// alone instead), then acks its message.
+void keep(caf::stateful_actor<keeper_state>* self, const delivery_record& d,
+          const receipt& r) {
+  auto& ctx = *self->state.ctx;
+  // The message is acked once `to` has taken the request; while `to` is
+  // away it is held and tried again shortly (requeueing it would spin
+  // while the database or the broker is down).
+  auto hand_to = [=](const auto& to, const char* counted, auto... xs) {
+    self->request(to, journal_timeout, xs...)
+      .then(
+        [=](caf::ok_atom) {
+          get_metric(counted).add();
+          caf::anon_send(r.consumer, ack_atom::value,
+                         std::vector<receipt>{r});
+        },
+        [=](caf::error&) {
+          self->delayed_send(self, std::chrono::seconds{1},
+                             deliver_atom::value, d, r);
+        });
+  };
+  if (r.is_part()) {
+    // A whole bundle was dead-lettered (it reached the broker's delivery
+    // limit): which of its deliveries was at fault is unknown, so each
+    // goes back alone, through a retry queue, to reach the limit on its
+    // own or be sent. One already settled is a no-op at its re-check.
+    hand_to(handoff_at(*ctx.dir),
+            "chime_dead_bundle_parts_retried_total", retry_atom::value, d,
+            int64_t{0});
+    return;
+  }
+  hand_to(journal_at(*ctx.dir, send_journal_of(d.user_id, ctx.shard_count)),
+          "chime_dead_letters_total", outcome_atom::value,
+          delivery_outcome{d.key, delivery_status::dead, "dead-lettered by the broker",
+                           to_ms(ctx.clock->now())});
+}
+
 caf::behavior dead_letter_keeper(caf::stateful_actor<keeper_state>* self,
                                  context_ptr ctx) {
   self->state.ctx = std::move(ctx);
   return {
-    [=](deliver_atom, delivery_record& d, receipt& r) {
-      auto& ctx = *self->state.ctx;
-      // The message is acked once `to` has taken the request; while `to` is
-      // away it is held and tried again shortly (requeueing it would spin
-      // while the database or the broker is down).
-      auto hand_to = [=](const auto& to, const char* counted, auto... xs) {
-        self->request(to, journal_timeout, xs...)
-          .then(
-            [=](caf::ok_atom) {
-              get_metric(counted).add();
-              caf::anon_send(r.consumer, ack_atom::value,
-                             std::vector<receipt>{r});
-            },
-            [=](caf::error&) {
-              self->delayed_send(self, std::chrono::seconds{1},
-                                 deliver_atom::value, d, r);
-            });
-      };
-      if (r.is_part()) {
-        // A whole bundle was dead-lettered (it reached the broker's delivery
-        // limit): which of its deliveries was at fault is unknown, so each
-        // goes back alone, through a retry queue, to reach the limit on its
-        // own or be sent. One already settled is a no-op at its re-check.
-        hand_to(handoff_at(*ctx.dir),
-                "chime_dead_bundle_parts_retried_total", retry_atom::value, d,
-                int64_t{0});
-        return;
-      }
-      hand_to(journal_at(*ctx.dir, send_journal_of(d.user_id, ctx.shard_count)),
-              "chime_dead_letters_total", outcome_atom::value,
-              delivery_outcome{d.key, delivery_status::dead, "dead-lettered by the broker",
-                               to_ms(ctx.clock->now())});
+    [=](deliver_atom, delivery_record& d, receipt& r) { keep(self, d, r); },
+    [=](deliver_atom, std::vector<delivery_record>& ds, receipt& r) {
+      for (auto& d : ds)
+        keep(self, d, r);
     },
   };
 }

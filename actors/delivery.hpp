@@ -18,6 +18,8 @@ class directory;
 using delivery_actor = caf::typed_actor<
   // From the consumer, which settles the broker message when told to.
   caf::reacts_to<deliver_atom, delivery_record, receipt>,
+  // A bundle's deliveries, one message for all, under its one receipt.
+  caf::reacts_to<deliver_atom, std::vector<delivery_record>, receipt>,
   // Forwarded by a peer whose consumer holds the broker message; the
   // verdict ("ack", "dead" or "reroute") tells the peer how to settle it.
   caf::replies_to<deliver_atom, delivery_record>::with<std::string>,

@@ -394,11 +394,12 @@ void consume_loop(caf::blocking_actor* self, context_ptr ctx,
       outstanding += parts;
       if (parts > 1)
         open_parts[m->tag] = parts;
-      auto to = ctx->dir->get(target);
-      for (auto& d : *ds)
-        caf::anon_send(to, deliver_atom::value, std::move(d),
-                       receipt{m->tag, connection,
-                               caf::actor_cast<caf::actor>(self), parts});
+      // One actor message for the bundle (one a part had been as many
+      // mailbox pushes and wake-ups).
+      caf::anon_send(ctx->dir->get(target), deliver_atom::value,
+                     std::move(*ds),
+                     receipt{m->tag, connection,
+                             caf::actor_cast<caf::actor>(self), parts});
     } catch (const amqp_error& e) {
       log(log_level::warn, "consumer", "connection lost",
           {{"queue", queue}, {"error", std::string{e.what()}}});

@@ -50,6 +50,9 @@ struct seen {
   test_mailer mailer; ///< the latest; a tick answers its held sends
   int sends = 0;
   int ack_messages = 0; ///< messages the acks came in
+  /// Requests the re-checks and outcomes came in.
+  int attempt_requests = 0;
+  int outcome_requests = 0;
 };
 
 user_record ada() {
@@ -94,21 +97,26 @@ struct delivery_fixture : coordinator_fixture {
                                 + status_name(o.status));
         };
         return {
-          [attempt](attempt_atom, const std::string& key, int64_t, int64_t) {
+          [log, attempt](attempt_atom, const std::string& key, int64_t,
+                         int64_t) {
+            ++log->attempt_requests;
             return attempt(key);
           },
-          [attempt](attempt_atom, const std::vector<std::string>& keys,
-                    int64_t, int64_t) {
+          [log, attempt](attempt_atom, const std::vector<std::string>& keys,
+                         int64_t, int64_t) {
+            ++log->attempt_requests;
             std::vector<attempt_verdict> out;
             for (auto& key : keys)
               out.push_back(attempt(key));
             return out;
           },
-          [outcome](outcome_atom, const delivery_outcome& o) {
+          [log, outcome](outcome_atom, const delivery_outcome& o) {
+            ++log->outcome_requests;
             outcome(o);
             return caf::ok_atom::value;
           },
-          [outcome](outcome_atom, const std::vector<delivery_outcome>& os) {
+          [log, outcome](outcome_atom, const std::vector<delivery_outcome>& os) {
+            ++log->outcome_requests;
             for (auto& o : os)
               outcome(o);
             return std::vector<caf::error>(os.size());
@@ -280,6 +288,34 @@ TEST_CASE("the broker messages settled together are acked in one message to "
   CHECK(fx.log->ack_messages == 1);
 }
 
+TEST_CASE("a bundle's deliveries come in one message, are re-checked in one "
+          "journal request and recorded in one, and its message is acked once "
+          "all are settled",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  std::vector<delivery_record> bundle;
+  for (auto id : {"u1", "u2", "u3"})
+    bundle.push_back(delivery_record{std::string{id} + ":birthday:2027-01-15",
+                                     id, "birthday", "2027-01-15",
+                                     to_ms(fx.start),
+                                     delivery_status::handed_off, 0, "", 0,
+                                     "", ""});
+  caf::anon_send(fx.delivery, deliver_atom::value, std::move(bundle),
+                 receipt{4, 1, fx.consumer, 3});
+  fx.sched.run();
+  CHECK(fx.log->sends == 3);
+  CHECK(fx.log->attempt_requests == 1);
+  CHECK(fx.log->outcome_requests == 1);
+  auto& ev = fx.log->events;
+  for (auto id : {"u1", "u2", "u3"})
+    CHECK(std::count(ev.begin(), ev.end(),
+                     std::string{"outcome "} + id + ":birthday:2027-01-15 sent")
+          == 1);
+  // Each part's receipt, in one message to the consumer.
+  CHECK(std::count(ev.begin(), ev.end(), "ack 4") == 3);
+  CHECK(fx.log->ack_messages == 1);
+}
+
 TEST_CASE("an outbox probe back from the broker is acked and noted when it "
           "is this node's, and touches neither journal nor mailer",
           "[unit][delivery]") {
@@ -357,6 +393,17 @@ TEST_CASE("the dead-letter keeper records a dead letter as dead, but sends "
   caf::anon_send(keeper, deliver_atom::value, d, receipt{8, 1, fx.consumer, 50});
   fx.sched.run();
   CHECK(fx.log->events == std::vector<std::string>{"retry " + key1, "ack 8"});
+  // The parts of one message, as its consumer hands them on: each alone.
+  fx.log->events.clear();
+  auto d2 = d;
+  d2.key = "u2:birthday:2027-01-15";
+  d2.user_id = "u2";
+  caf::anon_send(keeper, deliver_atom::value, std::vector<delivery_record>{d, d2},
+                 receipt{9, 1, fx.consumer, 2});
+  fx.sched.run();
+  CHECK(fx.log->events
+        == std::vector<std::string>{"retry " + key1, "retry " + d2.key,
+                                    "ack 9", "ack 9"});
   caf::anon_send_exit(keeper, caf::exit_reason::user_shutdown);
   fx.sched.run();
 }
