@@ -503,8 +503,6 @@ void retry_later(delivery_self self, job j, millis delay,
   self->delayed_send(self, delay, retry_atom::value, std::move(key));
 }
 
-/// Journals the outcome; keeps trying while the journal is away, because the
-/// email service already answered and must not be asked again.
 /// Its outcome is recorded: the job ends, or waits for its retry.
 void recorded(delivery_self self, job j, const delivery_outcome& o,
               millis retry_delay) {
@@ -545,6 +543,9 @@ void not_recorded(delivery_self self, job j, const delivery_outcome& o,
                      o, retry_delay.count());
 }
 
+/// Journals the outcome (at the turn's end, with the turn's others); keeps
+/// trying while the journal is away, because the email service already
+/// answered and must not be asked again.
 void record(delivery_self self, job j, delivery_outcome o,
             millis retry_delay) {
   auto& asks = asks_of(self, j.d);
@@ -676,6 +677,8 @@ void not_judged(delivery_self self, job j, const caf::error& err) {
   retry_later(self, std::move(j), std::chrono::seconds{1});
 }
 
+/// Re-checks the job before its send, at the turn's end with the turn's
+/// others.
 void attempt(delivery_self self, job j) {
   auto& asks = asks_of(self, j.d);
   asks.attempts.push_back(std::move(j));
