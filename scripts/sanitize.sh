@@ -35,7 +35,7 @@ tests_start=$SECONDS
 # checker, not of memory: the plain suite runs them, and under ASan they
 # took 160 s of a CI run that must stay under 45 minutes. The second half
 # of the cluster seeds runs the same code as the first (25 s under ASan).
-(cd "$build" && ctest --output-on-failure --timeout 600 -L 'unit|pg|sim|fuzz' \
+(cd "$build" && ctest --output-on-failure --timeout 600 -j2 -L 'unit|pg|sim|fuzz' \
   -E '^sim_(determinism|teeth|seeds_cluster_b)$')
 echo "sanitize: tests in $((SECONDS - tests_start)) s"
 

@@ -27,7 +27,8 @@ export CHIME_TEST_SERVICES="$here/scripts/services.sh"
 export CHIME_TEST_RABBITMQ_NODE=$("$here/scripts/services.sh" env | sed -n 's/.*RABBITMQ_NODE=\([^ ]*\).*/\1/p')
 export CHIME_TEST_RABBITMQ_LOG_DIR=$("$here/scripts/services.sh" env | sed -n 's/.*RABBITMQ_LOG_DIR=\([^ ]*\).*/\1/p')
 
-(cd "$here/build" && ctest --output-on-failure --timeout 600 "$@")
+# Two at a time: the tests on the services run alone (tests/CMakeLists.txt).
+(cd "$here/build" && ctest --output-on-failure --timeout 600 -j2 "$@")
 # The whole suite also runs sanitized and fuzzes; a selection (-R, -L) stays
 # quick.
 if (($# == 0)); then
