@@ -93,9 +93,10 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
   ctx->backoff_base = millis{cfg.backoff_base_ms};
   ctx->backoff_cap = millis{cfg.backoff_cap_ms};
   ctx->email_timeout = millis{cfg.email_timeout_ms};
-  ctx->make_mail_transport = [url = cfg.email_url, max = cfg.delivery_concurrency_max](
+  ctx->make_mail_transport = [url = cfg.email_url, max = cfg.delivery_concurrency_max,
+                               connections = cfg.email_connections_max](
                                const caf::actor_addr& driver) {
-    return make_email_transport(url, max, driver);
+    return make_email_transport(url, max, connections, driver);
   };
   ctx->seed = std::random_device{}();
   // The cluster's rate; the membership actor gives this node its share.

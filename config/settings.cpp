@@ -143,6 +143,10 @@ const std::vector<key_def>& key_defs() {
      "longest per-request time-out of the email client (below it, four times the"
      " answers' 99.9th percentile, at least 2 s)",
      int_setter(&settings::email_timeout_ms, 1, 600000)},
+    {"email-connections-max", "64",
+     "most connections to the email service per node; requests beyond them wait"
+     " for one, within their time-out",
+     int_setter(&settings::email_connections_max, 1, 4096)},
     {"catch-up-s", "259200",
      "how late a message may still be sent; older ones are expired",
      int_setter(&settings::catch_up_s, 0, int64_t{10} * 365 * 86400)},

@@ -38,6 +38,7 @@ struct settings {
   int64_t horizon_s = 3600;  ///< users due within this stay resident
   int64_t due_poll_s = 60;   ///< how often shards look for newly close users
   uint32_t delivery_concurrency_max = 1024;
+  uint32_t email_connections_max = 64;
   uint32_t delivery_attempts_max = 0; ///< 0: until the catch-up window ends
   uint32_t breaker_failures_max = 10;
   uint32_t breaker_cooldown_ms = 5000;

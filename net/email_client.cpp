@@ -41,12 +41,15 @@ struct transfer {
 class transfer_loop : public email_inbox,
                       public std::enable_shared_from_this<transfer_loop> {
 public:
-  transfer_loop(std::string url, uint32_t in_flight_max, caf::actor_addr owner)
+  transfer_loop(std::string url, uint32_t in_flight_max,
+                uint32_t connections_max, caf::actor_addr owner)
     : email_inbox(in_flight_max, std::move(owner)), url_(std::move(url)),
       multi_(curl_multi_init()) {
-    // Keep a connection per request in flight alive for the next ones.
-    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
-                      static_cast<long>(in_flight_max));
+    // Keep every connection allowed alive for the next requests; libcurl
+    // queues the transfers beyond them.
+    auto connections = static_cast<long>(std::min(in_flight_max, connections_max));
+    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, connections);
+    curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, connections);
   }
 
   ~transfer_loop() {
@@ -206,6 +209,7 @@ void email_inbox::answer(uint64_t id, send_result r) {
 
 std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
                                                      uint32_t in_flight_max,
+                                                     uint32_t connections_max,
                                                      const caf::actor_addr& driver) {
   // http://host[:port][/path]: the lighter client; anything else (https)
   // goes through libcurl.
@@ -216,13 +220,14 @@ std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
     while (!path.empty() && path.back() == '/')
       path.pop_back();
     return make_plain_http_transport(m[1].str(), m[2].matched ? m[2].str() : "80",
-                                     path, in_flight_max, driver);
+                                     path, in_flight_max, connections_max,
+                                     driver);
   }
   // Before any transfer thread exists (its set-up is not thread-safe).
   static std::once_flag curl_ready;
   std::call_once(curl_ready, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   auto loop = std::make_shared<transfer_loop>(std::move(base_url), in_flight_max,
-                                              driver);
+                                              connections_max, driver);
   loop->launch();
   return loop;
 }

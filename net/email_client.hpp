@@ -19,9 +19,12 @@ namespace chime {
 /// request is answered within its time-out; a request that timed out has
 /// had its connection closed by then, so it is not running any more. At
 /// most `in_flight_max` requests are taken at once; beyond that `start`
-/// refuses (nothing sent, not ambiguous).
+/// refuses (nothing sent, not ambiguous). At most `connections_max`
+/// connections are open; the requests beyond them wait for one, and their
+/// time-out counts from `start`.
 std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
                                                      uint32_t in_flight_max,
+                                                     uint32_t connections_max,
                                                      const caf::actor_addr& driver);
 
 } // namespace chime

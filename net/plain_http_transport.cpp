@@ -35,6 +35,13 @@ using steady = std::chrono::steady_clock;
 /// rarely meets a connection the service is closing.
 constexpr auto idle_max = std::chrono::seconds{4};
 
+/// A request handed in, and when its time runs out: waiting for a
+/// connection counts.
+struct timed_request {
+  email_request req;
+  steady::time_point deadline;
+};
+
 /// One connection to the service, and the request it carries (if any).
 struct connection {
   int fd = -1;
@@ -110,8 +117,10 @@ class plain_http_loop : public email_inbox,
                         public std::enable_shared_from_this<plain_http_loop> {
 public:
   plain_http_loop(std::string host, std::string port, std::string path,
-                  uint32_t in_flight_max, caf::actor_addr owner)
-    : email_inbox(in_flight_max, std::move(owner)), host_(std::move(host)),
+                  uint32_t in_flight_max, uint32_t connections_max,
+                  caf::actor_addr owner)
+    : email_inbox(in_flight_max, std::move(owner)),
+      connections_max_(std::max(connections_max, 1u)), host_(std::move(host)),
       port_(std::move(port)),
       head_("POST " + path + "/send-email HTTP/1.1\r\nHost: " + host_ + ":" + port_
             + "\r\nContent-Type: application/json\r\nIdempotency-Key: "),
@@ -145,8 +154,11 @@ private:
       std::deque<email_request> batch;
       if (!take(batch))
         break;
-      for (auto& r : batch)
-        begin(std::move(r), false);
+      auto now = steady::now();
+      for (auto& r : batch) {
+        auto deadline = now + std::chrono::milliseconds{r.timeout_ms};
+        begin({std::move(r), deadline}, false);
+      }
       // Time-outs are checked every 10 ms while a request is out.
       auto n = epoll_wait(epoll_, events.data(), static_cast<int>(events.size()),
                           busy_ > 0 ? 10 : 1000);
@@ -173,19 +185,27 @@ private:
     conns_.clear();
   }
 
-  void begin(email_request r, bool retried) {
+  /// Sends `t` on an idle connection or a new one; with every connection
+  /// allowed busy, it waits for the first to come free (the service spends
+  /// more a request with each connection it serves: 24,500 requests/s over
+  /// 1,000 connections against 36,000 over 50, under wrk, 2026-12-06).
+  void begin(timed_request t, bool retried) {
     connection* c = nullptr;
     if (!retried && !idle_.empty()) {
       c = idle_.back();
       idle_.pop_back();
+    } else if (!retried && conns_.size() >= connections_max_) {
+      waiting_.push_back(std::move(t));
+      return;
     } else if (auto err = open(c); !err.empty()) {
-      answer_error(std::move(r), "email service: " + err, false);
+      answer_error(std::move(t.req), "email service: " + err, false);
       return;
     }
+    auto& r = t.req;
     c->busy = true;
     ++busy_;
     c->retried = retried;
-    c->deadline = steady::now() + std::chrono::milliseconds{r.timeout_ms};
+    c->deadline = t.deadline;
     c->out.clear();
     c->out.append(head_).append(r.key).append("\r\nContent-Length: ")
       .append(std::to_string(r.body.size())).append("\r\n\r\n").append(r.body);
@@ -356,6 +376,18 @@ private:
       close(c);
     }
     answer(id, std::move(r));
+    begin_waiting();
+  }
+
+  /// Waiting requests take the connections that came free, or room for
+  /// new ones.
+  void begin_waiting() {
+    while (!waiting_.empty()
+           && (!idle_.empty() || conns_.size() < connections_max_)) {
+      auto t = std::move(waiting_.front());
+      waiting_.pop_front();
+      begin(std::move(t), false);
+    }
   }
 
   /// The connection broke (or was closed by the service) under `c`.
@@ -365,17 +397,18 @@ private:
       return;
     }
     bool stale = c->reused && !c->got_bytes && !c->retried;
-    auto req = std::move(c->req);
+    timed_request t{std::move(c->req), c->deadline};
     bool sent_some = c->written > 0;
     release(c);
     close(c);
     if (stale) {
-      begin(std::move(req), true);
+      begin(std::move(t), true);
       return;
     }
     // Once the request started going out, the service may have taken it
     // and only its answer is missing.
-    answer_error(std::move(req), "email service: " + why, sent_some);
+    answer_error(std::move(t.req), "email service: " + why, sent_some);
+    begin_waiting();
   }
 
   void expire(steady::time_point now) {
@@ -397,6 +430,17 @@ private:
       close(c);
       answer_error(std::move(req), std::move(why), sent_some);
     }
+    // Sent nowhere yet: not ambiguous.
+    std::erase_if(waiting_, [&](timed_request& t) {
+      if (now < t.deadline)
+        return false;
+      answer_error(std::move(t.req),
+                   "email service: no connection free within "
+                     + std::to_string(t.req.timeout_ms) + " ms",
+                   false);
+      return true;
+    });
+    begin_waiting();
   }
 
   void release(connection* c) {
@@ -418,6 +462,7 @@ private:
     answer(r.id, std::move(s));
   }
 
+  const size_t connections_max_;
   const std::string host_;
   const std::string port_;
   const std::string head_; ///< the request up to the key
@@ -426,6 +471,9 @@ private:
   // The thread's own.
   std::unordered_map<connection*, std::unique_ptr<connection>> conns_;
   std::vector<connection*> idle_;
+  /// Requests for which no connection was free, oldest first; at most
+  /// in_flight_max (the inbox's bound).
+  std::deque<timed_request> waiting_;
   size_t busy_ = 0;
   steady::time_point next_expiry_scan_{};
   bool resolved_ = false;
@@ -438,10 +486,10 @@ private:
 
 std::shared_ptr<mail_transport> make_plain_http_transport(
   std::string host, std::string port, std::string path, uint32_t in_flight_max,
-  const caf::actor_addr& driver) {
+  uint32_t connections_max, const caf::actor_addr& driver) {
   auto loop = std::make_shared<plain_http_loop>(std::move(host), std::move(port),
                                                 std::move(path), in_flight_max,
-                                                driver);
+                                                connections_max, driver);
   loop->launch();
   return loop;
 }

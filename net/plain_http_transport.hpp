@@ -11,7 +11,8 @@
 namespace chime {
 
 /// The email transport for a plain http:// service: one thread on epoll,
-/// keep-alive connections (one per request in flight, reused), requests
+/// keep-alive connections (one per request in flight, reused, at most
+/// `connections_max`: further requests wait for one to come free), requests
 /// written whole and answers parsed by http_parser. It does per request what
 /// HTTP/1.1 needs and no more: libcurl's multi loop (kept for https://) cost
 /// this node 29 us of CPU a request against 13 us here (a few hundred in
@@ -25,6 +26,6 @@ namespace chime {
 /// are as make_email_transport says.
 std::shared_ptr<mail_transport> make_plain_http_transport(
   std::string host, std::string port, std::string path, uint32_t in_flight_max,
-  const caf::actor_addr& driver);
+  uint32_t connections_max, const caf::actor_addr& driver);
 
 } // namespace chime

@@ -115,9 +115,14 @@ struct transport_fixture {
 
   std::shared_ptr<mail_transport> transport;
 
-  explicit transport_fixture(const std::string& port)
+  explicit transport_fixture(const std::string& port, uint32_t connections_max = 8)
     : transport(make_plain_http_transport("127.0.0.1", port, "", 8,
-                                          front->address())) {
+                                          connections_max, front->address())) {
+  }
+
+  void start(uint64_t id, int64_t timeout_ms) {
+    REQUIRE(transport->start(id, "ada@example.com", "Happy birthday",
+                             "k" + std::to_string(id), timeout_ms));
   }
 
   ~transport_fixture() {
@@ -125,9 +130,7 @@ struct transport_fixture {
 
   /// Request `id` sent, and its answer.
   send_result send(uint64_t id, int64_t timeout_ms = 5000) {
-    auto key = "k" + std::to_string(id);
-    REQUIRE(transport->start(id, "ada@example.com", "Happy birthday", key,
-                             timeout_ms));
+    start(id, timeout_ms);
     return answer(id);
   }
 
@@ -202,6 +205,36 @@ TEST_CASE("a request handed to an idle transfer thread is sent at once",
     CHECK(std::chrono::steady_clock::now() - began < 500ms);
   }
   CHECK(service.connections() == 1);
+}
+
+TEST_CASE("requests beyond the connections allowed wait for one and go out on "
+          "it", "[unit][email]") {
+  // The service serves one connection at a time and the first stays open
+  // (kept alive): a second connection would never be served.
+  scripted_service service{{act::answer_200, act::answer_200, act::answer_200}};
+  transport_fixture fx{service.port(), 1};
+  for (uint64_t id = 1; id <= 3; ++id)
+    fx.start(id, 5000);
+  for (uint64_t id = 1; id <= 3; ++id)
+    CHECK(fx.answer(id).http_status == 200);
+  CHECK(service.connections() == 1);
+  CHECK(service.requests() == 3);
+}
+
+TEST_CASE("a request still waiting for a connection when its time-out ends is "
+          "answered, not ambiguous: it was sent nowhere",
+          "[unit][email]") {
+  scripted_service service{{act::hold}};
+  transport_fixture fx{service.port(), 1};
+  fx.start(1, 1500);
+  fx.start(2, 200);
+  auto waited = fx.answer(2);
+  CHECK(waited.http_status == 0);
+  CHECK_FALSE(waited.ambiguous);
+  CHECK(waited.error.find("no connection free within 200 ms") != std::string::npos);
+  auto held = fx.answer(1);
+  CHECK(held.ambiguous);
+  CHECK(service.requests() == 1);
 }
 
 TEST_CASE("a 429's Retry-After reaches the answer", "[unit][email]") {
