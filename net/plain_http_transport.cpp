@@ -35,6 +35,12 @@ using steady = std::chrono::steady_clock;
 /// rarely meets a connection the service is closing.
 constexpr auto idle_max = std::chrono::seconds{4};
 
+/// A request out longer than this no longer counts against the connections
+/// allowed: a slow or hanging service gets a connection per request in
+/// flight (as many as the in-flight limit lets out), so that hung requests
+/// do not hold up the rest (the limit is for a fast service's CPU).
+constexpr auto slow_after = std::chrono::milliseconds{250};
+
 /// A request handed in, and when its time runs out: waiting for a
 /// connection counts.
 struct timed_request {
@@ -55,6 +61,7 @@ struct connection {
   email_request req;
   std::string out;
   size_t written = 0;
+  steady::time_point started;
   steady::time_point deadline;
   // Its answer.
   http_parser parser;
@@ -194,7 +201,7 @@ private:
     if (!retried && !idle_.empty()) {
       c = idle_.back();
       idle_.pop_back();
-    } else if (!retried && conns_.size() >= connections_max_) {
+    } else if (!retried && !room_for_connection()) {
       waiting_.push_back(std::move(t));
       return;
     } else if (auto err = open(c); !err.empty()) {
@@ -205,6 +212,7 @@ private:
     c->busy = true;
     ++busy_;
     c->retried = retried;
+    c->started = steady::now();
     c->deadline = t.deadline;
     c->out.clear();
     c->out.append(head_).append(r.key).append("\r\nContent-Length: ")
@@ -382,12 +390,15 @@ private:
   /// Waiting requests take the connections that came free, or room for
   /// new ones.
   void begin_waiting() {
-    while (!waiting_.empty()
-           && (!idle_.empty() || conns_.size() < connections_max_)) {
+    while (!waiting_.empty() && (!idle_.empty() || room_for_connection())) {
       auto t = std::move(waiting_.front());
       waiting_.pop_front();
       begin(std::move(t), false);
     }
+  }
+
+  bool room_for_connection() const {
+    return conns_.size() < connections_max_ + slow_;
   }
 
   /// The connection broke (or was closed by the service) under `c`.
@@ -413,9 +424,13 @@ private:
 
   void expire(steady::time_point now) {
     std::vector<connection*> late;
-    for (auto& [c, owned] : conns_)
+    slow_ = 0;
+    for (auto& [c, owned] : conns_) {
       if (c->busy ? now >= c->deadline : now - c->idle_since >= idle_max)
         late.push_back(c);
+      else if (c->busy && now - c->started >= slow_after)
+        ++slow_;
+    }
     for (auto* c : late) {
       if (!c->busy) {
         close(c);
@@ -474,6 +489,9 @@ private:
   /// Requests for which no connection was free, oldest first; at most
   /// in_flight_max (the inbox's bound).
   std::deque<timed_request> waiting_;
+  /// Connections whose request is out longer than slow_after, as of the
+  /// last time-out scan.
+  size_t slow_ = 0;
   size_t busy_ = 0;
   steady::time_point next_expiry_scan_{};
   bool resolved_ = false;

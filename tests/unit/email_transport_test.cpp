@@ -16,6 +16,8 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +49,8 @@ public:
     ::shutdown(listener_, SHUT_RDWR);
     ::close(listener_);
     thread_.join();
+    for (auto& t : served_)
+      t.join();
   }
 
   std::string port() const { return std::to_string(port_); }
@@ -54,15 +58,30 @@ public:
   int requests() const { return requests_; }
 
 private:
+  /// Each connection is served on a thread of its own, the script's steps
+  /// taken in the order requests are read.
   void serve() {
-    size_t next = 0;
-    while (next < script_.size()) {
+    for (;;) {
       int fd = ::accept(listener_, nullptr, nullptr);
       if (fd < 0)
         return;
       ++connections_;
-      // One connection at a time: requests on it until it is closed.
-      for (std::string in; next < script_.size();) {
+      served_.emplace_back([this, fd] { serve_connection(fd); });
+    }
+  }
+
+  /// The next step of the script, if any is left.
+  std::optional<act> next_step() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (next_ == script_.size())
+      return std::nullopt;
+    return script_[next_++];
+  }
+
+  void serve_connection(int fd) {
+    {
+      // Requests on it until it is closed.
+      for (std::string in;;) {
         char buf[4096];
         auto n = ::recv(fd, buf, sizeof buf, 0);
         if (n <= 0)
@@ -75,8 +94,11 @@ private:
             || in.size() < body_at + std::stoul(in.substr(cl + 16)))
           continue;
         in.clear();
+        auto step = next_step();
+        if (!step)
+          break;
         ++requests_;
-        auto what = script_[next++];
+        auto what = *step;
         if (what == act::close_unanswered)
           break;
         if (what == act::hold) {
@@ -95,6 +117,9 @@ private:
   }
 
   std::vector<act> script_;
+  std::mutex mtx_;
+  size_t next_ = 0;
+  std::vector<std::thread> served_; ///< touched by the accepting thread only
   int listener_ = -1;
   uint16_t port_ = 0;
   std::atomic<int> connections_{0};
@@ -134,18 +159,25 @@ struct transport_fixture {
     return answer(id);
   }
 
-  /// The answer to request `id`, waited for at most 10 s.
+  /// The answer to request `id`, waited for at most 10 s (answers to
+  /// others that come with it are kept for their turn).
   send_result answer(uint64_t id) {
-    bool told = false;
-    front->receive([&](mail_done_atom) { told = true; },
-                   caf::after(std::chrono::seconds{10}) >> [] {});
-    REQUIRE(told);
-    std::vector<mail_answer> answers;
-    transport->take_answers(answers);
-    REQUIRE(answers.size() == 1);
-    CHECK(answers[0].id == id);
-    return answers[0].result;
+    for (;;) {
+      for (auto i = early.begin(); i != early.end(); ++i)
+        if (i->id == id) {
+          auto r = i->result;
+          early.erase(i);
+          return r;
+        }
+      bool told = false;
+      front->receive([&](mail_done_atom) { told = true; },
+                     caf::after(std::chrono::seconds{10}) >> [] {});
+      REQUIRE(told);
+      transport->take_answers(early);
+    }
   }
+
+  std::vector<mail_answer> early;
 };
 
 } // namespace
@@ -219,6 +251,20 @@ TEST_CASE("requests beyond the connections allowed wait for one and go out on "
     CHECK(fx.answer(id).http_status == 200);
   CHECK(service.connections() == 1);
   CHECK(service.requests() == 3);
+}
+
+TEST_CASE("a request behind one the service holds goes out on a connection of "
+          "its own once that one is slow",
+          "[unit][email]") {
+  scripted_service service{{act::hold, act::answer_200}};
+  transport_fixture fx{service.port(), 1};
+  fx.start(1, 3000);
+  fx.start(2, 2000);
+  auto began = std::chrono::steady_clock::now();
+  CHECK(fx.answer(2).http_status == 200);
+  CHECK(std::chrono::steady_clock::now() - began < 2000ms);
+  CHECK(service.connections() == 2);
+  CHECK(fx.answer(1).ambiguous);
 }
 
 TEST_CASE("a request still waiting for a connection when its time-out ends is "
