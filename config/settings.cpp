@@ -144,8 +144,9 @@ const std::vector<key_def>& key_defs() {
      " answers' 99.9th percentile, at least 2 s)",
      int_setter(&settings::email_timeout_ms, 1, 600000)},
     {"email-connections-max", "64",
-     "most connections to the email service per node; requests beyond them wait"
-     " for one, within their time-out",
+     "most connections to an http:// email service per node, besides those whose"
+     " request is out over 250 ms; requests beyond them wait for one, within"
+     " their time-out",
      int_setter(&settings::email_connections_max, 1, 4096)},
     {"catch-up-s", "259200",
      "how late a message may still be sent; older ones are expired",

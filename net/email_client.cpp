@@ -41,15 +41,12 @@ struct transfer {
 class transfer_loop : public email_inbox,
                       public std::enable_shared_from_this<transfer_loop> {
 public:
-  transfer_loop(std::string url, uint32_t in_flight_max,
-                uint32_t connections_max, caf::actor_addr owner)
+  transfer_loop(std::string url, uint32_t in_flight_max, caf::actor_addr owner)
     : email_inbox(in_flight_max, std::move(owner)), url_(std::move(url)),
       multi_(curl_multi_init()) {
-    // Keep every connection allowed alive for the next requests; libcurl
-    // queues the transfers beyond them.
-    auto connections = static_cast<long>(std::min(in_flight_max, connections_max));
-    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, connections);
-    curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, connections);
+    // Keep a connection per request in flight alive for the next ones.
+    curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
+                      static_cast<long>(in_flight_max));
   }
 
   ~transfer_loop() {
@@ -226,8 +223,11 @@ std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
   // Before any transfer thread exists (its set-up is not thread-safe).
   static std::once_flag curl_ready;
   std::call_once(curl_ready, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  // No connection bound here: libcurl's (CURLMOPT_MAX_HOST_CONNECTIONS)
+  // would count a hung request for its whole time-out, and hung requests
+  // would then hold up the rest.
   auto loop = std::make_shared<transfer_loop>(std::move(base_url), in_flight_max,
-                                              connections_max, driver);
+                                              driver);
   loop->launch();
   return loop;
 }

@@ -19,9 +19,10 @@ namespace chime {
 /// request is answered within its time-out; a request that timed out has
 /// had its connection closed by then, so it is not running any more. At
 /// most `in_flight_max` requests are taken at once; beyond that `start`
-/// refuses (nothing sent, not ambiguous). At most `connections_max`
-/// connections are open; the requests beyond them wait for one, and their
-/// time-out counts from `start`.
+/// refuses (nothing sent, not ambiguous). For an http:// service at most
+/// `connections_max` connections carry requests out for less than 250 ms;
+/// the requests beyond them wait for one, and their time-out counts from
+/// `start` (see make_plain_http_transport).
 std::shared_ptr<mail_transport> make_email_transport(std::string base_url,
                                                      uint32_t in_flight_max,
                                                      uint32_t connections_max,
