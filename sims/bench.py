@@ -70,9 +70,13 @@ def burst(users, *extra):
                                              "--users", str(users), *extra])
 
 
+PEER_RUNS = ["graphile", "graphile-fast", "bullmq", "pgboss"]
+
+
 def peers(users, only=None):
-    """The peers' JSON lines, by name; their fake's ceiling as 'ceiling'.
-    `only`: one peer's name, to run just that one."""
+    """The peers' JSON lines, by the name they report; their fake's ceiling as
+    'ceiling'. Each line also says under which name run.py runs it
+    ('run_as'). `only`: that run name alone."""
     svc = subprocess.run([os.path.join(ROOT, "scripts", "services.sh"), "env"],
                          stdout=subprocess.PIPE, text=True).stdout
     db = next((w.split("=", 1)[1] for w in svc.split()
@@ -84,17 +88,21 @@ def peers(users, only=None):
     work = os.path.join(ROOT, ".data", "peers")
     cmd = [sys.executable, os.path.join(PEERS_DIR, "run.py"), "--database-url", admin,
            "--n", str(users), "--work-dir", work]
-    if only:
-        cmd += ["--peers", only]
+    runs = [only] if only else PEER_RUNS
+    cmd += ["--peers", ",".join(runs)]
     log("peers: " + " ".join(cmd[1:]))
     p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     out = {}
+    # run.py prints one line a peer, in the order asked (after its ceiling).
+    run_names = iter(runs)
     for line in p.stdout.splitlines():
         try:
             j = json.loads(line)
         except ValueError:
             continue
         name = j.get("peer") or j.get("name") or ("ceiling" if "ceiling" in line else None)
+        if name and name != "ceiling":
+            j["run_as"] = next(run_names, None)
         if name:
             out[name] = j
     if p.returncode != 0:
@@ -141,7 +149,9 @@ def main():
         rates = peer_rates_of(figures["peers"])
         if rates:
             best_name = max(rates, key=rates.get)
-            figures["best_peer_again"] = peers(args.users, best_name).get(best_name)
+            run_as = figures["peers"][best_name].get("run_as")
+            if run_as:
+                figures["best_peer_again"] = peers(args.users, run_as).get(best_name)
 
     def get(part, key):
         return (figures.get(part) or {}).get(key)
