@@ -665,6 +665,14 @@ void add_padding(std::vector<user_view>& views, size_t n) {
   }
 }
 
+/// Each user_created event, whether a row of its own (a create) or an entry
+/// of a batch's row (an import's COPY), as (user_id, data).
+const std::string created_events =
+  "(SELECT coalesce(j.user_id, e->'user'->>'id') AS user_id, e AS data"
+  " FROM journal j CROSS JOIN LATERAL json_array_elements(CASE WHEN"
+  " j.data->'batch' IS NULL THEN json_build_array(j.data)"
+  " ELSE j.data->'batch' END) e WHERE j.kind = 'user_created')";
+
 TEST_CASE("an import writes each user as a create does, and a taken email or a "
           "refused value fails only its own user",
           "[pg][journal][import]") {
@@ -694,11 +702,12 @@ TEST_CASE("an import writes each user as a create does, and a taken email or a "
   // The rows of a create, and nothing of the refused users.
   CHECK(fx.count("SELECT count(*) FROM due_index WHERE user_id IN ('u1', 'u3')")
         == 2);
-  CHECK(fx.count("SELECT count(*) FROM due_index") == 3 + pad);
-  CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'user_created'")
-        == 3 + pad);
-  CHECK(fx.count("SELECT count(*) FROM journal a JOIN journal b"
-                 " ON a.user_id = 'u0' AND b.user_id = 'u1'"
+  CHECK(fx.count("SELECT count(*) FROM due_index")
+        == static_cast<int64_t>(3 + pad));
+  CHECK(fx.count("SELECT count(*) FROM " + created_events + " c")
+        == static_cast<int64_t>(3 + pad));
+  CHECK(fx.count("SELECT count(*) FROM " + created_events + " a JOIN "
+                 + created_events + " b ON a.user_id = 'u0' AND b.user_id = 'u1'"
                  " WHERE a.data::jsonb - 'user' = b.data::jsonb - 'user'"
                  " AND (a.data::jsonb->'user') - '{id,email}'::text[]"
                  " = (b.data::jsonb->'user') - '{id,email}'::text[]")
@@ -725,7 +734,8 @@ TEST_CASE("an import's users keep every byte of their values, whatever COPY "
   odd.user.first_name = "Tab\there, back\\slash \\N";
   odd.user.last_name = "new\nline \"quoted\" \xC3\xA9t\xC3\xA9 \r";
   std::vector<user_view> views{odd, make_user("u2", "plain@example.com")};
-  add_padding(views, GENERATE(as<size_t>{}, 0, 300));
+  auto pad = GENERATE(as<size_t>{}, 0, 300);
+  add_padding(views, pad);
   auto refusals = fx.ask<std::vector<caf::error>>(import_atom::value, views);
   REQUIRE(refusals);
   CHECK(!(*refusals)[0]);
@@ -737,10 +747,13 @@ TEST_CASE("an import's users keep every byte of their values, whatever COPY "
   CHECK(read->user.dates == odd.user.dates);
   REQUIRE(read->due.size() == 1);
   CHECK(read->due[0].local_date == "2027-03-15");
-  CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'user_created'"
-                 " AND data->'user'->>'first_name' = "
+  CHECK(fx.count("SELECT count(*) FROM " + created_events + " c"
+                 " WHERE data->'user'->>'first_name' = "
                  "E'Tab\\there, back\\\\slash \\\\N'")
         == 1);
+  // A COPY's events share one row; a smaller set's have one each.
+  CHECK(fx.count("SELECT count(*) FROM journal WHERE kind = 'user_created'")
+        == (pad > 0 ? 1 : 2));
 }
 
 TEMPLATE_TEST_CASE("load_due returns only users due by the limit in the owned shards",
