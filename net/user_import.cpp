@@ -283,7 +283,11 @@ struct import_writer::impl {
   }
 
   void send() {
-    if (sent.size() >= journals.size())
+    // Two batches a journal: the next one waits in its mailbox while it
+    // commits the one before, so that no journal sits idle for the round
+    // trip to this thread (one a journal: 44-53k users/s, two: 50-57k, in
+    // alternating runs of a 1,000,000 import).
+    if (sent.size() >= 2 * journals.size())
       settle_oldest();
     if (failed || batch.empty())
       return;

@@ -91,8 +91,9 @@ std::string import_result_json(const import_tally& t);
 std::string import_stopped_json(const problem& p, const import_tally& t,
                                 uint64_t resume_line);
 
-/// Writes an import's valid users to the journal in batches, one batch in
-/// flight on each of `journals` while the next is read, and keeps the
+/// Writes an import's valid users to the journal in batches, two in flight
+/// on each of `journals` (one committing, one queued) while more are read,
+/// and keeps the
 /// tally. Lives on the HTTP thread that reads the import, which it blocks
 /// while a batch it must wait for commits. Each user is planned and
 /// journaled as a create is (planned_create), so the due poller schedules
