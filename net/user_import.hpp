@@ -93,14 +93,13 @@ std::string import_stopped_json(const problem& p, const import_tally& t,
 
 /// Writes an import's valid users to the journal in batches, two in flight
 /// on each of `journals` (one committing, one queued) while more are read,
-/// and keeps the
-/// tally. Lives on the HTTP thread that reads the import, which it blocks
-/// while a batch it must wait for commits. Each user is planned and
-/// journaled as a create is (planned_create), so the due poller schedules
-/// it; one due within the horizon is also handed to its shard at once, when
-/// the shard runs here. A second line with an email fails here, before the
-/// journal: batches committing side by side could otherwise each wait for
-/// the other's row of that email (a deadlock).
+/// and keeps the tally. Lives on the HTTP thread that reads the import,
+/// which it blocks while a batch it must wait for commits. Each user is
+/// planned and journaled as a create is (planned_create), so the due poller
+/// schedules it; one due within the horizon is also handed to its shard at
+/// once, when the shard runs here. A second line with an email fails here,
+/// before the journal: batches committing side by side could otherwise each
+/// wait for the other's row of that email (a deadlock).
 class import_writer {
 public:
   import_writer(caf::actor_system& sys, context_ptr ctx,
