@@ -1625,7 +1625,13 @@ pg_journal_actor::behavior_type journal(journal_self self,
         // the tables.
         // The page's rows a fire moved on in place are filed anew under
         // their next instant (refiled): a pass meets each of them once, as
-        // they lie before the instant it reads up to. A replace's mark goes
+        // they lie before the instant it reads up to. They are found by
+        // key, row by row of the page, and written by their place (ctid),
+        // whatever the statistics say: joined plainly, a planner whose
+        // statistics saw no row moved on scanned the whole due table at
+        // every page (EXPLAIN at 1,000,000 users: 85 of a page's 165 ms,
+        // growing with the table). A row that changed since is left to the
+        // next pass. A replace's mark goes
         // with it: the fire that moved it marked its delivery, and the next
         // fire renders from a copy of the user read after it. Every statement of
         // the query sees the rows as they were, which is why the users'
@@ -1642,8 +1648,10 @@ pg_journal_actor::behavior_type journal(journal_self self,
                       " local_date = d.next_local_date,"
                       " next_due_at_ms = NULL, next_local_date = NULL,"
                       " user_replaced = false"
-                      " FROM page p WHERE d.user_id = p.user_id"
-                      " AND d.due_at_ms = p.due_at_ms"
+                      " WHERE d.ctid = ANY (ARRAY(SELECT x.ctid FROM page p"
+                      " CROSS JOIN LATERAL (SELECT ctid FROM due_index"
+                      " WHERE user_id = p.user_id AND due_at_ms = p.due_at_ms"
+                      " AND next_due_at_ms IS NOT NULL OFFSET 0) x))"
                       " AND d.next_due_at_ms IS NOT NULL),"
                       " stats AS (SELECT (SELECT count(*) FROM page) AS n,"
                       " l.due_at_ms AS last_due, l.user_id AS last_user"

@@ -14,7 +14,9 @@ same dev PostgreSQL and RabbitMQ and the peers' independent fake email service
   scale       10,000 and 1,000,000 users spread over a year (bench_burst.py
               --spread): start-up to ready, RSS, and the cost of a /metrics
               scrape, a user list page and a user read at each size
-  million     1,000,000 users due at one instant: the node's peak RSS
+  million     1,000,000 users due at one instant: the node's peak RSS (and,
+              as for the burst, the due poll's time a due row, which must
+              not grow with the tables)
   import      bench_import.py: bulk import users/s, creates/s with 32 clients
 With --peers, ../shared/peers/run.py runs the job queues Chime competes with on
 the same workload in the same run, then Chime's burst runs once more, so that
@@ -171,6 +173,9 @@ def main():
          f"{get('scale_small', 'list_page_ms')} / {get('scale_large', 'list_page_ms')}", "same"),
         ("user read ms at 10,000 / at scale",
          f"{get('scale_small', 'user_read_ms')} / {get('scale_large', 'user_read_ms')}", "same"),
+        (f"due poll us a due row: burst / {args.million:,} due",
+         f"{get('burst', 'due_poll_us_per_row')} / {get('million_burst', 'due_poll_us_per_row')}",
+         "same"),
     ]
     imp = figures.get("import") or {}
     for k, v in imp.items():

@@ -328,6 +328,23 @@ def load_users(db_url, n, spread=False):
     return time.monotonic() - t
 
 
+def due_poll_cost(db_url):
+    """The due poll's time a due row it returned, in us, and its calls, in
+    this database, from pg_stat_statements (the dev services preload it;
+    None when it is not there): it must not grow with the tables."""
+    try:
+        psql(db_url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        out = psql(db_url, "SELECT round((sum(total_exec_time) * 1000"
+                           " / greatest(sum(rows), 1))::numeric, 2) || ' ' || sum(calls)"
+                           " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM"
+                           " pg_database WHERE datname = current_database())"
+                           " AND query LIKE 'WITH page AS%'")
+        us, calls = out.split()
+        return float(us), int(calls)
+    except (RuntimeError, ValueError):
+        return None, None
+
+
 # --------------------------------------------------------------- the run
 
 def timed_ms(url, times=20):
@@ -586,6 +603,7 @@ def main():
                     " WHERE status = 'sent' ORDER BY 1").split()]
         statuses = psql(db_url, "SELECT status || '=' || count(*) FROM deliveries"
                                 " GROUP BY status ORDER BY status").split()
+        poll_us, poll_calls = due_poll_cost(db_url)
         result = {
             "users": n,
             "concurrency": args.concurrency,
@@ -612,6 +630,9 @@ def main():
             "node_ready_s": round(ready_s, 2),
             "load_users_per_s": round(n / load_s),
             "cpu_during_burst": cpu_used,
+            "due_poll_us_per_row": poll_us,
+            "due_poll_calls": poll_calls,
+            "due_poll_basis": "pg_stat_statements: the due poll's time over the due rows it returned",
             **dashboard,
         }
         print()
@@ -627,6 +648,8 @@ def main():
               f"{result['lateness_p99_ms']} / {result['lateness_max_ms']} ms"
               f"  [journal, {len(lateness)} sent]")
         print(f"peak RSS (VmHWM)        {result['peak_rss_mib']} MiB")
+        print(f"due poll                {poll_us} us a due row, {poll_calls} polls"
+              f"  [{result['due_poll_basis']}]")
         print(f"node ready after        {ready_s:.2f}s")
         print("CPU during the burst    " + ", ".join(
             f"{k} {v['cpu_s']}s ({v['cores']} cores)" for k, v in cpu_used.items()))
