@@ -1630,10 +1630,12 @@ pg_journal_actor::behavior_type journal(journal_self self,
         // whatever the statistics say: joined plainly, a planner whose
         // statistics saw no row moved on scanned the whole due table at
         // every page (EXPLAIN at 1,000,000 users: 85 of a page's 165 ms,
-        // growing with the table). A row that changed since is left to the
-        // next pass. A replace's mark goes
-        // with it: the fire that moved it marked its delivery, and the next
-        // fire renders from a copy of the user read after it. Every statement of
+        // growing with the table). A row written since is refiled as it is
+        // then if it is still moved on (the condition is checked again on
+        // its newest version); one a replace deleted (it writes a user's
+        // rows anew) is passed over. A replace's mark goes with it: the
+        // fire that moved it marked its delivery, and the next fire
+        // renders from a copy of the user read after it. Every statement of
         // the query sees the rows as they were, which is why the users'
         // rows are read by their instant now (due_now), and the page's
         // size and last row come in every answer row (stats), an answer
