@@ -15,7 +15,7 @@ RATE = 300  # messages/s: the burst lasts about ten seconds
 # and consumers, the delivery actor, the dead-letter keeper, user commands,
 # the shard host and one shard, the due poller, the outbox sweeper, the
 # cluster's coordination and membership, and the HTTP server.
-KINDS = ["delivery", "journal/send", "handoff", "consumer", "shard", "shards", "journal",
+KINDS = ["delivery", "journal/send/1", "handoff", "consumer", "shard", "shards", "journal",
          "dead_letters", "dead_consumer", "users", "due_poller", "outbox_sweeper",
          "coordination", "membership", "http"]
 
