@@ -1625,15 +1625,18 @@ pg_journal_actor::behavior_type journal(journal_self self,
         // the tables.
         // The page's rows a fire moved on in place are filed anew under
         // their next instant (refiled): a pass meets each of them once, as
-        // they lie before the instant it reads up to. They are found by
-        // key, row by row of the page, and written by their place (ctid),
-        // whatever the statistics say: joined plainly, a planner whose
-        // statistics saw no row moved on scanned the whole due table at
-        // every page (EXPLAIN at 1,000,000 users: 85 of a page's 165 ms,
-        // growing with the table). A row written since is refiled as it is
-        // then if it is still moved on (the condition is checked again on
-        // its newest version); one a replace deleted (it writes a user's
-        // rows anew) is passed over. A replace's mark goes with it: the
+        // they lie before the instant it reads up to. The page's scan reads
+        // each row's place (ctid) and whether it moved on, and the refile
+        // writes by place, whatever the statistics say: joined plainly, a
+        // planner whose statistics saw no row moved on scanned the whole
+        // due table at every page (EXPLAIN at 1,000,000 users: 85 of a
+        // page's 165 ms, growing with the table); looked up again by key,
+        // each page row cost one more index descent. A row written since is
+        // refiled as it is then if it is still moved on (the condition is
+        // checked again on its newest version); one a replace deleted (it
+        // writes a user's rows anew) is passed over. A row the page's limit
+        // left out (another occasion of the page's last user at the same
+        // instant) is refiled by the next pass. A replace's mark goes with it: the
         // fire that moved it marked its delivery, and the next fire
         // renders from a copy of the user read after it. Every statement of
         // the query sees the rows as they were, which is why the users'
@@ -1641,7 +1644,8 @@ pg_journal_actor::behavior_type journal(journal_self self,
         // size and last row come in every answer row (stats), an answer
         // of no user too: a page may hold only rows that moved on.
         auto rows = tx.exec_params(
-          std::string{"WITH page AS (SELECT user_id, due_at_ms FROM due_index"
+          std::string{"WITH page AS (SELECT user_id, due_at_ms, ctid AS place,"
+                      " next_due_at_ms IS NOT NULL AS moved FROM due_index"
                       " WHERE due_at_ms <= $1 AND shard = ANY($2::int[])"
                       " AND (due_at_ms, user_id) > ($3, $4)"
                       " ORDER BY due_at_ms, user_id LIMIT $5),"
@@ -1650,11 +1654,8 @@ pg_journal_actor::behavior_type journal(journal_self self,
                       " local_date = d.next_local_date,"
                       " next_due_at_ms = NULL, next_local_date = NULL,"
                       " user_replaced = false"
-                      " WHERE d.ctid = ANY (ARRAY(SELECT x.ctid FROM page p"
-                      " CROSS JOIN LATERAL (SELECT ctid FROM due_index"
-                      " WHERE user_id = p.user_id AND due_at_ms = p.due_at_ms"
-                      " AND next_due_at_ms IS NOT NULL OFFSET 0) x))"
-                      " AND d.next_due_at_ms IS NOT NULL),"
+                      " WHERE d.ctid = ANY (ARRAY(SELECT place FROM page"
+                      " WHERE moved)) AND d.next_due_at_ms IS NOT NULL),"
                       " stats AS (SELECT (SELECT count(*) FROM page) AS n,"
                       " l.due_at_ms AS last_due, l.user_id AS last_user"
                       " FROM (SELECT 1) one LEFT JOIN (SELECT * FROM page"

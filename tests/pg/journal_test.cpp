@@ -448,6 +448,35 @@ TEST_CASE("a fire moves the occasion on in place (a HOT update), and the "
   CHECK(next[0].users[0].due[0].local_date == "2028-03-15");
 }
 
+TEST_CASE("two occasions of a user at one instant, both moved on, are filed "
+          "anew even when a page's limit falls between them",
+          "[pg][journal]") {
+  journal_fixture fx;
+  auto v = make_user("u1", "ada@example.com");
+  v.due.push_back({"anniversary", v.due[0].due_at_ms, "2027-03-15"});
+  REQUIRE(fx.ask<caf::ok_atom>(create_atom::value, v));
+  auto birthday = make_fire(v);
+  auto anniversary = birthday;
+  anniversary.due = v.due[1];
+  anniversary.next.occasion = "anniversary";
+  anniversary.delivery.key = "u1:anniversary:2027-03-15";
+  anniversary.delivery.occasion = "anniversary";
+  REQUIRE(*fx.ask<bool>(fire_atom::value, birthday));
+  REQUIRE(*fx.ask<bool>(fire_atom::value, anniversary));
+  auto moved = [&] {
+    return fx.count("SELECT count(*) FROM due_index WHERE next_due_at_ms IS NOT NULL");
+  };
+  REQUIRE(moved() == 2);
+  // Pages of one: the second row has the first's (instant, user), so a
+  // pass's next page starts after both; the next pass files it.
+  for (int pass = 0; pass < 2; ++pass)
+    for (auto& page : fx.due_pass(birthday.due.due_at_ms + 1000, 1))
+      CHECK(page.users.empty());
+  CHECK(moved() == 0);
+  CHECK(fx.count("SELECT count(*) FROM due_index WHERE due_at_ms = "
+                 + std::to_string(birthday.next.due_at_ms)) == 2);
+}
+
 TEST_CASE("a page of rows that all moved on still carries the pass past them",
           "[pg][journal]") {
   journal_fixture fx;
