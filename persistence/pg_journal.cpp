@@ -1636,8 +1636,8 @@ pg_journal_actor::behavior_type journal(journal_self self,
         // checked again on its newest version); one a replace deleted (it
         // writes a user's rows anew) is passed over. A row the page's limit
         // left out (another occasion of the page's last user at the same
-        // instant) is refiled by the next pass. A replace's mark goes with it: the
-        // fire that moved it marked its delivery, and the next fire
+        // instant) is refiled by the next pass. A replace's mark goes with
+        // it: the fire that moved it marked its delivery, and the next fire
         // renders from a copy of the user read after it. Every statement of
         // the query sees the rows as they were, which is why the users'
         // rows are read by their instant now (due_now), and the page's
