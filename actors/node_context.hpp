@@ -117,7 +117,8 @@ inline constexpr const char* journal_name = "journal";
 /// so that no two of them update the same row. Two, so that one runs its
 /// statements while the other waits for its commit to be flushed: 100,000
 /// burst in six alternating pairs (2026-12-06), 12,775 -> 13,505
-/// messages/s on average, five pairs of six faster. (Four, tried on
+/// messages/s on average, five pairs of six faster. (Three, tried the
+/// same day: 10,363 -> 10,147 in six pairs, no faster. Four, tried on
 /// 2026-12-02 when the send path wrote more: no faster, and after a
 /// statement time-out the abandoned server session of one still held rows
 /// the next wanted: deadlocks, one run at 372 messages/s.)
