@@ -483,7 +483,13 @@ TEST_CASE("the supervision board shows each child's restarts and last exit",
   auto a = h.latest("a");
   h.self->monitor(a);
   h.self->send(a, crash_atom::value);
-  REQUIRE(h.await([&] { return h.ups_of("a") == 2 && h.down_of(a); }));
+  // The new child says it is up from its own thread, which may come before
+  // its supervisor, which spawned it, has marked it running on the board.
+  auto a_running = [&] {
+    auto e = opts.board->supervisors();
+    return !e.empty() && !e[0].children.empty() && e[0].children[0].running;
+  };
+  REQUIRE(h.await([&] { return h.ups_of("a") == 2 && h.down_of(a) && a_running(); }));
   auto entries = opts.board->supervisors();
   REQUIRE(entries.size() == 1);
   CHECK(entries[0].name == "test");
