@@ -57,7 +57,8 @@ struct node_context {
   std::vector<uint32_t> shards_here() const;
   uint32_t delivery_concurrency_max = 1024;
   /// Deliveries queued in the delivery actor at most (what the consumers'
-  /// prefetch lets in: 1,000 messages of up to 50, plus peers' forwards).
+  /// prefetch lets in: 1,000 deliveries, in messages of up to 200, plus
+  /// peers' forwards).
   uint32_t delivery_queue_max = 60000;
   uint32_t delivery_attempts_max = 25;
   millis backoff_base{200};

@@ -226,7 +226,7 @@ const std::vector<key_def>& key_defs() {
     {"breaker-cooldown-ms", "5000",
      "how long an open circuit breaker waits before a probe",
      int_setter(&settings::breaker_cooldown_ms, 1, 3600000)},
-    {"amqp-prefetch", "1000", "unsettled deliveries per consumer at most (a broker message bundles up to 50)",
+    {"amqp-prefetch", "1000", "unsettled deliveries per consumer at most (a broker message bundles up to 200)",
      int_setter(&settings::amqp_prefetch, 1, 65535)},
     {"resident-users-max", "50000",
      "users resident at most; past it, users due later wait in the due"
