@@ -56,12 +56,56 @@ clock_ptr make_virtual_clock(instant start, double rate) {
   return std::make_shared<virtual_clock>(start, rate);
 }
 
+namespace {
+
+void append_digits(std::string& out, unsigned value, int width) {
+  char text[4];
+  for (int i = width - 1; i >= 0; --i, value /= 10)
+    text[i] = static_cast<char>('0' + value % 10);
+  out.append(text, static_cast<size_t>(width));
+}
+
+} // namespace
+
+bool append_civil_date(std::string& out, int year, unsigned month,
+                       unsigned day) {
+  if (year < 0 || year > 9999 || month < 1 || month > 12 || day < 1 || day > 31)
+    return false;
+  append_digits(out, static_cast<unsigned>(year), 4);
+  out += '-';
+  append_digits(out, month, 2);
+  out += '-';
+  append_digits(out, day, 2);
+  return true;
+}
+
 std::string format_instant(instant at) {
   auto t = to_sys(at);
   auto secs = std::chrono::floor<std::chrono::seconds>(t);
-  if (secs == t)
-    return date::format("%FT%TZ", secs);
-  return date::format("%FT%TZ", t);
+  auto day = std::chrono::floor<date::days>(secs);
+  date::year_month_day ymd{day};
+  std::string out;
+  out.reserve(24);
+  if (!append_civil_date(out, static_cast<int>(ymd.year()),
+                         static_cast<unsigned>(ymd.month()),
+                         static_cast<unsigned>(ymd.day()))) {
+    if (secs == t)
+      return date::format("%FT%TZ", secs);
+    return date::format("%FT%TZ", t);
+  }
+  auto of_day = static_cast<unsigned>((secs - day).count());
+  out += 'T';
+  append_digits(out, of_day / 3600, 2);
+  out += ':';
+  append_digits(out, of_day / 60 % 60, 2);
+  out += ':';
+  append_digits(out, of_day % 60, 2);
+  if (auto ms = static_cast<unsigned>((t - secs).count()); ms != 0) {
+    out += '.';
+    append_digits(out, ms, 3);
+  }
+  out += 'Z';
+  return out;
 }
 
 } // namespace chime

@@ -67,4 +67,10 @@ inline instant from_ms(int64_t ms) {
 /// "2027-03-15T03:15:00Z" (milliseconds only when there are some).
 std::string format_instant(instant t);
 
+/// Appends "YYYY-MM-DD" of a valid civil date whose year is 0-9999 and
+/// returns true; appends nothing and returns false for any other, which
+/// date::format writes (its stream cost a fire two of its costliest steps).
+bool append_civil_date(std::string& out, int year, unsigned month,
+                       unsigned day);
+
 } // namespace chime
