@@ -88,9 +88,7 @@ plan_user(const user_record& user, instant from, const schedule_rules& rules,
 
 std::string format_date(date::year_month_day d) {
   std::string out;
-  if (d.ok() && append_civil_date(out, static_cast<int>(d.year()),
-                        static_cast<unsigned>(d.month()),
-                        static_cast<unsigned>(d.day())))
+  if (append_civil_date(out, d))
     return out;
   return date::format("%F", d);
 }

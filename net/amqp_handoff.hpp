@@ -12,7 +12,9 @@ namespace chime {
 struct amqp_options {
   std::string url;
   amqp_topology topology;
-  uint16_t prefetch = 1000;     ///< unacked messages per consumer at most
+  /// Unsettled deliveries per consumer at most (the consumer's own count:
+  /// the broker's limit, set to the same number, counts messages).
+  uint16_t prefetch = 1000;
   uint32_t publish_batch_max = 1000;
   /// Hand-offs carried by one broker message at most. Up to this many
   /// wait for the slowest of them before their message is acked. The

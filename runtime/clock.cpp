@@ -67,15 +67,15 @@ void append_digits(std::string& out, unsigned value, int width) {
 
 } // namespace
 
-bool append_civil_date(std::string& out, int year, unsigned month,
-                       unsigned day) {
-  if (year < 0 || year > 9999 || month < 1 || month > 12 || day < 1 || day > 31)
+bool append_civil_date(std::string& out, const date::year_month_day& d) {
+  auto year = static_cast<int>(d.year());
+  if (!d.ok() || year < 0 || year > 9999)
     return false;
   append_digits(out, static_cast<unsigned>(year), 4);
   out += '-';
-  append_digits(out, month, 2);
+  append_digits(out, static_cast<unsigned>(d.month()), 2);
   out += '-';
-  append_digits(out, day, 2);
+  append_digits(out, static_cast<unsigned>(d.day()), 2);
   return true;
 }
 
@@ -83,12 +83,9 @@ std::string format_instant(instant at) {
   auto t = to_sys(at);
   auto secs = std::chrono::floor<std::chrono::seconds>(t);
   auto day = std::chrono::floor<date::days>(secs);
-  date::year_month_day ymd{day};
   std::string out;
   out.reserve(24);
-  if (!append_civil_date(out, static_cast<int>(ymd.year()),
-                         static_cast<unsigned>(ymd.month()),
-                         static_cast<unsigned>(ymd.day()))) {
+  if (!append_civil_date(out, date::year_month_day{day})) {
     if (secs == t)
       return date::format("%FT%TZ", secs);
     return date::format("%FT%TZ", t);

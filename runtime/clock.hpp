@@ -3,6 +3,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
+
+namespace date {
+class year_month_day;
+} // namespace date
 
 namespace chime {
 
@@ -70,7 +75,6 @@ std::string format_instant(instant t);
 /// Appends "YYYY-MM-DD" of a valid civil date whose year is 0-9999 and
 /// returns true; appends nothing and returns false for any other, which
 /// date::format writes (its stream cost a fire two of its costliest steps).
-bool append_civil_date(std::string& out, int year, unsigned month,
-                       unsigned day);
+bool append_civil_date(std::string& out, const date::year_month_day& d);
 
 } // namespace chime
