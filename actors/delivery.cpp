@@ -862,6 +862,15 @@ void pump(delivery_self self) {
       st.queue.pop_front();
       continue;
     }
+    // Fired ahead of its instant (the fire lead): held until then. Those
+    // behind it were handed to the broker later, so they wait no longer
+    // than the lead.
+    auto early = std::chrono::ceil<millis>(
+      from_ms(st.queue.front().d.due_at_ms) - st.ctx->clock->now());
+    if (early.count() > 0) {
+      wake_in(self, st.ctx->clock->real_delay(early));
+      break;
+    }
     auto now = st.ctx->monotonic();
     // The limiter is asked first, so that a half-open breaker's single
     // probe is never granted and then held back by the limiter.

@@ -46,7 +46,9 @@ delivery_actor delivery_at(const directory& dir);
 /// ctx->make_mailer's mailer), with as many requests in flight as an
 /// adaptive limit allows (up to delivery_concurrency_max) and a time-out
 /// derived from the answers seen (up to email_timeout), paced by a token
-/// bucket (email_rate_per_s, burst) and guarded by a circuit breaker. Before each attempt the journal checks
+/// bucket (email_rate_per_s, burst) and guarded by a circuit breaker. A
+/// delivery fired ahead of its instant (ctx->fire_lead) waits for it, and
+/// those queued behind it with it. Before each attempt the journal checks
 /// the delivery is still owed (not sent, not cancelled, user alive, inside
 /// the catch-up window); the outcome, with the attempt's count, is journaled
 /// before the broker message is acked. Failures are retried with

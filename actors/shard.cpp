@@ -47,9 +47,11 @@ struct shard_state {
   context_ptr ctx;
   uint32_t id = 0;
   std::unordered_map<std::string, resident> users;
-  /// (when, user id, occasion): when to look at one occasion of a resident
-  /// user. An entry its user no longer needs (the view changed, or the user
-  /// left) is skipped when it comes up, not searched for and erased.
+  /// (when, user id, occasion): when one occasion of a resident user is
+  /// due, or asked again after a failed fire; the shard looks at it the
+  /// fire lead before. An entry its user no longer needs (the view changed,
+  /// or the user left) is skipped when it comes up, not searched for and
+  /// erased.
   std::set<std::tuple<int64_t, std::string, std::string>> timers;
   std::set<int64_t> wakes; ///< the instants a wake_atom is on its way for
   static inline const char* name = "chime.shard";
@@ -70,7 +72,8 @@ struct shard_state {
 
 using shard_actor = caf::stateful_actor<shard_state>;
 
-/// Makes sure a wake is on its way for the earliest timer.
+/// Makes sure a wake is on its way for the earliest timer (the fire lead
+/// before it).
 void arm_wake(shard_actor* self) {
   auto& st = self->state;
   if (st.timers.empty())
@@ -78,7 +81,8 @@ void arm_wake(shard_actor* self) {
   auto earliest = std::get<0>(*st.timers.begin());
   if (!st.wakes.empty() && *st.wakes.begin() <= earliest)
     return;
-  auto wait = std::max(millis{0}, from_ms(earliest) - st.ctx->clock->now());
+  auto wait = std::max(millis{0}, from_ms(earliest) - st.ctx->fire_lead
+                                    - st.ctx->clock->now());
   st.wakes.insert(earliest);
   self->delayed_send(self, st.ctx->clock->real_delay(wait), wake_atom::value,
                      earliest);
@@ -159,8 +163,10 @@ void fire_failed(shard_actor* self, const fire_echo& req,
     return;
   auto& r = i->second;
   r.done_firing(req.due.occasion);
-  st.timers.emplace(to_ms(st.ctx->clock->now() + millis{1000}), req.user_id,
-                    req.due.occasion);
+  // A timer is an instant the shard wakes the fire lead before.
+  st.timers.emplace(to_ms(st.ctx->clock->now() + millis{1000}
+                          + st.ctx->fire_lead),
+                    req.user_id, req.due.occasion);
   arm_wake(self);
 }
 
@@ -190,13 +196,14 @@ void fire(shard_actor* self, std::vector<fire_request> reqs,
       });
 }
 
-/// Fires every resident occasion that is due now.
+/// Fires every resident occasion that is due within the fire lead.
 void wake(shard_actor* self) {
   auto& st = self->state;
-  auto now_ms = to_ms(st.ctx->clock->now());
+  auto fire_until_ms = to_ms(st.ctx->clock->now() + st.ctx->fire_lead);
   std::vector<fire_request> reqs;
   std::vector<fire_echo> echoes;
-  while (!st.timers.empty() && std::get<0>(*st.timers.begin()) <= now_ms) {
+  while (!st.timers.empty()
+         && std::get<0>(*st.timers.begin()) <= fire_until_ms) {
     auto node = st.timers.extract(st.timers.begin());
     auto& [when, user_id, occasion] = node.value();
     auto i = st.users.find(user_id);
@@ -204,7 +211,7 @@ void wake(shard_actor* self) {
       continue;
     auto& r = i->second;
     for (auto& e : r.view.due) {
-      if (e.occasion != occasion || e.due_at_ms > now_ms)
+      if (e.occasion != occasion || e.due_at_ms > fire_until_ms)
         continue;
       // Without a valid occasion (logged) the entry stays, and so does the
       // user, until an update.

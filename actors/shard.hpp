@@ -9,8 +9,9 @@ struct user_view;
 /// Spawns shard `id`: it holds the users that hash to it (see sharding.hpp)
 /// while they are due within the horizon (resident), as plain values, not
 /// actors: a million of them due at once must fit in a node. One timer per
-/// shard wakes it at the earliest due instant; each due occasion is then
-/// recorded by the journal (delivery and next due instant in one
+/// shard wakes it the fire lead before the earliest due instant (the
+/// delivery actor holds what it fired until the instant); each due occasion
+/// is then recorded by the journal (delivery and next due instant in one
 /// transaction) and its delivery handed off. A user is upserted by the API
 /// after a write, or by the due poller from the due index, and let go when
 /// nothing is due within the horizon. A shard that crashes loses only its

@@ -79,6 +79,7 @@ std::shared_ptr<node_context> make_context(const settings& cfg) {
     static_cast<double>(real_poll.count()) / 1000.0 * cfg.clock_rate)};
   ctx->poll_interval = poll;
   ctx->resident_users_max = cfg.resident_users_max;
+  ctx->fire_lead = millis{cfg.fire_lead_ms};
   ctx->horizon = std::max<millis>(std::chrono::seconds{cfg.horizon_s}, 3 * poll);
   ctx->shard_count = cfg.shard_count;
   // A node is always a cluster, of one without --cluster-port: its shards

@@ -1056,11 +1056,14 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
                arrays[4], arrays[5], arrays[6], arrays[7], arrays[8],
                arrays[9]);
     };
+    // A delivery fired ahead of its instant (the fire lead) counts as
+    // touched at the instant: the outbox sweeper leaves it to the delivery
+    // actor that holds it until then.
     static const std::string insert_sql =
       "INSERT INTO deliveries (key, user_id, occasion, local_date,"
       " due_at_ms, status, email, message, created_at_ms,"
       " updated_at_ms, user_changed)"
-      " SELECT k, u, o, l, d, s, e, m, a, a, c FROM unnest($1::text[],"
+      " SELECT k, u, o, l, d, s, e, m, a, greatest(a, d), c FROM unnest($1::text[],"
       " $2::text[], $3::text[], $4::date[], $5::bigint[],"
       " $6::text[], $7::text[], $8::text[], $9::bigint[],"
       " $10::boolean[]) AS r(k, u, o, l, d, s, e, m, a, c)";

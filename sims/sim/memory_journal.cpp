@@ -206,7 +206,11 @@ bool fire(journal_store& s, const fire_request& f) {
   e->local_date = f.next.local_date;
   s.due_index.emplace(e->due_at_ms, f.user_id, e->occasion);
   auto& d = f.delivery;
-  auto [row, added] = s.deliveries.emplace(d.key, stored_delivery{d, f.at_ms});
+  // Fired ahead of its instant (the fire lead), it counts as touched at the
+  // instant, as in PostgreSQL.
+  auto touched_ms = std::max(f.at_ms, d.due_at_ms);
+  auto [row, added] = s.deliveries.emplace(d.key,
+                                           stored_delivery{d, touched_ms});
   if (added) {
     s.keys_by_user[d.user_id].push_back(d.key);
     set_status(s, row->second, d.status);
@@ -216,7 +220,7 @@ bool fire(journal_store& s, const fire_request& f) {
     r.due_at_ms = d.due_at_ms;
     r.email = d.email;
     r.message = d.message;
-    row->second.updated_at_ms = f.at_ms;
+    row->second.updated_at_ms = touched_ms;
     set_status(s, row->second, d.status);
   }
   return true;

@@ -125,9 +125,9 @@ struct journal_fixture {
     sys.reset();
   }
 
-  /// Creates user u1 and records its birthday as due: the start of every
-  /// delivery test.
-  fire_request fired_user();
+  /// Creates user u1 and records its birthday as due (`lead` before its
+  /// instant): the start of every delivery test.
+  fire_request fired_user(millis lead = millis{0});
 
   template <class T, class... Ts>
   caf::expected<T> ask(Ts&&... xs) {
@@ -233,10 +233,11 @@ fire_request make_fire(const user_view& v) {
 
 constexpr int64_t catch_up_ms = 72 * 3'600'000ll;
 
-fire_request journal_fixture::fired_user() {
+fire_request journal_fixture::fired_user(millis lead) {
   auto v = make_user("u1", "ada@example.com");
   REQUIRE(ask<caf::ok_atom>(create_atom::value, v));
   auto f = make_fire(v);
+  f.at_ms -= lead.count();
   auto recorded = ask<bool>(fire_atom::value, f);
   REQUIRE(recorded);
   REQUIRE(*recorded);
@@ -320,6 +321,27 @@ TEMPLATE_TEST_CASE("a due occasion is recorded once, and only while the index st
   auto later = sweep(f_at_ms(v) + 30);
   REQUIRE(later);
   CHECK(later->size() == 1);
+}
+
+TEMPLATE_TEST_CASE("a delivery fired ahead of its instant is left to the delivery "
+                   "actor holding it until the instant and the grace have "
+                   "passed",
+                   "[pg][journal]", pg_backend, memory_backend) {
+  journal_fixture fx{std::make_unique<TestType>()};
+  auto f = fx.fired_user(millis{2000});
+  auto due_ms = f.due.due_at_ms;
+  auto sweep = [&](int64_t now_ms) {
+    return fx.ask<std::vector<delivery_record>>(
+      outbox_atom::value, now_ms - 10, int64_t{0}, uint32_t{100}, now_ms);
+  };
+  // Fired a second ago, past the grace, but its instant is yet to come.
+  auto early = sweep(due_ms - 1000);
+  REQUIRE(early);
+  CHECK(early->empty());
+  auto late = sweep(due_ms + 11);
+  REQUIRE(late);
+  REQUIRE(late->size() == 1);
+  CHECK(late->front().key == f.delivery.key);
 }
 
 TEMPLATE_TEST_CASE("attempts are counted and a sent delivery never becomes open again",

@@ -115,7 +115,11 @@ def teeth():
     # than CI's set has.
     crowded = ["--seeds", "1..20", "--users", "3000", "--days", "14",
                "--faults", "default"]
-    for broken, seed_set in (("no-recheck", CI_SET), ("no-outbox-sweeper", crowded),
+    # A copy of a delivery that comes while the first is held for its
+    # instant (the fire lead) is dropped as a copy, so the re-check is what
+    # stops a second send less often at CI's traffic: its teeth show with
+    # the users' changes of the updates' set.
+    for broken, seed_set in (("no-recheck", updates), ("no-outbox-sweeper", crowded),
                              ("no-fencing", CLUSTER_SET),
                              ("next-year-on-update", updates)):
         code, out = run(*seed_set, "--break", broken, "--fail-fast")

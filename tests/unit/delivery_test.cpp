@@ -215,11 +215,12 @@ struct delivery_fixture : coordinator_fixture {
   }
 
   /// The broker brings the birthday message of user `n` (tag n), or, with
-  /// `parts` > 1, one delivery of a bundle of that many.
-  void deliver(int n, uint32_t parts = 1) {
+  /// `parts` > 1, one delivery of a bundle of that many; it is due
+  /// `due_in` after the fixture's start.
+  void deliver(int n, uint32_t parts = 1, millis due_in = 0ms) {
     auto id = "u" + std::to_string(n);
     delivery_record d{id + ":birthday:2027-01-15", id, "birthday", "2027-01-15",
-                      to_ms(start), delivery_status::handed_off, 0, "", 0,
+                      to_ms(start + due_in), delivery_status::handed_off, 0, "", 0,
                       "ada@example.com", "Happy birthday"};
     caf::anon_send(delivery, deliver_atom::value, std::move(d),
                    receipt{static_cast<uint64_t>(n), 1, consumer, parts});
@@ -245,6 +246,17 @@ TEST_CASE("a delivery is re-checked, sent once, and its outcome journaled "
           "[unit][delivery]") {
   delivery_fixture fx;
   fx.deliver(1);
+  CHECK(fx.log->events == sent_path("sent", {"ack 1"}));
+}
+
+TEST_CASE("a delivery fired ahead of its instant is held until then, not "
+          "re-checked nor sent before it",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  fx.deliver(1, 1, 2s);
+  fx.advance(2s - 1ms);
+  CHECK(fx.log->events.empty());
+  fx.advance(1ms);
   CHECK(fx.log->events == sent_path("sent", {"ack 1"}));
 }
 

@@ -123,6 +123,23 @@ TEST_CASE("a shard fires a resident user's occasion at its due instant, once, "
   CHECK(fx.log->fires.size() == 1);
 }
 
+TEST_CASE("a shard fires an occasion the fire lead before its instant, for "
+          "that instant",
+          "[unit][shard]") {
+  shard_fixture fx;
+  fx.ctx->fire_lead = 2s;
+  fx.upsert(fx.due_user("u1", 1h));
+  fx.advance(1h - 2s - 1ms);
+  CHECK(fx.log->fires.empty());
+  fx.advance(1ms);
+  REQUIRE(fx.log->fires.size() == 1);
+  auto& f = fx.log->fires.front();
+  CHECK(f.at_ms == to_ms(fx.start + 1h - 2s));
+  CHECK(f.delivery.due_at_ms == to_ms(fx.start + 1h));
+  CHECK(f.delivery.status == delivery_status::scheduled);
+  REQUIRE(fx.log->submits.size() == 1);
+}
+
 TEST_CASE("a shard holds no user due beyond the horizon", "[unit][shard]") {
   shard_fixture fx;
   fx.upsert(fx.due_user("far", 2h));
