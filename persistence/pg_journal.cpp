@@ -1063,9 +1063,9 @@ std::vector<caf::message> fire_batch(pqxx::transaction_base& tx,
       "INSERT INTO deliveries (key, user_id, occasion, local_date,"
       " due_at_ms, status, email, message, created_at_ms,"
       " updated_at_ms, user_changed)"
-      " SELECT k, u, o, l, d, s, e, m, a, greatest(a, d), c FROM unnest($1::text[],"
-      " $2::text[], $3::text[], $4::date[], $5::bigint[],"
-      " $6::text[], $7::text[], $8::text[], $9::bigint[],"
+      " SELECT k, u, o, l, d, s, e, m, a, greatest(a, d), c"
+      " FROM unnest($1::text[], $2::text[], $3::text[], $4::date[],"
+      " $5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[],"
       " $10::boolean[]) AS r(k, u, o, l, d, s, e, m, a, c)";
     // A date moved away and back again: the message of the occasion
     // cancelled in between is owed once more.
