@@ -25,6 +25,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -115,6 +116,12 @@ struct journal_asks {
 struct delivery_state {
   context_ptr ctx;
   std::deque<job> queue;
+  /// Fired ahead of their instant (the fire lead), by instant: set aside
+  /// until then, so that a job due now behind them (a retry, a catch-up, a
+  /// forward) is not held up for the lead as well. Counted with the queue.
+  std::multimap<int64_t, job> held;
+  /// The instant the wake-up for the earliest held job is armed for.
+  int64_t held_wake_ms = std::numeric_limits<int64_t>::max();
   /// By journal, asked at the turn's end (ask_flush_atom): at most the
   /// deliveries in flight.
   std::map<std::string, journal_asks> asks;
@@ -201,6 +208,25 @@ void hand_over(delivery_self self, job j);
 void enqueue(delivery_state& st, job j) {
   j.since = st.ctx->monotonic();
   st.queue.push_back(std::move(j));
+}
+
+/// Jobs waiting here for their turn: queued, or held until their instant.
+int64_t queued(const delivery_state& st) {
+  return static_cast<int64_t>(st.queue.size() + st.held.size());
+}
+
+/// The held jobs whose instant has come go back to the queue's front, in
+/// the order of their instants (they were queued before what is there).
+void release_held(delivery_state& st) {
+  auto now_ms = to_ms(st.ctx->clock->now());
+  auto due = st.held.upper_bound(now_ms);
+  for (auto i = due; i != st.held.begin();) {
+    --i;
+    st.queue.push_front(std::move(i->second));
+  }
+  st.held.erase(st.held.begin(), due);
+  if (st.held_wake_ms <= now_ms)
+    st.held_wake_ms = std::numeric_limits<int64_t>::max();
 }
 
 /// Where the re-check or outcome of `d` waits for the turn's end.
@@ -799,18 +825,22 @@ void hand_back_held(delivery_self self) {
   auto& st = self->state;
   auto now = st.ctx->monotonic();
   auto delay = wait_in_broker(st);
-  std::vector<job> held;
-  for (auto i = st.queue.begin(); i != st.queue.end();) {
-    if (i->holds_message() && now - i->since >= hold_max) {
-      held.push_back(std::move(*i));
-      i = st.queue.erase(i);
-    } else {
-      ++i;
+  std::vector<job> back;
+  auto take_held_long = [&](auto& jobs, auto job_of) {
+    for (auto i = jobs.begin(); i != jobs.end();) {
+      if (auto& j = job_of(*i); j.holds_message() && now - j.since >= hold_max) {
+        back.push_back(std::move(j));
+        i = jobs.erase(i);
+      } else {
+        ++i;
+      }
     }
-  }
-  for (auto& j : held)
+  };
+  take_held_long(st.queue, [](job& j) -> job& { return j; });
+  take_held_long(st.held, [](auto& entry) -> job& { return entry.second; });
+  for (auto& j : back)
     retry_later(self, std::move(j), delay);
-  st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
+  st.queue_gauge->set(queued(st));
 }
 
 void wake_in(delivery_self self, std::chrono::microseconds delay) {
@@ -851,9 +881,10 @@ void pump(delivery_self self) {
     // Just up in a cluster under a rate limit: the others have not yet
     // given this node its share of the limit.
     wake_in(self, std::chrono::milliseconds{200});
-    st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
+    st.queue_gauge->set(queued(st));
     return;
   }
+  release_held(st);
   while (!st.draining && !st.queue.empty()
          && st.in_flight - st.sending < st.limit->limit()) {
     if (still_running(st, st.queue.front().d.key)) {
@@ -862,14 +893,15 @@ void pump(delivery_self self) {
       st.queue.pop_front();
       continue;
     }
-    // Fired ahead of its instant (the fire lead): held until then. Those
-    // behind it were handed to the broker later, so they wait no longer
-    // than the lead.
+    // Fired ahead of its instant (the fire lead): held until then, and
+    // those behind it go on.
     auto early = std::chrono::ceil<millis>(
       from_ms(st.queue.front().d.due_at_ms) - st.ctx->clock->now());
     if (early.count() > 0) {
-      wake_in(self, st.ctx->clock->real_delay(early));
-      break;
+      auto due_ms = st.queue.front().d.due_at_ms;
+      st.held.emplace(due_ms, std::move(st.queue.front()));
+      st.queue.pop_front();
+      continue;
     }
     auto now = st.ctx->monotonic();
     // The limiter is asked first, so that a half-open breaker's single
@@ -896,7 +928,15 @@ void pump(delivery_self self) {
     ++st.in_flight;
     attempt(self, std::move(j));
   }
-  st.queue_gauge->set(static_cast<int64_t>(st.queue.size()));
+  // A wake-up of its own for the earliest held job: the pump's may be armed
+  // for later (a breaker's cooldown), or an earlier one came since.
+  if (!st.held.empty() && st.held.begin()->first < st.held_wake_ms) {
+    st.held_wake_ms = st.held.begin()->first;
+    auto wait = std::chrono::ceil<millis>(from_ms(st.held_wake_ms)
+                                          - st.ctx->clock->now());
+    self->delayed_send(self, st.ctx->clock->real_delay(wait), tick_atom::value);
+  }
+  st.queue_gauge->set(queued(st));
   st.breaker_gauge->set(static_cast<int64_t>(st.breaker->current()));
   st.tokens_gauge->set(static_cast<int64_t>(st.limiter->tokens()));
   st.limit_gauge->set(static_cast<int64_t>(st.limit->limit()));
@@ -932,7 +972,7 @@ void accept(delivery_self self, job j) {
     settle(self, j, false);
     return;
   }
-  if (st.queue.size() >= st.ctx->delivery_queue_max && j.holds_message()) {
+  if (queued(st) >= int64_t{st.ctx->delivery_queue_max} && j.holds_message()) {
     // Full: it waits in the broker instead.
     st.queue_full->add();
     retry_later(self, std::move(j), wait_in_broker(st));

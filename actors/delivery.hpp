@@ -47,8 +47,8 @@ delivery_actor delivery_at(const directory& dir);
 /// adaptive limit allows (up to delivery_concurrency_max) and a time-out
 /// derived from the answers seen (up to email_timeout), paced by a token
 /// bucket (email_rate_per_s, burst) and guarded by a circuit breaker. A
-/// delivery fired ahead of its instant (ctx->fire_lead) waits for it, and
-/// those queued behind it with it. Before each attempt the journal checks
+/// delivery fired ahead of its instant (ctx->fire_lead) is set aside until
+/// it, and those queued behind it go on. Before each attempt the journal checks
 /// the delivery is still owed (not sent, not cancelled, user alive, inside
 /// the catch-up window); the outcome, with the attempt's count, is journaled
 /// before the broker message is acked. Failures are retried with

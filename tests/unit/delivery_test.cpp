@@ -260,6 +260,24 @@ TEST_CASE("a delivery fired ahead of its instant is held until then, not "
   CHECK(fx.log->events == sent_path("sent", {"ack 1"}));
 }
 
+TEST_CASE("a delivery due now is sent at once behind one held until its "
+          "instant, and the held one at its instant",
+          "[unit][delivery]") {
+  delivery_fixture fx;
+  const std::string key2 = "u2:birthday:2027-01-15";
+  fx.deliver(1, 1, 2s);
+  fx.deliver(2); // a retry or a catch-up, say, handed over after it
+  CHECK(fx.log->events == std::vector<std::string>{"attempt " + key2,
+                                                   "send " + key2,
+                                                   "outcome " + key2 + " sent",
+                                                   "ack 2"});
+  fx.log->events.clear();
+  fx.advance(2s - 1ms);
+  CHECK(fx.log->events.empty());
+  fx.advance(1ms);
+  CHECK(fx.log->events == sent_path("sent", {"ack 1"}));
+}
+
 TEST_CASE("what is sent is rendered from the user when they changed since "
           "the fire, else it is the record's as the fire rendered it",
           "[unit][delivery]") {
