@@ -228,7 +228,7 @@ const std::vector<key_def>& key_defs() {
      int_setter(&settings::breaker_cooldown_ms, 1, 3600000)},
     {"amqp-prefetch", "1000", "unsettled deliveries per consumer at most (a broker message bundles up to 200)",
      int_setter(&settings::amqp_prefetch, 1, 65535)},
-    {"fire-lead-ms", "2000",
+    {"fire-lead-ms", "10000",
      "an occasion is recorded and handed to the broker this long before its"
      " instant, and sent at the instant",
      int_setter(&settings::fire_lead_ms, 0, 10000)},

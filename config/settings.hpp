@@ -48,7 +48,7 @@ struct settings {
   // 200,000 resident peaked at 589-609 MiB with 1,000,000 due at once; at
   // 50,000 the peak was 402 MiB, and the burst no slower (2026-12-04).
   uint32_t resident_users_max = 50000;
-  int64_t fire_lead_ms = 2000; ///< actors/node_context.hpp says why
+  int64_t fire_lead_ms = 10000; ///< actors/node_context.hpp says why
   uint32_t amqp_delivery_limit = 20;
   int64_t outbox_grace_s = 10;
   uint32_t backoff_base_ms = 200;
