@@ -217,8 +217,7 @@ int64_t queued(const delivery_state& st) {
 
 /// The held jobs whose instant has come go back to the queue's front, in
 /// the order of their instants (they were queued before what is there).
-void release_held(delivery_state& st) {
-  auto now_ms = to_ms(st.ctx->clock->now());
+void release_held(delivery_state& st, int64_t now_ms) {
   auto due = st.held.upper_bound(now_ms);
   for (auto i = due; i != st.held.begin();) {
     --i;
@@ -884,7 +883,10 @@ void pump(delivery_self self) {
     st.queue_gauge->set(queued(st));
     return;
   }
-  release_held(st);
+  // Read once a turn: an instant is a millisecond, and the turn takes
+  // less.
+  auto now_ms = to_ms(st.ctx->clock->now());
+  release_held(st, now_ms);
   while (!st.draining && !st.queue.empty()
          && st.in_flight - st.sending < st.limit->limit()) {
     if (still_running(st, st.queue.front().d.key)) {
@@ -895,10 +897,7 @@ void pump(delivery_self self) {
     }
     // Fired ahead of its instant (the fire lead): held until then, and
     // those behind it go on.
-    auto early = std::chrono::ceil<millis>(
-      from_ms(st.queue.front().d.due_at_ms) - st.ctx->clock->now());
-    if (early.count() > 0) {
-      auto due_ms = st.queue.front().d.due_at_ms;
+    if (auto due_ms = st.queue.front().d.due_at_ms; due_ms > now_ms) {
       st.held.emplace(due_ms, std::move(st.queue.front()));
       st.queue.pop_front();
       continue;
@@ -932,9 +931,9 @@ void pump(delivery_self self) {
   // for later (a breaker's cooldown), or an earlier one came since.
   if (!st.held.empty() && st.held.begin()->first < st.held_wake_ms) {
     st.held_wake_ms = st.held.begin()->first;
-    auto wait = std::chrono::ceil<millis>(from_ms(st.held_wake_ms)
-                                          - st.ctx->clock->now());
-    self->delayed_send(self, st.ctx->clock->real_delay(wait), tick_atom::value);
+    self->delayed_send(self,
+                       st.ctx->clock->real_delay(millis{st.held_wake_ms - now_ms}),
+                       tick_atom::value);
   }
   st.queue_gauge->set(queued(st));
   st.breaker_gauge->set(static_cast<int64_t>(st.breaker->current()));
