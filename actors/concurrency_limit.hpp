@@ -9,7 +9,9 @@ namespace chime {
 /// How many email requests may be in flight, adapted to the service's
 /// latency (the gradient method of Netflix's concurrency-limits, Gradient2):
 /// while answers come as fast as they usually do, the limit grows by about
-/// its square root per window, as long as it is used; when the typical
+/// its square root per window, as long as it is used (until the service
+/// first queues, by one an answer instead, doubling each round trip as TCP's
+/// slow start does); when the typical
 /// answer slows down against its long-run average (the service queues), the
 /// limit shrinks in proportion. Requests that never got an answer carry no
 /// latency (a hang says nothing about the queue), so a few hanging requests
@@ -64,6 +66,7 @@ private:
   double limit_;
   millis timeout_;
   double long_rtt_us_ = 0; ///< 0: no estimate yet
+  bool slow_start_ = true;  ///< no window has seen the service queue yet
   std::vector<int64_t> window_us_;
   time_point window_start_{};
   uint32_t max_in_flight_ = 0;

@@ -415,10 +415,39 @@ TEST_CASE("a used limit grows while answers stay as fast as usual",
   climit l{{}};
   CHECK(l.limit() == 32);
   auto t = feed(l, t0, 10, us{2000}, true);
-  // About its square root a window: from 32 past 100 within a second.
+  // From 32 past 100 within a second.
   CHECK(l.limit() > 100);
   feed(l, t, 200, us{2000}, true);
   CHECK(l.limit() == climit::options{}.max);
+}
+
+TEST_CASE("a fresh limit doubles each round trip until the service first"
+          " queues, then grows by its square root a window",
+          "[actors][concurrency]") {
+  climit l{{}};
+  // 32 answers within one window, each with the limit in use: 64.
+  auto t = t0;
+  for (int i = 0; i < 32; ++i) {
+    l.started(l.limit());
+    l.answered(us{2000}, l.limit(), t);
+    t += us{100};
+  }
+  CHECK(l.limit() == 64);
+  // Answers unused by half do not grow it.
+  l.answered(us{2000}, 31, t);
+  CHECK(l.limit() == 64);
+  t = feed(l, t + ms{100}, 2, us{2000}, true);
+  auto started = l.limit();
+  CHECK(started > 64 + 20);
+  t = feed(l, t, 3, us{40000}, true); // it queues: slow start is over
+  auto shrunk = l.limit();
+  CHECK(shrunk < started);
+  t = feed(l, t, 2, us{2000}, true); // fast again
+  auto again = l.limit();
+  feed(l, t, 1, us{2000}, true);
+  // One window's growth: its square root, no longer one an answer (20).
+  CHECK(l.limit() > again);
+  CHECK(l.limit() <= again + std::sqrt(again) + 1);
 }
 
 TEST_CASE("a few milliseconds of noise on a fast service do not shrink it",
