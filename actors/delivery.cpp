@@ -59,6 +59,8 @@ struct job {
 
 /// Local: look for jobs held too long in the queue.
 using hold_atom = caf::atom_constant<caf::atom("hold")>;
+/// Local: the earliest held job's instant may have come.
+using held_tick_atom = caf::atom_constant<caf::atom("held_tick")>;
 /// Local: a send token may be ready.
 using send_tick_atom = caf::atom_constant<caf::atom("send_tick")>;
 /// Local: the transport replaced at that replacement runs no more.
@@ -120,7 +122,8 @@ struct delivery_state {
   /// until then, so that a job due now behind them (a retry, a catch-up, a
   /// forward) is not held up for the lead as well. Counted with the queue.
   std::multimap<int64_t, job> held;
-  /// The instant the wake-up for the earliest held job is armed for.
+  /// The instant the wake-up for the earliest held job is armed for, until
+  /// it comes (held_tick_atom).
   int64_t held_wake_ms = std::numeric_limits<int64_t>::max();
   /// By journal, asked at the turn's end (ask_flush_atom): at most the
   /// deliveries in flight.
@@ -190,7 +193,8 @@ struct delivery_state {
 using delivery_impl_actor = delivery_actor::extend<
   caf::reacts_to<route_atom, delivery_record, receipt, bool, uint32_t>,
   caf::reacts_to<retry_atom, std::string>, caf::reacts_to<tick_atom>,
-  caf::reacts_to<send_tick_atom>, caf::reacts_to<hold_atom>,
+  caf::reacts_to<held_tick_atom>, caf::reacts_to<send_tick_atom>,
+  caf::reacts_to<hold_atom>,
   caf::reacts_to<deadline_tick_atom>,
   caf::reacts_to<outcome_atom, delivery_outcome, int64_t>,
   caf::reacts_to<mail_done_atom>, caf::reacts_to<ack_flush_atom>,
@@ -224,8 +228,6 @@ void release_held(delivery_state& st, int64_t now_ms) {
     st.queue.push_front(std::move(i->second));
   }
   st.held.erase(st.held.begin(), due);
-  if (st.held_wake_ms <= now_ms)
-    st.held_wake_ms = std::numeric_limits<int64_t>::max();
 }
 
 /// Where the re-check or outcome of `d` waits for the turn's end.
@@ -933,7 +935,7 @@ void pump(delivery_self self) {
     st.held_wake_ms = st.held.begin()->first;
     self->delayed_send(self,
                        st.ctx->clock->real_delay(millis{st.held_wake_ms - now_ms}),
-                       tick_atom::value);
+                       held_tick_atom::value);
   }
   st.queue_gauge->set(queued(st));
   st.breaker_gauge->set(static_cast<int64_t>(st.breaker->current()));
@@ -1064,6 +1066,13 @@ delivery_impl_actor::behavior_type delivery(delivery_self self, context_ptr ctx)
     },
     [=](tick_atom) {
       self->state.wake_pending = false;
+      pump(self);
+    },
+    [=](held_tick_atom) {
+      // Forgotten whether or not the instant has come: a wake-up that came
+      // early (a wall clock stepped back, a delay truncated at a virtual
+      // rate) finds the job still held, and this pump arms the next.
+      self->state.held_wake_ms = std::numeric_limits<int64_t>::max();
       pump(self);
     },
     [=](send_tick_atom) {
