@@ -273,6 +273,17 @@ const std::vector<key_def>& key_defs() {
      "1 enables POST /v1/admin/crash, which makes a named actor fail (for"
      " crash tests; never in production)",
      int_setter(&settings::test_hooks, 0, 1)},
+    {"cpu-policy", "batch",
+     "how the node's threads share the CPU: batch (Linux SCHED_BATCH: a"
+     " woken thread waits for the running one's turn to end instead of"
+     " preempting it; more messages a CPU second under load, a few ms later"
+     " a wake-up) or normal",
+     string_setter(&settings::cpu_policy,
+                   [](const std::string& v) {
+                     return v == "batch" || v == "normal"
+                              ? std::string{}
+                              : std::string{"expected batch or normal"};
+                   })},
     {"log-level", "info", "debug, info, warn or error",
      string_setter(&settings::log_level,
                    [](const std::string& v) {

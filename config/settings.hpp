@@ -60,6 +60,7 @@ struct settings {
   uint32_t restart_window_s = 10; ///< ... within this many seconds
   uint32_t test_hooks = 0; ///< 1: POST /v1/admin/crash is served
   std::string log_level = "info";
+  std::string cpu_policy = "batch"; ///< batch | normal (cluster/node.cpp says why)
 };
 
 /// The outcome of loading settings: the settings, or one message naming the

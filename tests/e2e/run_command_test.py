@@ -80,6 +80,24 @@ class Setup:
         out.close()
         assert code == 0, f"run.sh exited {code} on Ctrl-C:\n{self.output()}"
 
+    def node_threads(self):
+        """The threads of the nodes this setup's run started."""
+        mark = f"CHIME_HTTP_PORT={self.http_port}".encode()
+        out = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.path.basename(os.readlink(f"/proc/{pid}/exe")) != "chime":
+                    continue
+                argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+                if argv[1:2] not in ([b"dev"], [b"serve"]):
+                    continue  # the fake email service, say
+                if mark not in open(f"/proc/{pid}/environ", "rb").read().split(b"\0"):
+                    continue
+                out += [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            except OSError:
+                continue  # gone, or not ours to read
+        return out
+
     def ledger_has(self, key):
         return any(e["idempotency_key"] == key for e in read_json_lines(self.ledger_path))
 
@@ -109,6 +127,12 @@ def run_command_sends_on_its_defaults():
         # 09:00 in Kathmandu, ten times as fast; the user is created at once.
         setup.run("--clock-start", "2027-04-02T03:14:00Z", "--clock-rate", "10")
         wait_until("the node to be ready", setup.ready, 300, 0.5)
+        # On its defaults every thread of the node yields to the running one
+        # when woken (cpu-policy batch), the one each thread starts with.
+        threads = setup.node_threads()
+        assert threads, "no chime process found for this run"
+        policies = {os.sched_getscheduler(t) for t in threads}
+        assert policies == {os.SCHED_BATCH}, f"scheduling policies {policies}"
         status, _, user = http("POST", setup.base + "/v1/users", {
             "first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
             "birthday": "1990-04-02", "timezone": "Asia/Kathmandu"})

@@ -214,6 +214,18 @@ TEST_CASE("the feb29 rule is feb28 or mar1 and nothing else", "[config]") {
   CHECK_THAT(r.error, Catch::Contains("mar2"));
 }
 
+TEST_CASE("the cpu policy is batch unless normal is asked for, and nothing "
+          "else",
+          "[config]") {
+  CHECK(chime::load_settings({}, {}).value.cpu_policy == "batch");
+  CHECK(chime::load_settings({}, {"CHIME_CPU_POLICY=normal"}).value.cpu_policy
+        == "normal");
+  auto r = chime::load_settings({"--cpu-policy", "idle"}, {});
+  CHECK_FALSE(r);
+  CHECK_THAT(r.error, Catch::Contains("cpu-policy"));
+  CHECK_THAT(r.error, Catch::Contains("idle"));
+}
+
 TEST_CASE("the virtual clock start is read as a UTC instant", "[config]") {
   auto r = chime::load_settings({"--clock-start", "2027-03-15T03:14:00Z"}, {});
   REQUIRE(r);
