@@ -222,8 +222,9 @@ void drain(caf::actor_system& sys, const node_context& ctx,
 /// one running on its CPU: a node's threads hand work to each other, to
 /// PostgreSQL and to the email service thousands of times a second, and
 /// each preemption is a context switch of its own on a busy machine. In
-/// alternating 100,000 bursts on 2 cores the node's CPU a message fell
-/// from 42 to 29 us, and messages/s rose 14-16 % (2026-12-07).
+/// four alternating pairs of 100,000 bursts on 2 cores the node's CPU a
+/// message over the fake email service's fell from 0.96-1.03 to 0.73-0.79
+/// (2026-12-07; actors/README.md has the counts).
 void apply_cpu_policy(const std::string& policy) {
   sched_param none{};
   int rc = sched_setscheduler(0, policy == "batch" ? SCHED_BATCH : SCHED_OTHER,
