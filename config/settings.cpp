@@ -71,6 +71,19 @@ setter string_setter(std::string settings::*field,
   };
 }
 
+/// A check that takes only one of `names`, and otherwise says which.
+std::function<std::string(const std::string&)>
+one_of(std::vector<std::string> names) {
+  return [names = std::move(names)](const std::string& v) {
+    if (std::find(names.begin(), names.end(), v) != names.end())
+      return std::string{};
+    std::string out = "expected ";
+    for (size_t i = 0; i < names.size(); ++i)
+      out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+    return out;
+  };
+}
+
 std::string check_url(const std::string& v, std::initializer_list<const char*>
                                                 schemes) {
   for (auto scheme : schemes)
@@ -186,12 +199,7 @@ const std::vector<key_def>& key_defs() {
      int_setter(&settings::shard_count, 1, 65536)},
     {"feb29-rule", "feb28",
      "where a Feb 29 date falls in non-leap years: feb28 or mar1",
-     string_setter(&settings::feb29_rule,
-                   [](const std::string& v) {
-                     return v == "feb28" || v == "mar1"
-                              ? std::string{}
-                              : std::string{"expected feb28 or mar1"};
-                   })},
+     string_setter(&settings::feb29_rule, one_of({"feb28", "mar1"}))},
     {"birthday-send-time", "09:00", "local send time of birthday messages",
      [](settings& s, const std::string& v) {
        auto err = check_send_time(v);
@@ -278,20 +286,10 @@ const std::vector<key_def>& key_defs() {
      " woken thread waits for the running one's turn to end instead of"
      " preempting it; more messages a CPU second under load, a few ms later"
      " a wake-up) or normal",
-     string_setter(&settings::cpu_policy,
-                   [](const std::string& v) {
-                     return v == "batch" || v == "normal"
-                              ? std::string{}
-                              : std::string{"expected batch or normal"};
-                   })},
+     string_setter(&settings::cpu_policy, one_of({"batch", "normal"}))},
     {"log-level", "info", "debug, info, warn or error",
      string_setter(&settings::log_level,
-                   [](const std::string& v) {
-                     return v == "debug" || v == "info" || v == "warn"
-                                || v == "error"
-                              ? std::string{}
-                              : std::string{"expected debug, info, warn or error"};
-                   })},
+                   one_of({"debug", "info", "warn", "error"}))},
   };
   return defs;
 }
